@@ -17,6 +17,8 @@ pub mod capsule;
 pub mod codes;
 pub mod error;
 pub mod limits;
+#[cfg(feature = "testsuite")]
+pub mod testsuite;
 pub mod tls;
 pub mod transport;
 pub mod varint;

@@ -1,0 +1,703 @@
+//! A transport-independent test suite: the same checks, run unchanged over any pair of
+//! [`Connector`] and [`Acceptor`] (enabled by the `testsuite` feature).
+//!
+//! Each check connects a fresh session, plays both the client and the server part concurrently
+//! and compares what each side observed. Every wait is bounded by [`CHECK_TIMEOUT`], so a
+//! broken transport fails the check instead of hanging the test run.
+//!
+//! ```ignore
+//! #[tokio::test]
+//! async fn generic_suite() {
+//!     let server = wt_h3::Server::bind(config).unwrap();
+//!     let client = wt_h3::Client::new(client_config).unwrap();
+//!     wt_core::testsuite::run_all(&client, &server, request).await;
+//! }
+//! ```
+
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::error::{ConnectError, SessionError, StreamError};
+use crate::transport::{
+    AcceptOptions, Acceptor, ConnectRequest, Connector, IncomingRequest, RecvStream, SendStream,
+    Session,
+};
+
+/// Bound on every wait inside a check.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A check failed: which one and why.
+#[derive(Debug, Clone)]
+pub struct CheckFailure {
+    /// Name of the check.
+    pub check: &'static str,
+    /// What went wrong.
+    pub why: String,
+}
+
+type CheckResult = Result<(), String>;
+
+async fn within<T>(what: &str, f: impl Future<Output = T>) -> Result<T, String> {
+    tokio::time::timeout(CHECK_TIMEOUT, f)
+        .await
+        .map_err(|_| format!("timed out waiting for {what}"))
+}
+
+fn ensure(cond: bool, what: impl FnOnce() -> String) -> CheckResult {
+    if cond {
+        Ok(())
+    } else {
+        Err(what())
+    }
+}
+
+async fn connect<C: Connector>(c: &C, req: &ConnectRequest) -> Result<C::Session, String> {
+    within("connect", c.connect(req))
+        .await?
+        .map_err(|e| format!("connect failed: {e}"))
+}
+
+async fn accept<A: Acceptor>(a: &A) -> Result<<A::Request as IncomingRequest>::Session, String> {
+    let req = within("an incoming request", a.accept())
+        .await?
+        .ok_or("acceptor shut down")?;
+    within("accept", req.accept(AcceptOptions::default()))
+        .await?
+        .map_err(|e| format!("accept failed: {e}"))
+}
+
+/// Connects one session and returns both ends.
+async fn pair<C: Connector, A: Acceptor>(
+    c: &C,
+    a: &A,
+    req: &ConnectRequest,
+) -> Result<(C::Session, <A::Request as IncomingRequest>::Session), String> {
+    let (client, server) = tokio::join!(connect(c, req), accept(a));
+    Ok((client?, server?))
+}
+
+async fn read_all<R: RecvStream>(r: &mut R) -> Result<Vec<u8>, String> {
+    within("stream data", r.read_to_end(64 * 1024 * 1024))
+        .await?
+        .map_err(|e| format!("read failed: {e}"))
+}
+
+async fn write_fin<S: SendStream>(s: &mut S, data: &[u8]) -> CheckResult {
+    within("write", s.write_all(data))
+        .await?
+        .map_err(|e| format!("write failed: {e}"))?;
+    s.finish().map_err(|e| format!("finish failed: {e}"))
+}
+
+async fn shut<S: Session, T: Session>(client: S, server: T) {
+    let _ = client.close(0, "");
+    let _ = tokio::time::timeout(CHECK_TIMEOUT, server.closed()).await;
+}
+
+/// Client opens a bidi stream, sends "hello" + FIN; the server echoes it and FINs.
+pub async fn bidi_echo<C: Connector, A: Acceptor>(
+    c: &C,
+    a: &A,
+    req: &ConnectRequest,
+) -> CheckResult {
+    let (client, server) = pair(c, a, req).await?;
+    let srv = async {
+        let (mut send, mut recv) = within("accept_bi", server.accept_bi())
+            .await?
+            .map_err(|e| format!("server accept_bi: {e}"))?;
+        ensure(recv.id() == send.id(), || {
+            "halves disagree on the id".into()
+        })?;
+        ensure(
+            recv.id().is_client_initiated() && recv.id().is_bidi(),
+            || {
+                format!(
+                    "server saw stream id {} for a client bidi stream",
+                    recv.id()
+                )
+            },
+        )?;
+        let got = read_all(&mut recv).await?;
+        write_fin(&mut send, &got).await
+    };
+    let cli = async {
+        let (mut send, mut recv) = within("open_bi", client.open_bi())
+            .await?
+            .map_err(|e| format!("open_bi: {e}"))?;
+        write_fin(&mut send, b"hello").await?;
+        let got = read_all(&mut recv).await?;
+        ensure(got == b"hello", || format!("echo was {got:?}"))
+    };
+    let (s, c2) = tokio::join!(srv, cli);
+    s?;
+    c2?;
+    shut(client, server).await;
+    Ok(())
+}
+
+/// The server opens a bidi stream; the client echoes what it gets.
+pub async fn server_bidi<C: Connector, A: Acceptor>(
+    c: &C,
+    a: &A,
+    req: &ConnectRequest,
+) -> CheckResult {
+    let (client, server) = pair(c, a, req).await?;
+    let srv = async {
+        let (mut send, mut recv) = within("open_bi", server.open_bi())
+            .await?
+            .map_err(|e| format!("server open_bi: {e}"))?;
+        ensure(
+            !send.id().is_client_initiated() && send.id().is_bidi(),
+            || format!("server-opened bidi stream got id {}", send.id()),
+        )?;
+        write_fin(&mut send, b"from server").await?;
+        let got = read_all(&mut recv).await?;
+        ensure(got == b"from server", || format!("server got {got:?}"))
+    };
+    let cli = async {
+        let (mut send, mut recv) = within("accept_bi", client.accept_bi())
+            .await?
+            .map_err(|e| format!("client accept_bi: {e}"))?;
+        let got = read_all(&mut recv).await?;
+        write_fin(&mut send, &got).await
+    };
+    let (s, c2) = tokio::join!(srv, cli);
+    s?;
+    c2?;
+    shut(client, server).await;
+    Ok(())
+}
+
+/// Unidirectional streams both ways, including a zero-length stream (FIN only).
+pub async fn uni_both_ways<C: Connector, A: Acceptor>(
+    c: &C,
+    a: &A,
+    req: &ConnectRequest,
+) -> CheckResult {
+    let (client, server) = pair(c, a, req).await?;
+    let srv = async {
+        let mut recv = within("accept_uni", server.accept_uni())
+            .await?
+            .map_err(|e| format!("server accept_uni: {e}"))?;
+        ensure(
+            !recv.id().is_bidi() && recv.id().is_client_initiated(),
+            || format!("client uni stream got id {}", recv.id()),
+        )?;
+        let got = read_all(&mut recv).await?;
+        ensure(got == b"up", || format!("server got {got:?}"))?;
+        let mut empty = within("accept_uni", server.accept_uni())
+            .await?
+            .map_err(|e| format!("server accept_uni: {e}"))?;
+        let got = read_all(&mut empty).await?;
+        ensure(got.is_empty(), || {
+            format!("FIN-only stream carried {got:?}")
+        })?;
+        let mut send = within("open_uni", server.open_uni())
+            .await?
+            .map_err(|e| format!("server open_uni: {e}"))?;
+        write_fin(&mut send, b"down").await
+    };
+    let cli = async {
+        let mut send = within("open_uni", client.open_uni())
+            .await?
+            .map_err(|e| format!("client open_uni: {e}"))?;
+        write_fin(&mut send, b"up").await?;
+        let mut empty = within("open_uni", client.open_uni())
+            .await?
+            .map_err(|e| format!("client open_uni: {e}"))?;
+        empty.finish().map_err(|e| format!("finish: {e}"))?;
+        let mut recv = within("accept_uni", client.accept_uni())
+            .await?
+            .map_err(|e| format!("client accept_uni: {e}"))?;
+        ensure(!recv.id().is_client_initiated(), || {
+            format!("server uni stream got id {}", recv.id())
+        })?;
+        let got = read_all(&mut recv).await?;
+        ensure(got == b"down", || format!("client got {got:?}"))
+    };
+    let (s, c2) = tokio::join!(srv, cli);
+    s?;
+    c2?;
+    shut(client, server).await;
+    Ok(())
+}
+
+/// Datagram echo (resent a few times: HTTP/3 datagrams may be lost), and the size limit.
+pub async fn datagrams<C: Connector, A: Acceptor>(
+    c: &C,
+    a: &A,
+    req: &ConnectRequest,
+) -> CheckResult {
+    let (client, server) = pair(c, a, req).await?;
+    let max = client
+        .max_datagram_size()
+        .ok_or("client reports no datagram support")?;
+    ensure(max >= 1000, || format!("max datagram size only {max}"))?;
+    match client.send_datagram(Bytes::from(vec![0u8; max + 1])) {
+        Err(SessionError::DatagramTooLarge { size, max: m }) => {
+            ensure(size == max + 1 && m == max, || {
+                format!("DatagramTooLarge reported size {size}, max {m}")
+            })?
+        }
+        other => {
+            return Err(format!(
+                "oversized datagram: expected DatagramTooLarge, got {other:?}"
+            ))
+        }
+    }
+    let srv = async {
+        loop {
+            let d = within("a datagram", server.recv_datagram())
+                .await?
+                .map_err(|e| format!("server recv_datagram: {e}"))?;
+            server
+                .send_datagram(d.clone())
+                .map_err(|e| format!("server send_datagram: {e}"))?;
+            if d.as_ref() == b"last" {
+                return Ok::<_, String>(());
+            }
+        }
+    };
+    let cli = async {
+        for attempt in 0..20u32 {
+            client
+                .send_datagram(Bytes::from_static(b"ping"))
+                .map_err(|e| format!("send_datagram: {e}"))?;
+            let wait = Duration::from_millis(250 * (attempt as u64 + 1));
+            match tokio::time::timeout(wait, client.recv_datagram()).await {
+                Ok(Ok(d)) => {
+                    ensure(d.as_ref() == b"ping", || format!("echo was {d:?}"))?;
+                    let _ = client.send_datagram(Bytes::from_static(b"last"));
+                    return Ok(());
+                }
+                Ok(Err(e)) => return Err(format!("recv_datagram: {e}")),
+                Err(_) => continue,
+            }
+        }
+        Err("no datagram echo after 20 attempts".into())
+    };
+    let (s, c2) = tokio::join!(
+        async { tokio::time::timeout(CHECK_TIMEOUT, srv).await },
+        cli
+    );
+    c2?;
+    // The server loop ends on "last", which may itself be lost over HTTP/3: only a server
+    // error is a failure, not a timeout.
+    if let Ok(Err(e)) = s {
+        return Err(e);
+    }
+    shut(client, server).await;
+    Ok(())
+}
+
+/// Reset with a code after some bytes; STOP_SENDING with a code.
+pub async fn reset_and_stop<C: Connector, A: Acceptor>(
+    c: &C,
+    a: &A,
+    req: &ConnectRequest,
+) -> CheckResult {
+    let (client, server) = pair(c, a, req).await?;
+    let srv = async {
+        // Stream 1: the client resets with code 7.
+        let (_send, mut recv) = within("accept_bi", server.accept_bi())
+            .await?
+            .map_err(|e| format!("server accept_bi: {e}"))?;
+        loop {
+            match within("reset", recv.read_chunk(1024)).await? {
+                Ok(Some(_)) => continue,
+                Ok(None) => return Err("stream finished instead of reset".into()),
+                Err(StreamError::Reset(code)) => {
+                    ensure(code == Some(7), || {
+                        format!("reset code {code:?}, expected 7")
+                    })?;
+                    break;
+                }
+                Err(e) => return Err(format!("expected reset 7, got {e}")),
+            }
+        }
+        // Stream 2: the server asks the client to stop sending with code 9.
+        let (_send, mut recv) = within("accept_bi", server.accept_bi())
+            .await?
+            .map_err(|e| format!("server accept_bi: {e}"))?;
+        let first = within("data", recv.read_chunk(1024)).await?;
+        ensure(matches!(first, Ok(Some(_))), || {
+            format!("first read {first:?}")
+        })?;
+        recv.stop(9).map_err(|e| format!("stop: {e}"))?;
+        Ok::<_, String>(())
+    };
+    let cli = async {
+        let (mut send, _recv) = within("open_bi", client.open_bi())
+            .await?
+            .map_err(|e| format!("open_bi: {e}"))?;
+        within("write", send.write_all(b"12345"))
+            .await?
+            .map_err(|e| format!("write: {e}"))?;
+        send.reset(7).map_err(|e| format!("reset: {e}"))?;
+        let (mut send, _recv) = within("open_bi", client.open_bi())
+            .await?
+            .map_err(|e| format!("open_bi: {e}"))?;
+        within("write", send.write_all(b"x"))
+            .await?
+            .map_err(|e| format!("write: {e}"))?;
+        let stopped = within("stopped", send.stopped()).await?;
+        ensure(matches!(stopped, Ok(Some(9))), || {
+            format!("stopped() gave {stopped:?}, expected Some(9)")
+        })?;
+        // Writing after STOP_SENDING fails with the code.
+        let mut err = None;
+        for _ in 0..1000 {
+            match within("write", send.write(b"more")).await? {
+                Ok(_) => continue,
+                Err(e) => {
+                    err = Some(e);
+                    break;
+                }
+            }
+        }
+        ensure(matches!(err, Some(StreamError::Stopped(Some(9)))), || {
+            format!("write after stop: {err:?}")
+        })
+    };
+    let (s, c2) = tokio::join!(srv, cli);
+    s?;
+    c2?;
+    shut(client, server).await;
+    Ok(())
+}
+
+/// Close with a code and reason, both directions; the peer sees both.
+pub async fn close_with_reason<C: Connector, A: Acceptor>(
+    c: &C,
+    a: &A,
+    req: &ConnectRequest,
+) -> CheckResult {
+    // Client closes.
+    let (client, server) = pair(c, a, req).await?;
+    client
+        .close(300, "bye")
+        .map_err(|e| format!("close: {e}"))?;
+    let why = within("server closed()", server.closed()).await?;
+    match why {
+        SessionError::ClosedByPeer {
+            code: 300,
+            ref reason,
+        } if reason == "bye" => {}
+        other => {
+            return Err(format!(
+                "server saw {other:?}, expected ClosedByPeer(300, bye)"
+            ))
+        }
+    }
+    let local = within("client closed()", client.closed()).await?;
+    ensure(
+        matches!(local, SessionError::ClosedLocally { code: 300, .. }),
+        || format!("client's own closed() gave {local:?}"),
+    )?;
+    // Streams of a closed session fail.
+    let r = client.open_bi().await;
+    ensure(r.is_err(), || {
+        "open_bi succeeded on a closed session".into()
+    })?;
+    // Server closes, with a 1024-byte reason.
+    let (client, server) = pair(c, a, req).await?;
+    let long = "r".repeat(1024);
+    ensure(
+        matches!(
+            server.close(1, &"x".repeat(1025)),
+            Err(SessionError::ReasonTooLong(1025))
+        ),
+        || "a 1025-byte reason was not refused".into(),
+    )?;
+    server
+        .close(0xffff_ffff, &long)
+        .map_err(|e| format!("close: {e}"))?;
+    let why = within("client closed()", client.closed()).await?;
+    match why {
+        SessionError::ClosedByPeer {
+            code: 0xffff_ffff,
+            ref reason,
+        } if *reason == long => {}
+        other => return Err(format!("client saw {other:?}")),
+    }
+    Ok(())
+}
+
+/// The server drains; the client is told and the session keeps working.
+pub async fn drain<C: Connector, A: Acceptor>(c: &C, a: &A, req: &ConnectRequest) -> CheckResult {
+    let (client, server) = pair(c, a, req).await?;
+    server.drain().map_err(|e| format!("drain: {e}"))?;
+    within("draining()", client.draining()).await?;
+    // Still usable.
+    let srv = async {
+        let (mut send, mut recv) = within("accept_bi", server.accept_bi())
+            .await?
+            .map_err(|e| format!("accept_bi after drain: {e}"))?;
+        let got = read_all(&mut recv).await?;
+        write_fin(&mut send, &got).await
+    };
+    let cli = async {
+        let (mut send, mut recv) = within("open_bi", client.open_bi())
+            .await?
+            .map_err(|e| format!("open_bi after drain: {e}"))?;
+        write_fin(&mut send, b"still here").await?;
+        let got = read_all(&mut recv).await?;
+        ensure(got == b"still here", || {
+            format!("echo after drain: {got:?}")
+        })
+    };
+    let (s, c2) = tokio::join!(srv, cli);
+    s?;
+    c2?;
+    shut(client, server).await;
+    Ok(())
+}
+
+/// `n` streams, up to 50 at a time, each echoing a distinct payload.
+pub async fn many_streams<C: Connector, A: Acceptor>(
+    c: &C,
+    a: &A,
+    req: &ConnectRequest,
+    n: usize,
+) -> CheckResult {
+    let (client, server) = pair(c, a, req).await?;
+    let server2 = server.clone();
+    let srv = tokio::spawn(async move {
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..n {
+            let (mut send, mut recv) = within("accept_bi", server2.accept_bi())
+                .await?
+                .map_err(|e| format!("accept_bi: {e}"))?;
+            tasks.spawn(async move {
+                let got = read_all(&mut recv).await?;
+                write_fin(&mut send, &got).await
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r.map_err(|e| format!("server task: {e}"))??;
+        }
+        Ok::<_, String>(())
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut started = 0;
+    let mut done = 0;
+    while done < n {
+        while started < n && tasks.len() < 50 {
+            let client = client.clone();
+            let i = started;
+            tasks.spawn(async move {
+                let (mut send, mut recv) = within("open_bi", client.open_bi())
+                    .await?
+                    .map_err(|e| format!("open_bi #{i}: {e}"))?;
+                let payload = format!("stream {i} payload");
+                write_fin(&mut send, payload.as_bytes()).await?;
+                let got = read_all(&mut recv).await?;
+                ensure(got == payload.as_bytes(), || {
+                    format!("stream {i} echoed {got:?}")
+                })
+            });
+            started += 1;
+        }
+        match tasks.join_next().await {
+            Some(r) => r.map_err(|e| format!("client task: {e}"))??,
+            None => break,
+        }
+        done += 1;
+    }
+    srv.await.map_err(|e| format!("server task: {e}"))??;
+    let stats = client.stats();
+    ensure(stats.bidi_opened_local >= n as u64, || {
+        format!(
+            "stats count {} local bidi streams, expected {n}",
+            stats.bidi_opened_local
+        )
+    })?;
+    shut(client, server).await;
+    Ok(())
+}
+
+/// A larger transfer on one stream, echoed byte-exact.
+pub async fn large_transfer<C: Connector, A: Acceptor>(
+    c: &C,
+    a: &A,
+    req: &ConnectRequest,
+    size: usize,
+) -> CheckResult {
+    let (client, server) = pair(c, a, req).await?;
+    let payload: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+    let srv = async {
+        let (mut send, mut recv) = within("accept_bi", server.accept_bi())
+            .await?
+            .map_err(|e| format!("accept_bi: {e}"))?;
+        // Echo as it arrives (not after the end), so both directions are in flight at once.
+        loop {
+            match within("data", recv.read_chunk(64 * 1024)).await? {
+                Ok(Some(chunk)) => within("write", send.write_chunk(chunk))
+                    .await?
+                    .map_err(|e| format!("server write: {e}"))?,
+                Ok(None) => break,
+                Err(e) => return Err(format!("server read: {e}")),
+            }
+        }
+        send.finish().map_err(|e| format!("finish: {e}"))
+    };
+    let cli = async {
+        let (mut send, mut recv) = within("open_bi", client.open_bi())
+            .await?
+            .map_err(|e| format!("open_bi: {e}"))?;
+        let writer = async {
+            for chunk in payload.chunks(256 * 1024) {
+                within("write", send.write_chunk(Bytes::copy_from_slice(chunk)))
+                    .await?
+                    .map_err(|e| format!("client write: {e}"))?;
+            }
+            send.finish().map_err(|e| format!("finish: {e}"))
+        };
+        let (w, got) = tokio::join!(writer, read_all(&mut recv));
+        w?;
+        let got = got?;
+        ensure(got == payload, || {
+            format!(
+                "echo differs: {} bytes back of {}",
+                got.len(),
+                payload.len()
+            )
+        })
+    };
+    let (s, c2) = tokio::join!(srv, cli);
+    s?;
+    c2?;
+    shut(client, server).await;
+    Ok(())
+}
+
+/// The server rejects with 404; the client reports the status.
+pub async fn rejection<C: Connector, A: Acceptor>(
+    c: &C,
+    a: &A,
+    req: &ConnectRequest,
+) -> CheckResult {
+    let srv = async {
+        let r = within("an incoming request", a.accept())
+            .await?
+            .ok_or("acceptor shut down")?;
+        ensure(r.info().path == req.path, || {
+            format!(
+                "server saw path {:?}, client sent {:?}",
+                r.info().path,
+                req.path
+            )
+        })?;
+        r.reject(http::StatusCode::NOT_FOUND).await;
+        Ok::<_, String>(())
+    };
+    let cli = async { within("connect", c.connect(req)).await };
+    let (s, r) = tokio::join!(srv, cli);
+    s?;
+    match r? {
+        Err(ConnectError::Rejected { status }) if status == http::StatusCode::NOT_FOUND => Ok(()),
+        Err(e) => Err(format!("expected Rejected(404), got {e}")),
+        Ok(_) => Err("connect succeeded although the server rejected".into()),
+    }
+}
+
+/// What the server sees of the request, and session info on both sides.
+pub async fn request_and_info<C: Connector, A: Acceptor>(
+    c: &C,
+    a: &A,
+    req: &ConnectRequest,
+) -> CheckResult {
+    let mut req = req.clone();
+    req.origin = Some("https://origin.example".into());
+    req.headers
+        .insert("x-wt-test", http::HeaderValue::from_static("yes"));
+    let srv = async {
+        let r = within("an incoming request", a.accept())
+            .await?
+            .ok_or("acceptor shut down")?;
+        let info = r.info().clone();
+        ensure(
+            info.origin.as_deref() == Some("https://origin.example"),
+            || format!("origin {:?}", info.origin),
+        )?;
+        ensure(
+            info.headers.get("x-wt-test").is_some_and(|v| v == "yes"),
+            || format!("headers {:?}", info.headers),
+        )?;
+        ensure(info.path == req.path, || format!("path {:?}", info.path))?;
+        let s = within("accept", r.accept(AcceptOptions::default()))
+            .await?
+            .map_err(|e| format!("accept: {e}"))?;
+        Ok::<_, String>((s, info))
+    };
+    let (s, cl) = tokio::join!(srv, connect(c, &req));
+    let (server, rinfo) = s?;
+    let client = cl?;
+    let ci = client.info();
+    let si = server.info();
+    ensure(
+        ci.transport == si.transport && ci.session_id == si.session_id,
+        || format!("client info {ci:?} vs server info {si:?}"),
+    )?;
+    ensure(ci.dialect == rinfo.dialect, || {
+        format!(
+            "client speaks {} but the server detected {}",
+            ci.dialect, rinfo.dialect
+        )
+    })?;
+    shut(client, server).await;
+    Ok(())
+}
+
+/// Runs every check and returns the failures (empty when all passed).
+pub async fn run_checks<C: Connector, A: Acceptor>(
+    c: &C,
+    a: &A,
+    req: &ConnectRequest,
+) -> Vec<CheckFailure> {
+    let many = if cfg!(debug_assertions) { 1000 } else { 5000 };
+    let large = if cfg!(debug_assertions) {
+        8 << 20
+    } else {
+        64 << 20
+    };
+    let mut failures = Vec::new();
+    macro_rules! check {
+        ($name:literal, $e:expr) => {
+            tracing::info!(check = $name, "running");
+            if let Err(why) = $e.await {
+                failures.push(CheckFailure { check: $name, why });
+            }
+        };
+    }
+    check!("request_and_info", request_and_info(c, a, req));
+    check!("bidi_echo", bidi_echo(c, a, req));
+    check!("server_bidi", server_bidi(c, a, req));
+    check!("uni_both_ways", uni_both_ways(c, a, req));
+    check!("datagrams", datagrams(c, a, req));
+    check!("reset_and_stop", reset_and_stop(c, a, req));
+    check!("close_with_reason", close_with_reason(c, a, req));
+    check!("drain", drain(c, a, req));
+    check!("many_streams", many_streams(c, a, req, many));
+    check!("large_transfer", large_transfer(c, a, req, large));
+    check!("rejection", rejection(c, a, req));
+    failures
+}
+
+/// Runs every check and panics with a summary of the failures.
+pub async fn run_all<C: Connector, A: Acceptor>(c: &C, a: &A, req: ConnectRequest) {
+    let failures = run_checks(c, a, &req).await;
+    if !failures.is_empty() {
+        let lines: Vec<String> = failures
+            .iter()
+            .map(|f| format!("  {}: {}", f.check, f.why))
+            .collect();
+        panic!(
+            "{} generic transport check(s) failed:\n{}",
+            failures.len(),
+            lines.join("\n")
+        );
+    }
+}

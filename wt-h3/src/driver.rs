@@ -1,0 +1,625 @@
+//! The quinn glue of one connection: the demultiplexer tasks that own every incoming QUIC
+//! stream and datagram, the control streams, and the session table.
+//!
+//! Per connection there are three accept loops (unidirectional streams, bidirectional streams,
+//! datagrams) plus a short task per incoming stream that reads its preamble and routes it.
+//! Stream *data* never passes through these tasks: once routed, a stream is handed to its
+//! session's bounded accept queue and the application reads it directly from quinn.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, trace};
+use wt_core::codes::H3Code;
+use wt_core::{ConnectionError, ProtocolError, WireCode};
+
+use crate::conn::buffer::EarlyBuffer;
+use crate::proto::frame::{Frame, FrameDecoder, StreamKind};
+use crate::proto::settings::Settings;
+use crate::proto::stream_type::{self, BidiRoute, Role, UniRoute};
+use crate::session::SessionShared;
+
+/// A stream that arrived for a session.
+pub(crate) enum Incoming {
+    Bidi(quinn::SendStream, quinn::RecvStream),
+    Uni(quinn::RecvStream),
+}
+
+impl Incoming {
+    /// Refuses the stream with `code` (RESET_STREAM and/or STOP_SENDING).
+    pub(crate) fn refuse(self, code: H3Code) {
+        let v = varint(code.0);
+        match self {
+            Incoming::Bidi(mut s, mut r) => {
+                let _ = s.reset(v);
+                let _ = r.stop(v);
+            }
+            Incoming::Uni(mut r) => {
+                let _ = r.stop(v);
+            }
+        }
+    }
+}
+
+pub(crate) fn varint(v: u64) -> quinn::VarInt {
+    quinn::VarInt::from_u64(v).unwrap_or(quinn::VarInt::MAX)
+}
+
+/// A request stream waiting for the server to process it.
+pub(crate) type RequestHandler =
+    Arc<dyn Fn(Arc<Conn>, quinn::SendStream, FrameReader) + Send + Sync + 'static>;
+
+struct State {
+    sessions: HashMap<u64, Arc<SessionShared>>,
+    /// Sessions whose CONNECT is in flight (client) or waiting for accept (server).
+    pending: HashSet<u64>,
+    gone: HashSet<u64>,
+    early_streams: EarlyBuffer<Incoming>,
+    early_datagrams: EarlyBuffer<(u64, Bytes)>,
+    max_request_id: Option<u64>,
+}
+
+/// Shared state of one HTTP/3 connection.
+pub(crate) struct Conn {
+    pub quic: quinn::Connection,
+    pub role: Role,
+    peer_settings: watch::Sender<Option<Arc<Settings>>>,
+    peer_control: std::sync::atomic::AtomicBool,
+    state: Mutex<State>,
+    control_send: tokio::sync::Mutex<Option<quinn::SendStream>>,
+    local_error: OnceLock<ProtocolError>,
+    /// Cancelled when the peer sent GOAWAY.
+    pub goaway: CancellationToken,
+    request_handler: Option<RequestHandler>,
+    /// Keeps the client's endpoint alive as long as the connection.
+    _endpoint: Option<quinn::Endpoint>,
+}
+
+impl Conn {
+    pub(crate) fn new(
+        quic: quinn::Connection,
+        role: Role,
+        max_buffered_streams: usize,
+        max_buffered_datagrams: usize,
+        request_handler: Option<RequestHandler>,
+        endpoint: Option<quinn::Endpoint>,
+    ) -> Arc<Self> {
+        Arc::new(Conn {
+            quic,
+            role,
+            peer_settings: watch::channel(None).0,
+            peer_control: Default::default(),
+            state: Mutex::new(State {
+                sessions: HashMap::new(),
+                pending: HashSet::new(),
+                gone: HashSet::new(),
+                early_streams: EarlyBuffer::new(max_buffered_streams),
+                early_datagrams: EarlyBuffer::new(max_buffered_datagrams),
+                max_request_id: None,
+            }),
+            control_send: tokio::sync::Mutex::new(None),
+            local_error: OnceLock::new(),
+            goaway: CancellationToken::new(),
+            request_handler,
+            _endpoint: endpoint,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Opens our control stream, sends SETTINGS, and starts the accept loops.
+    pub(crate) async fn start(
+        self: &Arc<Self>,
+        settings: &Settings,
+    ) -> Result<(), ConnectionError> {
+        let mut send = self.quic.open_uni().await.map_err(|e| self.map_error(&e))?;
+        let mut buf = stream_type::uni_header(stream_type::CONTROL);
+        settings.encode(&mut buf);
+        send.write_all(&buf).await.map_err(|e| match e {
+            quinn::WriteError::ConnectionLost(e) => self.map_error(&e),
+            _ => ConnectionError::Reset,
+        })?;
+        *self.control_send.lock().await = Some(send);
+        tokio::spawn(accept_uni_loop(self.clone()));
+        tokio::spawn(accept_bi_loop(self.clone()));
+        tokio::spawn(datagram_loop(self.clone()));
+        tokio::spawn(watch_close(self.clone()));
+        Ok(())
+    }
+
+    /// Closes the connection for a protocol violation.
+    pub(crate) fn fail(&self, e: ProtocolError) {
+        debug!(error = %e, "closing connection");
+        let code = match e.code {
+            WireCode::H3(c) => c.0,
+            WireCode::Quic(c) => c,
+            WireCode::H2(c) => c.0 as u64,
+        };
+        let what = e.what.clone();
+        let _ = self.local_error.set(e);
+        self.quic.close(varint(code), what.as_bytes());
+    }
+
+    /// Closes the connection cleanly (H3_NO_ERROR).
+    pub(crate) fn close_ok(&self) {
+        self.quic.close(varint(H3Code::H3_NO_ERROR.0), b"");
+    }
+
+    /// The error we closed the connection with, if we did for a protocol violation.
+    pub(crate) fn local_error(&self) -> Option<ProtocolError> {
+        self.local_error.get().cloned()
+    }
+
+    /// Maps a quinn connection error into ours.
+    pub(crate) fn map_error(&self, e: &quinn::ConnectionError) -> ConnectionError {
+        use quinn::ConnectionError as Q;
+        match e {
+            Q::ApplicationClosed(c) => ConnectionError::ClosedByPeer {
+                code: WireCode::H3(H3Code(c.error_code.into_inner())),
+                reason: String::from_utf8_lossy(&c.reason).into_owned(),
+            },
+            Q::ConnectionClosed(c) => ConnectionError::ClosedByPeer {
+                code: WireCode::Quic(u64::from(c.error_code)),
+                reason: String::from_utf8_lossy(&c.reason).into_owned(),
+            },
+            Q::LocallyClosed => match self.local_error.get() {
+                Some(pe) => ConnectionError::ClosedLocally {
+                    code: pe.code,
+                    reason: pe.what.to_string(),
+                },
+                None => ConnectionError::ClosedLocally {
+                    code: WireCode::H3(H3Code::H3_NO_ERROR),
+                    reason: String::new(),
+                },
+            },
+            Q::TimedOut => ConnectionError::TimedOut,
+            Q::Reset | Q::CidsExhausted => ConnectionError::Reset,
+            Q::TransportError(t) => ConnectionError::ClosedLocally {
+                code: WireCode::Quic(u64::from(t.code)),
+                reason: t.reason.clone(),
+            },
+            Q::VersionMismatch => ConnectionError::ClosedLocally {
+                code: WireCode::Quic(0),
+                reason: "version mismatch".into(),
+            },
+        }
+    }
+
+    /// Waits for the peer's SETTINGS; `Err` when the connection ends first.
+    pub(crate) async fn peer_settings(&self) -> Result<Arc<Settings>, ConnectionError> {
+        let mut rx = self.peer_settings.subscribe();
+        tokio::select! {
+            r = rx.wait_for(Option::is_some) => {
+                if let Ok(v) = r {
+                    if let Some(s) = v.as_ref() {
+                        return Ok(s.clone());
+                    }
+                }
+                Err(ConnectionError::Reset)
+            }
+            e = self.quic.closed() => Err(self.map_error(&e)),
+        }
+    }
+
+    /// Marks `id` as a session whose CONNECT is in flight.
+    pub(crate) fn add_pending(&self, id: u64) {
+        self.lock().pending.insert(id);
+    }
+
+    /// Server: marks `id` pending unless `max` sessions are already active or pending.
+    pub(crate) fn try_add_pending(&self, id: u64, max: usize) -> bool {
+        let mut st = self.lock();
+        st.max_request_id = Some(st.max_request_id.map_or(id, |m| m.max(id)));
+        if st.sessions.len() + st.pending.len() >= max {
+            return false;
+        }
+        st.pending.insert(id);
+        true
+    }
+
+    /// A pending session was refused: discard its buffered streams.
+    pub(crate) fn reject_pending(&self, id: u64) {
+        let streams = {
+            let mut st = self.lock();
+            st.pending.remove(&id);
+            st.gone.insert(id);
+            let _ = st.early_datagrams.take(id);
+            st.early_streams.take(id)
+        };
+        for s in streams {
+            s.refuse(H3Code::WT_SESSION_GONE);
+        }
+    }
+
+    /// A session is established: register it and hand it what arrived early.
+    pub(crate) fn register(&self, session: Arc<SessionShared>) {
+        let id = session.id;
+        let (streams, datagrams) = {
+            let mut st = self.lock();
+            st.pending.remove(&id);
+            st.sessions.insert(id, session.clone());
+            (st.early_streams.take(id), st.early_datagrams.take(id))
+        };
+        for (_, d) in datagrams {
+            session.push_datagram(d);
+        }
+        if !streams.is_empty() {
+            tokio::spawn(async move {
+                for s in streams {
+                    session.deliver(s).await;
+                }
+            });
+        }
+    }
+
+    /// A session ended.
+    pub(crate) fn unregister(&self, id: u64) {
+        let mut st = self.lock();
+        st.sessions.remove(&id);
+        st.pending.remove(&id);
+        st.gone.insert(id);
+    }
+
+    fn sessions(&self) -> Vec<Arc<SessionShared>> {
+        self.lock().sessions.values().cloned().collect()
+    }
+
+    /// Routes a WebTransport stream to its session.
+    async fn route_stream(&self, session_id: u64, stream: Incoming) {
+        let target = {
+            let mut st = self.lock();
+            if let Some(s) = st.sessions.get(&session_id) {
+                Ok((s.clone(), stream))
+            } else if st.gone.contains(&session_id) {
+                Err((stream, H3Code::WT_SESSION_GONE))
+            } else {
+                match st.early_streams.push(session_id, stream) {
+                    Ok(()) => {
+                        trace!(session_id, "buffered stream for unknown session");
+                        return;
+                    }
+                    Err(stream) => Err((stream, H3Code::WT_BUFFERED_STREAM_REJECTED)),
+                }
+            }
+        };
+        match target {
+            Ok((session, stream)) => session.deliver(stream).await,
+            Err((stream, code)) => stream.refuse(code),
+        }
+    }
+
+    /// A peer stream reset before its preamble arrived. Without RESET_STREAM_AT the session
+    /// cannot be known from the wire; when exactly one session is open (always the case without
+    /// session flow control) the stream is attributed to it so the application sees the reset.
+    async fn route_headerless_reset(&self, stream: Incoming, code: quinn::VarInt) {
+        let session = {
+            let st = self.lock();
+            if st.sessions.len() == 1 && st.pending.is_empty() {
+                st.sessions.values().next().cloned()
+            } else {
+                None
+            }
+        };
+        match session {
+            Some(s) => {
+                let id = match &stream {
+                    Incoming::Bidi(_, r) | Incoming::Uni(r) => r.id(),
+                };
+                s.note_pre_reset(id, code.into_inner());
+                s.deliver(stream).await;
+            }
+            None => stream.refuse(H3Code::H3_REQUEST_CANCELLED),
+        }
+    }
+
+    fn route_datagram(&self, data: Bytes) {
+        let (sid, payload) = match stream_type::decode_datagram(data) {
+            Ok(v) => v,
+            Err(e) => return self.fail(e),
+        };
+        let mut st = self.lock();
+        if let Some(s) = st.sessions.get(&sid) {
+            let s = s.clone();
+            drop(st);
+            s.push_datagram(payload);
+        } else if !st.gone.contains(&sid) {
+            // Unknown session: buffer briefly (bounded), else drop.
+            let _ = st.early_datagrams.push(sid, (sid, payload));
+        }
+    }
+
+    /// Sends GOAWAY on our control stream (server shutdown).
+    pub(crate) async fn send_goaway(&self) {
+        let id = {
+            let st = self.lock();
+            st.max_request_id.map_or(0, |m| m + 4)
+        };
+        let mut buf = BytesMut::new();
+        crate::proto::frame::encode_goaway(id, &mut buf);
+        if let Some(s) = self.control_send.lock().await.as_mut() {
+            let _ = s.write_all(&buf).await;
+        }
+    }
+}
+
+/// Reads HTTP/3 frames from a stream, keeping undecoded bytes.
+pub(crate) struct FrameReader {
+    pub recv: quinn::RecvStream,
+    buf: BytesMut,
+    dec: FrameDecoder,
+    fin: bool,
+}
+
+/// Why reading a frame failed.
+pub(crate) enum ReadFail {
+    /// A frame-level violation (connection error).
+    Proto(ProtocolError),
+    /// The stream or connection failed.
+    Read(quinn::ReadError),
+}
+
+impl FrameReader {
+    pub(crate) fn new(recv: quinn::RecvStream, prefix: BytesMut, kind: StreamKind) -> Self {
+        FrameReader {
+            recv,
+            buf: prefix,
+            dec: FrameDecoder::new(kind),
+            fin: false,
+        }
+    }
+
+    /// The next frame; `Ok(None)` at a clean end of stream.
+    pub(crate) async fn next(&mut self) -> Result<Option<Frame>, ReadFail> {
+        loop {
+            if let Some(f) = self.dec.decode(&mut self.buf).map_err(ReadFail::Proto)? {
+                return Ok(Some(f));
+            }
+            if self.fin {
+                self.dec.finish(&self.buf).map_err(ReadFail::Proto)?;
+                return Ok(None);
+            }
+            match self.recv.read_chunk(64 * 1024, true).await {
+                Ok(Some(c)) => {
+                    if self.buf.is_empty() {
+                        self.buf = BytesMut::from(c.bytes);
+                    } else {
+                        self.buf.extend_from_slice(&c.bytes);
+                    }
+                }
+                Ok(None) => self.fin = true,
+                Err(e) => return Err(ReadFail::Read(e)),
+            }
+        }
+    }
+}
+
+/// Why a stream preamble could not be read.
+enum PreambleError {
+    /// The peer reset the stream before its preamble arrived (quinn has no RESET_STREAM_AT,
+    /// so a peer's early reset can discard the header).
+    Reset(quinn::VarInt),
+    /// FIN, connection loss, or anything else: nothing to do.
+    Other,
+}
+
+/// Reads one varint byte by byte (never past it); returns the value and its raw bytes.
+async fn read_varint(recv: &mut quinn::RecvStream) -> Result<(u64, BytesMut), PreambleError> {
+    let map = |e: quinn::ReadExactError| match e {
+        quinn::ReadExactError::ReadError(quinn::ReadError::Reset(c)) => PreambleError::Reset(c),
+        _ => PreambleError::Other,
+    };
+    let mut first = [0u8; 1];
+    recv.read_exact(&mut first).await.map_err(map)?;
+    let len = 1usize << (first[0] >> 6);
+    let mut raw = BytesMut::zeroed(len);
+    raw[0] = first[0];
+    if len > 1 {
+        recv.read_exact(&mut raw[1..]).await.map_err(map)?;
+    }
+    let (v, _) = wt_core::varint::peek(&raw).map_err(|_| PreambleError::Other)?;
+    Ok((v, raw))
+}
+
+async fn watch_close(conn: Arc<Conn>) {
+    let e = conn.quic.closed().await;
+    let err = conn.map_error(&e);
+    debug!(error = %err, "connection closed");
+    let pending = {
+        let mut st = conn.lock();
+        st.early_streams.drain_all()
+    };
+    drop(pending);
+    for s in conn.sessions() {
+        s.terminate(wt_core::SessionError::Connection(err.clone()));
+    }
+}
+
+async fn accept_uni_loop(conn: Arc<Conn>) {
+    while let Ok(recv) = conn.quic.accept_uni().await {
+        tokio::spawn(handle_uni(conn.clone(), recv));
+    }
+}
+
+async fn accept_bi_loop(conn: Arc<Conn>) {
+    while let Ok((send, recv)) = conn.quic.accept_bi().await {
+        tokio::spawn(handle_bidi(conn.clone(), send, recv));
+    }
+}
+
+async fn datagram_loop(conn: Arc<Conn>) {
+    while let Ok(d) = conn.quic.read_datagram().await {
+        conn.route_datagram(d);
+    }
+}
+
+async fn handle_uni(conn: Arc<Conn>, mut recv: quinn::RecvStream) {
+    let ty = match read_varint(&mut recv).await {
+        Ok((ty, _)) => ty,
+        Err(PreambleError::Reset(code)) => {
+            return conn.route_headerless_reset(Incoming::Uni(recv), code).await
+        }
+        Err(PreambleError::Other) => return,
+    };
+    match stream_type::route_uni(ty, conn.role) {
+        UniRoute::Control => {
+            if conn
+                .peer_control
+                .swap(true, std::sync::atomic::Ordering::SeqCst)
+            {
+                return conn.fail(ProtocolError::h3(
+                    H3Code::H3_STREAM_CREATION_ERROR,
+                    "second control stream",
+                ));
+            }
+            run_control(conn, recv).await;
+        }
+        UniRoute::QpackEncoder => drain_encoder(conn, recv).await,
+        UniRoute::QpackDecoder => {
+            // Nothing to learn with a zero-capacity table: discard.
+            while let Ok(Some(_)) = recv.read_chunk(4096, true).await {}
+        }
+        UniRoute::WebTransport => {
+            let sid = match read_varint(&mut recv).await {
+                Ok((sid, _)) => sid,
+                Err(PreambleError::Reset(code)) => {
+                    return conn.route_headerless_reset(Incoming::Uni(recv), code).await
+                }
+                Err(PreambleError::Other) => return,
+            };
+            if let Err(e) = stream_type::check_session_id(sid) {
+                return conn.fail(e);
+            }
+            conn.route_stream(sid, Incoming::Uni(recv)).await;
+        }
+        UniRoute::ConnectionError(code) => {
+            conn.fail(ProtocolError::h3(code, "push stream not allowed"));
+        }
+        UniRoute::Ignore => {
+            let _ = recv.stop(varint(H3Code::H3_STREAM_CREATION_ERROR.0));
+        }
+    }
+}
+
+/// The peer's QPACK encoder stream: with a table capacity of 0 the only legal instruction is
+/// "Set Dynamic Table Capacity 0" (byte 0x20).
+async fn drain_encoder(conn: Arc<Conn>, mut recv: quinn::RecvStream) {
+    loop {
+        match recv.read_chunk(4096, true).await {
+            Ok(Some(c)) => {
+                if c.bytes.iter().any(|b| *b != 0x20) {
+                    return conn.fail(ProtocolError::h3(
+                        H3Code::QPACK_ENCODER_STREAM_ERROR,
+                        "encoder instruction with a zero-capacity table",
+                    ));
+                }
+            }
+            Ok(None) => {
+                return conn.fail(ProtocolError::h3(
+                    H3Code::H3_CLOSED_CRITICAL_STREAM,
+                    "QPACK encoder stream closed",
+                ))
+            }
+            Err(quinn::ReadError::Reset(_)) => {
+                return conn.fail(ProtocolError::h3(
+                    H3Code::H3_CLOSED_CRITICAL_STREAM,
+                    "QPACK encoder stream reset",
+                ))
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+async fn run_control(conn: Arc<Conn>, recv: quinn::RecvStream) {
+    let mut reader = FrameReader::new(recv, BytesMut::new(), StreamKind::Control);
+    loop {
+        match reader.next().await {
+            Ok(Some(Frame::Settings(s))) => {
+                if let Err(e) = s.validate() {
+                    return conn.fail(e);
+                }
+                trace!(settings = ?s.pairs(), "peer SETTINGS");
+                conn.peer_settings.send_replace(Some(Arc::new(s)));
+            }
+            Ok(Some(Frame::Goaway(id))) => {
+                debug!(id, "GOAWAY received");
+                if conn.role == Role::Client {
+                    conn.goaway.cancel();
+                    for s in conn.sessions() {
+                        s.draining.cancel();
+                    }
+                }
+            }
+            Ok(Some(Frame::MaxPushId(_))) if conn.role == Role::Server => {}
+            Ok(Some(Frame::MaxPushId(_))) => {
+                return conn.fail(ProtocolError::h3(
+                    H3Code::H3_FRAME_UNEXPECTED,
+                    "MAX_PUSH_ID sent by a server",
+                ))
+            }
+            Ok(Some(Frame::CancelPush(_))) => {}
+            Ok(Some(_)) => {
+                return conn.fail(ProtocolError::h3(
+                    H3Code::H3_FRAME_UNEXPECTED,
+                    "unexpected frame on the control stream",
+                ))
+            }
+            Ok(None) | Err(ReadFail::Read(quinn::ReadError::Reset(_))) => {
+                return conn.fail(ProtocolError::h3(
+                    H3Code::H3_CLOSED_CRITICAL_STREAM,
+                    "control stream closed",
+                ))
+            }
+            Err(ReadFail::Proto(e)) => return conn.fail(e),
+            Err(ReadFail::Read(_)) => return,
+        }
+    }
+}
+
+async fn handle_bidi(conn: Arc<Conn>, send: quinn::SendStream, mut recv: quinn::RecvStream) {
+    let (first, raw) = match read_varint(&mut recv).await {
+        Ok(v) => v,
+        Err(PreambleError::Reset(code)) => {
+            return conn
+                .route_headerless_reset(Incoming::Bidi(send, recv), code)
+                .await
+        }
+        Err(PreambleError::Other) => return,
+    };
+    match stream_type::route_bidi(first, conn.role) {
+        BidiRoute::WebTransport => {
+            let sid = match read_varint(&mut recv).await {
+                Ok((sid, _)) => sid,
+                Err(PreambleError::Reset(code)) => {
+                    return conn
+                        .route_headerless_reset(Incoming::Bidi(send, recv), code)
+                        .await
+                }
+                Err(PreambleError::Other) => return,
+            };
+            if let Err(e) = stream_type::check_session_id(sid) {
+                return conn.fail(e);
+            }
+            conn.route_stream(sid, Incoming::Bidi(send, recv)).await;
+        }
+        BidiRoute::Request => {
+            let reader = FrameReader::new(recv, raw, StreamKind::Request);
+            match conn.request_handler.clone() {
+                Some(h) => h(conn, send, reader),
+                None => conn.fail(ProtocolError::h3(
+                    H3Code::H3_STREAM_CREATION_ERROR,
+                    "request stream on a client",
+                )),
+            }
+        }
+        BidiRoute::ConnectionError(code) => conn.fail(ProtocolError::h3(
+            code,
+            "server-initiated bidirectional stream that is not WebTransport",
+        )),
+    }
+}

@@ -1,0 +1,217 @@
+//! Stream preambles (unidirectional stream types, the WebTransport bidi signal) and the HTTP
+//! datagram quarter-stream-ID prefix, plus the routing decisions the demultiplexer makes from
+//! them.
+
+use bytes::{Bytes, BytesMut};
+use wt_core::codes::H3Code;
+use wt_core::varint;
+use wt_core::ProtocolError;
+
+/// Unidirectional stream type: control stream.
+pub const CONTROL: u64 = 0x00;
+/// Unidirectional stream type: push stream.
+pub const PUSH: u64 = 0x01;
+/// Unidirectional stream type: QPACK encoder stream.
+pub const QPACK_ENCODER: u64 = 0x02;
+/// Unidirectional stream type: QPACK decoder stream.
+pub const QPACK_DECODER: u64 = 0x03;
+/// Unidirectional stream type: WebTransport stream.
+pub const WT_UNI: u64 = 0x54;
+/// First bytes of a WebTransport bidirectional stream.
+pub const WT_BIDI: u64 = super::frame::WT_STREAM;
+
+/// Largest quarter stream ID of an HTTP datagram (RFC 9297 §2.1).
+pub const MAX_QUARTER_ID: u64 = (1 << 60) - 1;
+
+/// Which end of the connection we are.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The QUIC client.
+    Client,
+    /// The QUIC server.
+    Server,
+}
+
+/// What to do with an incoming unidirectional stream, decided from its type.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum UniRoute {
+    /// The peer's control stream.
+    Control,
+    /// A QPACK encoder stream (drained; inserts are errors with table capacity 0).
+    QpackEncoder,
+    /// A QPACK decoder stream (drained).
+    QpackDecoder,
+    /// A WebTransport stream; the session ID follows.
+    WebTransport,
+    /// A protocol violation: close the connection with the code.
+    ConnectionError(H3Code),
+    /// Unknown or reserved type: STOP_SENDING with H3_STREAM_CREATION_ERROR and ignore.
+    Ignore,
+}
+
+/// Routes a unidirectional stream by its type, as received by `role`.
+pub fn route_uni(ty: u64, role: Role) -> UniRoute {
+    match ty {
+        CONTROL => UniRoute::Control,
+        QPACK_ENCODER => UniRoute::QpackEncoder,
+        QPACK_DECODER => UniRoute::QpackDecoder,
+        WT_UNI => UniRoute::WebTransport,
+        // We never send MAX_PUSH_ID, so any push stream is an ID error for a client; a server
+        // never receives push streams.
+        PUSH => UniRoute::ConnectionError(match role {
+            Role::Client => H3Code::H3_ID_ERROR,
+            Role::Server => H3Code::H3_STREAM_CREATION_ERROR,
+        }),
+        _ => UniRoute::Ignore,
+    }
+}
+
+/// What to do with an incoming bidirectional stream, decided from its first varint.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum BidiRoute {
+    /// A WebTransport stream; the session ID follows.
+    WebTransport,
+    /// A request stream: HTTP/3 frames (servers only).
+    Request,
+    /// A protocol violation: close the connection with the code.
+    ConnectionError(H3Code),
+}
+
+/// Routes a bidirectional stream opened by the peer.
+pub fn route_bidi(first: u64, role: Role) -> BidiRoute {
+    match (first, role) {
+        (WT_BIDI, _) => BidiRoute::WebTransport,
+        (_, Role::Server) => BidiRoute::Request,
+        (_, Role::Client) => BidiRoute::ConnectionError(H3Code::H3_STREAM_CREATION_ERROR),
+    }
+}
+
+/// Checks that a session ID names a client-initiated bidirectional stream.
+pub fn check_session_id(id: u64) -> Result<(), ProtocolError> {
+    if id % 4 == 0 {
+        Ok(())
+    } else {
+        Err(ProtocolError::h3(
+            H3Code::H3_ID_ERROR,
+            "session id is not a client-initiated bidirectional stream",
+        ))
+    }
+}
+
+/// The preamble of a WebTransport stream we open: `0x41 sid` (bidi) or `0x54 sid` (uni).
+pub fn wt_stream_header(bidi: bool, session_id: u64) -> Bytes {
+    let mut out = BytesMut::with_capacity(10);
+    varint::encode_unchecked(if bidi { WT_BIDI } else { WT_UNI }, &mut out);
+    varint::encode_unchecked(session_id, &mut out);
+    out.freeze()
+}
+
+/// The preamble of a unidirectional stream of type `ty`.
+pub fn uni_header(ty: u64) -> BytesMut {
+    let mut out = BytesMut::with_capacity(8);
+    varint::encode_unchecked(ty, &mut out);
+    out
+}
+
+/// Encodes an HTTP datagram for `session_id` carrying `payload`.
+pub fn encode_datagram(session_id: u64, payload: &[u8]) -> Bytes {
+    let q = session_id / 4;
+    let mut out = BytesMut::with_capacity(varint::size(q) + payload.len());
+    varint::encode_unchecked(q, &mut out);
+    out.extend_from_slice(payload);
+    out.freeze()
+}
+
+/// Bytes the quarter-stream-ID prefix of `session_id` takes.
+pub fn datagram_overhead(session_id: u64) -> usize {
+    varint::size(session_id / 4)
+}
+
+/// Decodes an HTTP datagram into (session ID, payload). An empty datagram or a quarter
+/// stream ID above 2^60 − 1 is H3_DATAGRAM_ERROR.
+pub fn decode_datagram(mut data: Bytes) -> Result<(u64, Bytes), ProtocolError> {
+    let (q, used) = varint::peek(&data).map_err(|_| {
+        ProtocolError::h3(
+            H3Code::H3_DATAGRAM_ERROR,
+            "datagram without quarter stream ID",
+        )
+    })?;
+    if q > MAX_QUARTER_ID {
+        return Err(ProtocolError::h3(
+            H3Code::H3_DATAGRAM_ERROR,
+            "quarter stream ID out of range",
+        ));
+    }
+    let payload = data.split_off(used);
+    Ok((q * 4, payload))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_reference_examples() {
+        assert_eq!(&wt_stream_header(true, 0)[..], &[0x40, 0x41, 0x00]);
+        assert_eq!(&wt_stream_header(false, 4)[..], &[0x40, 0x54, 0x04]);
+        assert_eq!(&encode_datagram(4, b"hi")[..], &[0x01, 0x68, 0x69]);
+        assert_eq!(
+            decode_datagram(Bytes::from_static(&[0x01, 0x68, 0x69])).unwrap(),
+            (4, Bytes::from_static(b"hi"))
+        );
+        assert_eq!(datagram_overhead(0), 1);
+        assert_eq!(datagram_overhead(4 * 64), 2);
+    }
+
+    #[test]
+    fn bad_datagrams() {
+        let code = |b: &'static [u8]| decode_datagram(Bytes::from_static(b)).unwrap_err().code;
+        let dg = wt_core::WireCode::H3(H3Code::H3_DATAGRAM_ERROR);
+        assert_eq!(code(&[]), dg);
+        assert_eq!(code(&[0x40]), dg, "truncated varint");
+        // 2^60 as an 8-byte varint.
+        assert_eq!(code(&[0xd0, 0, 0, 0, 0, 0, 0, 0]), dg);
+        // 2^60 - 1 is fine, with an empty payload.
+        let (sid, p) = decode_datagram(Bytes::from_static(&[
+            0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        ]))
+        .unwrap();
+        assert_eq!(sid, MAX_QUARTER_ID * 4);
+        assert!(p.is_empty());
+        // Quarter ID alone: an empty payload is legal.
+        assert!(decode_datagram(Bytes::from_static(&[0x00])).is_ok());
+    }
+
+    #[test]
+    fn routing() {
+        assert_eq!(route_uni(0x00, Role::Server), UniRoute::Control);
+        assert_eq!(route_uni(0x02, Role::Client), UniRoute::QpackEncoder);
+        assert_eq!(route_uni(0x03, Role::Client), UniRoute::QpackDecoder);
+        assert_eq!(route_uni(0x54, Role::Client), UniRoute::WebTransport);
+        assert_eq!(
+            route_uni(0x01, Role::Client),
+            UniRoute::ConnectionError(H3Code::H3_ID_ERROR)
+        );
+        assert_eq!(
+            route_uni(0x01, Role::Server),
+            UniRoute::ConnectionError(H3Code::H3_STREAM_CREATION_ERROR)
+        );
+        assert_eq!(route_uni(0x21, Role::Server), UniRoute::Ignore);
+        assert_eq!(route_uni(0x41, Role::Server), UniRoute::Ignore);
+        assert_eq!(route_bidi(0x41, Role::Client), BidiRoute::WebTransport);
+        assert_eq!(route_bidi(0x41, Role::Server), BidiRoute::WebTransport);
+        assert_eq!(route_bidi(0x01, Role::Server), BidiRoute::Request);
+        assert_eq!(
+            route_bidi(0x01, Role::Client),
+            BidiRoute::ConnectionError(H3Code::H3_STREAM_CREATION_ERROR)
+        );
+        assert!(check_session_id(0).is_ok());
+        assert!(check_session_id(8).is_ok());
+        for bad in [1, 2, 3, 5] {
+            assert_eq!(
+                check_session_id(bad).unwrap_err().code,
+                wt_core::WireCode::H3(H3Code::H3_ID_ERROR)
+            );
+        }
+    }
+}

@@ -1,0 +1,694 @@
+//! WebTransport sessions: the shared session state, the task that owns the CONNECT stream,
+//! and the public [`Session`] handle.
+//!
+//! ```text
+//!            2xx sent/received
+//!   pending ───────────────────▶ open ──── close() / WT_CLOSE_SESSION / FIN / reset ───▶ ended
+//!      │                          │                                                      ▲
+//!      └── rejected ──▶ gone      └── connection lost / protocol error ──────────────────┘
+//! ```
+//!
+//! The session task reads the CONNECT stream (DATA frames carrying capsules) and writes our
+//! capsules. When the session ends it sends WT_CLOSE_SESSION and FIN (local close) or FIN
+//! (peer close), waits — bounded — for the peer's side of the CONNECT stream, and for a client
+//! then closes the QUIC connection.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+use wt_core::capsule::{Capsule, CapsuleDecoder, CapsuleOptions};
+use wt_core::codes::{CapsuleType, H3Code};
+use wt_core::{
+    Dialect, ProtocolError, SessionError, SessionInfo, SessionStats, StreamId, WireCode,
+};
+
+use crate::driver::{varint, Conn, FrameReader, Incoming, ReadFail};
+use crate::proto::frame::{self, Frame};
+use crate::proto::stream_type::{self, Role};
+use crate::stream::{RecvStream, SendStream};
+
+#[derive(Default)]
+struct Ctrl {
+    close: Option<(u32, String)>,
+    drain: bool,
+}
+
+#[derive(Default)]
+pub(crate) struct Stats {
+    pub bidi_local: AtomicU64,
+    pub uni_local: AtomicU64,
+    pub bidi_remote: AtomicU64,
+    pub uni_remote: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    pub bytes_received: AtomicU64,
+    pub dgrams_sent: AtomicU64,
+    pub dgrams_received: AtomicU64,
+}
+
+/// State shared by every handle of a session and its streams.
+pub(crate) struct SessionShared {
+    pub id: u64,
+    pub conn: Arc<Conn>,
+    pub info: SessionInfo,
+    pub ended: CancellationToken,
+    reason: OnceLock<SessionError>,
+    pub draining: CancellationToken,
+    bidi_tx: mpsc::Sender<(quinn::SendStream, quinn::RecvStream)>,
+    bidi_rx: tokio::sync::Mutex<mpsc::Receiver<(quinn::SendStream, quinn::RecvStream)>>,
+    uni_tx: mpsc::Sender<quinn::RecvStream>,
+    uni_rx: tokio::sync::Mutex<mpsc::Receiver<quinn::RecvStream>>,
+    datagrams: Mutex<VecDeque<Bytes>>,
+    dgram_notify: Notify,
+    ctrl: Mutex<Ctrl>,
+    ctrl_notify: Notify,
+    pub stats: Stats,
+    close_timeout: Duration,
+    /// Peer streams reset before their preamble was read: stream → reset code.
+    pre_reset: Mutex<std::collections::HashMap<quinn::StreamId, u64>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl SessionShared {
+    pub(crate) fn new(
+        conn: Arc<Conn>,
+        id: u64,
+        dialect: Dialect,
+        protocol: Option<String>,
+        close_timeout: Duration,
+    ) -> Arc<Self> {
+        let (bidi_tx, bidi_rx) = mpsc::channel(wt_core::limits::MAX_PENDING_ACCEPT);
+        let (uni_tx, uni_rx) = mpsc::channel(wt_core::limits::MAX_PENDING_ACCEPT);
+        let info = SessionInfo {
+            transport: wt_core::TransportKind::Http3,
+            dialect,
+            session_id: id,
+            protocol,
+            peer_addr: conn.quic.remote_address(),
+            unreliable_datagrams: true,
+        };
+        let draining = CancellationToken::new();
+        if conn.goaway.is_cancelled() {
+            draining.cancel();
+        }
+        Arc::new(SessionShared {
+            id,
+            conn,
+            info,
+            ended: CancellationToken::new(),
+            reason: OnceLock::new(),
+            draining,
+            bidi_tx,
+            bidi_rx: tokio::sync::Mutex::new(bidi_rx),
+            uni_tx,
+            uni_rx: tokio::sync::Mutex::new(uni_rx),
+            datagrams: Mutex::new(VecDeque::new()),
+            dgram_notify: Notify::new(),
+            ctrl: Mutex::new(Ctrl::default()),
+            ctrl_notify: Notify::new(),
+            stats: Stats::default(),
+            close_timeout,
+            pre_reset: Mutex::new(Default::default()),
+        })
+    }
+
+    /// Why the session ended (or a generic reason if it has not).
+    pub(crate) fn end_reason(&self) -> SessionError {
+        self.reason
+            .get()
+            .cloned()
+            .unwrap_or(SessionError::Connection(wt_core::ConnectionError::Reset))
+    }
+
+    /// Ends the session (first reason wins).
+    pub(crate) fn terminate(&self, reason: SessionError) {
+        if self.reason.set(reason).is_ok() {
+            debug!(session = self.id, reason = %self.end_reason(), "session ended");
+        }
+        self.ended.cancel();
+        self.draining.cancel();
+        lock(&self.datagrams).clear();
+        if let Ok(mut rx) = self.bidi_rx.try_lock() {
+            while let Ok((s, r)) = rx.try_recv() {
+                Incoming::Bidi(s, r).refuse(H3Code::WT_SESSION_GONE);
+            }
+        }
+        if let Ok(mut rx) = self.uni_rx.try_lock() {
+            while let Ok(r) = rx.try_recv() {
+                Incoming::Uni(r).refuse(H3Code::WT_SESSION_GONE);
+            }
+        }
+    }
+
+    /// Hands an incoming stream to the accept queue, waiting for room (backpressure).
+    pub(crate) async fn deliver(&self, stream: Incoming) {
+        if self.ended.is_cancelled() {
+            return stream.refuse(H3Code::WT_SESSION_GONE);
+        }
+        let r = match stream {
+            Incoming::Bidi(s, r) => tokio::select! {
+                r = self.bidi_tx.send((s, r)) => r.map_err(|e| Incoming::Bidi(e.0 .0, e.0 .1)),
+                _ = self.ended.cancelled() => Ok(()),
+            },
+            Incoming::Uni(r) => tokio::select! {
+                r = self.uni_tx.send(r) => r.map_err(|e| Incoming::Uni(e.0)),
+                _ = self.ended.cancelled() => Ok(()),
+            },
+        };
+        if let Err(s) = r {
+            s.refuse(H3Code::WT_SESSION_GONE);
+        }
+        if self.ended.is_cancelled() {
+            // Raced with the end: whatever is queued is refused.
+            self.terminate(self.end_reason());
+        }
+    }
+
+    /// Records that the peer reset stream `id` before its preamble could be read.
+    pub(crate) fn note_pre_reset(&self, id: quinn::StreamId, code: u64) {
+        lock(&self.pre_reset).insert(id, code);
+    }
+
+    /// Takes the pre-preamble reset code of stream `id`, if any.
+    pub(crate) fn take_pre_reset(&self, id: quinn::StreamId) -> Option<u64> {
+        lock(&self.pre_reset).remove(&id)
+    }
+
+    /// Queues a received datagram, dropping the oldest past the limit.
+    pub(crate) fn push_datagram(&self, d: Bytes) {
+        if self.ended.is_cancelled() {
+            return;
+        }
+        {
+            let mut q = lock(&self.datagrams);
+            if q.len() >= wt_core::limits::MAX_PENDING_DATAGRAMS {
+                q.pop_front();
+            }
+            q.push_back(d);
+        }
+        self.stats.dgrams_received.fetch_add(1, Relaxed);
+        self.dgram_notify.notify_one();
+    }
+
+    fn request_drain(&self) {
+        lock(&self.ctrl).drain = true;
+        self.ctrl_notify.notify_one();
+    }
+
+    fn request_close(&self, code: u32, reason: String) {
+        lock(&self.ctrl).close = Some((code, reason.clone()));
+        self.terminate(SessionError::ClosedLocally { code, reason });
+    }
+}
+
+/// Capsule types the session task looks at; everything else is skipped.
+fn capsule_filter(ty: CapsuleType) -> bool {
+    ty == CapsuleType::WT_CLOSE_SESSION
+        || ty == CapsuleType::WT_DRAIN_SESSION
+        || ty == CapsuleType::WT_MAX_STREAM_DATA
+        || ty == CapsuleType::WT_STREAM_DATA_BLOCKED
+}
+
+/// Largest capsule the session task buffers (a close capsule is at most 1028 bytes).
+const MAX_CONTROL_CAPSULE: usize = 4096;
+
+fn data_frame_with(c: &Capsule) -> Bytes {
+    let mut cap = BytesMut::new();
+    // Encoding our own capsules cannot fail: reasons are checked before.
+    let _ = c.encode(&CapsuleOptions::default(), &mut cap);
+    let mut out = BytesMut::new();
+    frame::encode_frame(frame::DATA, &cap, &mut out);
+    out.freeze()
+}
+
+enum PeerEnd {
+    /// Close capsule (or FIN) received and the session terminated.
+    Closed,
+    /// We reset/aborted the CONNECT stream.
+    Aborted,
+    /// The peer reset the CONNECT stream, or the connection went away.
+    Gone,
+}
+
+struct Task {
+    shared: Arc<SessionShared>,
+    send: quinn::SendStream,
+    reader: FrameReader,
+    caps: CapsuleDecoder,
+    cbuf: BytesMut,
+}
+
+impl Task {
+    fn abort(&mut self, code: H3Code, what: &'static str) -> PeerEnd {
+        let _ = self.send.reset(varint(code.0));
+        let _ = self.reader.recv.stop(varint(code.0));
+        self.shared
+            .terminate(SessionError::Protocol(ProtocolError::h3(code, what)));
+        PeerEnd::Aborted
+    }
+
+    fn conn_error(&mut self, e: ProtocolError) -> PeerEnd {
+        self.shared.conn.fail(e.clone());
+        self.shared.terminate(SessionError::Protocol(e));
+        PeerEnd::Gone
+    }
+
+    /// Processes one frame-read result; `Some` when the CONNECT stream is done.
+    fn on_frame(&mut self, r: Result<Option<Frame>, ReadFail>) -> Option<PeerEnd> {
+        match r {
+            Ok(Some(Frame::Data(d))) => {
+                self.cbuf.extend_from_slice(&d);
+                self.on_capsules()
+            }
+            Ok(Some(Frame::WtStream)) => Some(self.conn_error(ProtocolError::h3(
+                H3Code::H3_FRAME_ERROR,
+                "WT_STREAM signal after HEADERS",
+            ))),
+            Ok(Some(_)) => Some(self.conn_error(ProtocolError::h3(
+                H3Code::H3_FRAME_UNEXPECTED,
+                "unexpected frame on the CONNECT stream",
+            ))),
+            Ok(None) => {
+                if self.caps.finish(&self.cbuf).is_err() {
+                    return Some(self.abort(
+                        H3Code::H3_MESSAGE_ERROR,
+                        "capsule truncated by end of stream",
+                    ));
+                }
+                self.shared.terminate(SessionError::ClosedByPeer {
+                    code: 0,
+                    reason: String::new(),
+                });
+                Some(PeerEnd::Closed)
+            }
+            Err(ReadFail::Proto(e)) => Some(self.conn_error(e)),
+            Err(ReadFail::Read(quinn::ReadError::Reset(code))) => {
+                self.shared
+                    .terminate(SessionError::ResetByPeer(WireCode::H3(H3Code(
+                        code.into_inner(),
+                    ))));
+                Some(PeerEnd::Gone)
+            }
+            Err(ReadFail::Read(quinn::ReadError::ConnectionLost(e))) => {
+                let e = self.shared.conn.map_error(&e);
+                self.shared.terminate(SessionError::Connection(e));
+                Some(PeerEnd::Gone)
+            }
+            Err(ReadFail::Read(_)) => {
+                self.shared
+                    .terminate(SessionError::Connection(wt_core::ConnectionError::Reset));
+                Some(PeerEnd::Gone)
+            }
+        }
+    }
+
+    fn on_capsules(&mut self) -> Option<PeerEnd> {
+        loop {
+            let raw = match self.caps.decode(&mut self.cbuf) {
+                Ok(Some(raw)) => raw,
+                Ok(None) => return None,
+                Err(_) => return Some(self.abort(H3Code::H3_MESSAGE_ERROR, "malformed capsule")),
+            };
+            match Capsule::parse(raw, &CapsuleOptions::default()) {
+                Ok(Capsule::CloseSession { code, reason }) => {
+                    self.shared
+                        .terminate(SessionError::ClosedByPeer { code, reason });
+                    if !self.cbuf.is_empty() {
+                        let _ = self.send.reset(varint(H3Code::H3_MESSAGE_ERROR.0));
+                        let _ = self.reader.recv.stop(varint(H3Code::H3_MESSAGE_ERROR.0));
+                        return Some(PeerEnd::Aborted);
+                    }
+                    return Some(PeerEnd::Closed);
+                }
+                Ok(Capsule::DrainSession) => {
+                    debug!(session = self.shared.id, "peer asked to drain");
+                    self.shared.draining.cancel();
+                }
+                Ok(Capsule::MaxStreamData { .. }) | Ok(Capsule::StreamDataBlocked { .. }) => {
+                    return Some(self.abort(
+                        H3Code::H3_MESSAGE_ERROR,
+                        "WT_MAX_STREAM_DATA / WT_STREAM_DATA_BLOCKED over HTTP/3",
+                    ))
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    return Some(self.abort(H3Code::H3_MESSAGE_ERROR, "malformed capsule"));
+                }
+            }
+        }
+    }
+
+    /// After the peer's close capsule: the stream must end with nothing more.
+    async fn await_peer_fin(&mut self) {
+        let t = self.shared.close_timeout;
+        let r = tokio::time::timeout(t, async {
+            loop {
+                match self.reader.next().await {
+                    Ok(Some(Frame::Data(d))) if d.is_empty() => {}
+                    Ok(Some(_)) => return false,
+                    Ok(None) => return true,
+                    Err(_) => return true,
+                }
+            }
+        })
+        .await;
+        if r == Ok(false) {
+            let _ = self.send.reset(varint(H3Code::H3_MESSAGE_ERROR.0));
+            let _ = self.reader.recv.stop(varint(H3Code::H3_MESSAGE_ERROR.0));
+        }
+    }
+
+    async fn write_data(&mut self, data: Bytes) -> bool {
+        let t = self.shared.close_timeout;
+        matches!(
+            tokio::time::timeout(t, self.send.write_chunk(data)).await,
+            Ok(Ok(()))
+        )
+    }
+
+    async fn run(mut self) {
+        let mut end = None;
+        while end.is_none() {
+            let notified = self.shared.ctrl_notify.notified();
+            tokio::select! {
+                biased;
+                _ = self.shared.ended.cancelled() => break,
+                _ = notified => {
+                    let drain = std::mem::take(&mut lock(&self.shared.ctrl).drain);
+                    if drain {
+                        let _ = self.write_data(data_frame_with(&Capsule::DrainSession)).await;
+                    }
+                }
+                r = self.reader.next() => end = self.on_frame(r),
+            }
+        }
+        let local_close = lock(&self.shared.ctrl).close.take();
+        match (end, local_close) {
+            (None, Some((code, reason))) => {
+                // We closed: capsule, FIN, then wait for the peer's side.
+                let frame = data_frame_with(&Capsule::CloseSession { code, reason });
+                if self.write_data(frame).await {
+                    let _ = self.send.finish();
+                    self.await_peer_fin().await;
+                }
+            }
+            (None, None) => {
+                // Ended from outside (connection lost or failed).
+                let _ = self.send.reset(varint(H3Code::WT_SESSION_GONE.0));
+                let _ = self.reader.recv.stop(varint(H3Code::WT_SESSION_GONE.0));
+            }
+            (Some(PeerEnd::Closed), _) => {
+                let _ = self.send.finish();
+                self.await_peer_fin().await;
+            }
+            (Some(PeerEnd::Gone), _) => {
+                let _ = self.send.reset(varint(H3Code::WT_SESSION_GONE.0));
+            }
+            (Some(PeerEnd::Aborted), _) => {}
+        }
+        let conn = self.shared.conn.clone();
+        conn.unregister(self.shared.id);
+        if conn.role == Role::Client {
+            // Let our last bytes of the CONNECT stream be acknowledged, then close.
+            let _ = tokio::time::timeout(self.shared.close_timeout, self.send.stopped()).await;
+            conn.close_ok();
+        }
+    }
+}
+
+/// Starts the task that owns the CONNECT stream of an established session.
+pub(crate) fn spawn_session_task(
+    shared: Arc<SessionShared>,
+    send: quinn::SendStream,
+    reader: FrameReader,
+) {
+    let task = Task {
+        shared,
+        send,
+        reader,
+        caps: CapsuleDecoder::with_filter(MAX_CONTROL_CAPSULE, capsule_filter),
+        cbuf: BytesMut::new(),
+    };
+    tokio::spawn(task.run());
+}
+
+/// Closes the session (code 0) when the last application handle is dropped.
+struct HandleGuard(Arc<SessionShared>);
+
+impl Drop for HandleGuard {
+    fn drop(&mut self) {
+        if !self.0.ended.is_cancelled() {
+            self.0.request_close(0, String::new());
+        }
+    }
+}
+
+/// An established WebTransport session over HTTP/3. Cheap to clone; dropping the last clone
+/// closes the session with code 0.
+#[derive(Clone)]
+pub struct Session {
+    pub(crate) shared: Arc<SessionShared>,
+    _guard: Arc<HandleGuard>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.shared.id)
+            .field("dialect", &self.shared.info.dialect)
+            .field("peer", &self.shared.info.peer_addr)
+            .finish()
+    }
+}
+
+impl Session {
+    pub(crate) fn new(shared: Arc<SessionShared>) -> Self {
+        Session {
+            _guard: Arc::new(HandleGuard(shared.clone())),
+            shared,
+        }
+    }
+
+    /// The subprotocol the server selected, if any.
+    pub fn protocol(&self) -> Option<&str> {
+        self.shared.info.protocol.as_deref()
+    }
+
+    /// The dialect in use.
+    pub fn dialect(&self) -> Dialect {
+        self.shared.info.dialect
+    }
+
+    /// The session ID (the CONNECT stream's QUIC stream ID).
+    pub fn session_id(&self) -> u64 {
+        self.shared.id
+    }
+
+    fn check_open(&self) -> Result<(), SessionError> {
+        if self.shared.ended.is_cancelled() {
+            Err(self.shared.end_reason())
+        } else {
+            Ok(())
+        }
+    }
+
+    fn lost(&self, e: quinn::ConnectionError) -> SessionError {
+        if self.shared.ended.is_cancelled() {
+            return self.shared.end_reason();
+        }
+        SessionError::Connection(self.shared.conn.map_error(&e))
+    }
+
+    async fn write_header(
+        &self,
+        send: &mut quinn::SendStream,
+        bidi: bool,
+    ) -> Result<(), SessionError> {
+        let header = stream_type::wt_stream_header(bidi, self.shared.id);
+        send.write_chunk(header).await.map_err(|e| match e {
+            quinn::WriteError::ConnectionLost(e) => self.lost(e),
+            _ => self.shared.end_reason(),
+        })
+    }
+}
+
+fn stream_id(id: quinn::StreamId) -> StreamId {
+    StreamId(quinn::VarInt::from(id).into_inner())
+}
+
+impl wt_core::Session for Session {
+    type SendStream = SendStream;
+    type RecvStream = RecvStream;
+
+    async fn open_bi(&self) -> Result<(SendStream, RecvStream), SessionError> {
+        self.check_open()?;
+        let (mut send, recv) = tokio::select! {
+            r = self.shared.conn.quic.open_bi() => r.map_err(|e| self.lost(e))?,
+            _ = self.shared.ended.cancelled() => return Err(self.shared.end_reason()),
+        };
+        self.write_header(&mut send, true).await?;
+        self.shared.stats.bidi_local.fetch_add(1, Relaxed);
+        let id = stream_id(send.id());
+        Ok((
+            SendStream::new(send, id, self.shared.clone()),
+            RecvStream::new(recv, id, self.shared.clone()),
+        ))
+    }
+
+    async fn open_uni(&self) -> Result<SendStream, SessionError> {
+        self.check_open()?;
+        let mut send = tokio::select! {
+            r = self.shared.conn.quic.open_uni() => r.map_err(|e| self.lost(e))?,
+            _ = self.shared.ended.cancelled() => return Err(self.shared.end_reason()),
+        };
+        self.write_header(&mut send, false).await?;
+        self.shared.stats.uni_local.fetch_add(1, Relaxed);
+        let id = stream_id(send.id());
+        Ok(SendStream::new(send, id, self.shared.clone()))
+    }
+
+    async fn accept_bi(&self) -> Result<(SendStream, RecvStream), SessionError> {
+        self.check_open()?;
+        let mut rx = tokio::select! {
+            g = self.shared.bidi_rx.lock() => g,
+            _ = self.shared.ended.cancelled() => return Err(self.shared.end_reason()),
+        };
+        tokio::select! {
+            r = rx.recv() => match r {
+                Some((send, recv)) => {
+                    self.shared.stats.bidi_remote.fetch_add(1, Relaxed);
+                    let id = stream_id(send.id());
+                    Ok((
+                        SendStream::new(send, id, self.shared.clone()),
+                        RecvStream::new(recv, id, self.shared.clone()),
+                    ))
+                }
+                None => Err(self.shared.end_reason()),
+            },
+            _ = self.shared.ended.cancelled() => Err(self.shared.end_reason()),
+        }
+    }
+
+    async fn accept_uni(&self) -> Result<RecvStream, SessionError> {
+        self.check_open()?;
+        let mut rx = tokio::select! {
+            g = self.shared.uni_rx.lock() => g,
+            _ = self.shared.ended.cancelled() => return Err(self.shared.end_reason()),
+        };
+        tokio::select! {
+            r = rx.recv() => match r {
+                Some(recv) => {
+                    self.shared.stats.uni_remote.fetch_add(1, Relaxed);
+                    let id = stream_id(recv.id());
+                    Ok(RecvStream::new(recv, id, self.shared.clone()))
+                }
+                None => Err(self.shared.end_reason()),
+            },
+            _ = self.shared.ended.cancelled() => Err(self.shared.end_reason()),
+        }
+    }
+
+    fn send_datagram(&self, data: Bytes) -> Result<(), SessionError> {
+        self.check_open()?;
+        let max = self
+            .max_datagram_size()
+            .ok_or(SessionError::DatagramsUnsupported)?;
+        if data.len() > max {
+            return Err(SessionError::DatagramTooLarge {
+                size: data.len(),
+                max,
+            });
+        }
+        let frame = stream_type::encode_datagram(self.shared.id, &data);
+        match self.shared.conn.quic.send_datagram(frame) {
+            Ok(()) => {
+                self.shared.stats.dgrams_sent.fetch_add(1, Relaxed);
+                Ok(())
+            }
+            Err(quinn::SendDatagramError::TooLarge) => Err(SessionError::DatagramTooLarge {
+                size: data.len(),
+                max: self.max_datagram_size().unwrap_or(0),
+            }),
+            Err(quinn::SendDatagramError::ConnectionLost(e)) => Err(self.lost(e)),
+            Err(_) => Err(SessionError::DatagramsUnsupported),
+        }
+    }
+
+    async fn recv_datagram(&self) -> Result<Bytes, SessionError> {
+        loop {
+            let notified = self.shared.dgram_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(d) = lock(&self.shared.datagrams).pop_front() {
+                return Ok(d);
+            }
+            self.check_open()?;
+            tokio::select! {
+                _ = notified => {}
+                _ = self.shared.ended.cancelled() => return Err(self.shared.end_reason()),
+            }
+        }
+    }
+
+    fn max_datagram_size(&self) -> Option<usize> {
+        let max = self.shared.conn.quic.max_datagram_size()?;
+        Some(max.saturating_sub(stream_type::datagram_overhead(self.shared.id)))
+    }
+
+    fn close(&self, code: u32, reason: &str) -> Result<(), SessionError> {
+        if reason.len() > wt_core::capsule::MAX_CLOSE_REASON {
+            return Err(SessionError::ReasonTooLong(reason.len()));
+        }
+        if self.shared.ended.is_cancelled() {
+            return Ok(());
+        }
+        self.shared.request_close(code, reason.to_owned());
+        Ok(())
+    }
+
+    fn drain(&self) -> Result<(), SessionError> {
+        self.check_open()?;
+        self.shared.request_drain();
+        Ok(())
+    }
+
+    async fn closed(&self) -> SessionError {
+        self.shared.ended.cancelled().await;
+        self.shared.end_reason()
+    }
+
+    async fn draining(&self) {
+        tokio::select! {
+            _ = self.shared.draining.cancelled() => {}
+            _ = self.shared.ended.cancelled() => {}
+        }
+    }
+
+    fn info(&self) -> SessionInfo {
+        self.shared.info.clone()
+    }
+
+    fn stats(&self) -> SessionStats {
+        let s = &self.shared.stats;
+        SessionStats {
+            bidi_opened_local: s.bidi_local.load(Relaxed),
+            uni_opened_local: s.uni_local.load(Relaxed),
+            bidi_opened_remote: s.bidi_remote.load(Relaxed),
+            uni_opened_remote: s.uni_remote.load(Relaxed),
+            bytes_sent: s.bytes_sent.load(Relaxed),
+            bytes_received: s.bytes_received.load(Relaxed),
+            datagrams_sent: s.dgrams_sent.load(Relaxed),
+            datagrams_received: s.dgrams_received.load(Relaxed),
+            local_limits: None,
+            peer_limits: None,
+        }
+    }
+}

@@ -1,0 +1,387 @@
+//! A raw HTTP/3 peer built directly on quinn sends what the normal client never would.
+
+mod common;
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use common::*;
+use wt_core::codes::H3Code;
+use wt_core::{AcceptOptions, Acceptor, CompatMode, IncomingRequest, RecvStream, Session};
+use wt_h3::proto::{frame, headers, settings::Settings, stream_type};
+use wt_h3::Server;
+
+struct Raw {
+    conn: quinn::Connection,
+    _ep: quinn::Endpoint,
+    _control: quinn::SendStream,
+}
+
+async fn raw_with(server: &Server, tls: &wt_core::tls::ServerTls, settings: Settings) -> Raw {
+    let mut ct = wt_core::tls::ClientTls::default();
+    ct.cert_hashes.push(tls.cert_hash());
+    let rc = ct.build(&[b"h3"], false).unwrap();
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(rc).unwrap();
+    let mut cc = quinn::ClientConfig::new(Arc::new(crypto));
+    let mut t = quinn::TransportConfig::default();
+    t.datagram_receive_buffer_size(Some(65536));
+    cc.transport_config(Arc::new(t));
+    let ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let conn = ep
+        .connect_with(cc, server.local_addr(), "localhost")
+        .unwrap()
+        .await
+        .unwrap();
+    let mut control = conn.open_uni().await.unwrap();
+    let mut buf = BytesMut::from(&[0x00][..]);
+    settings.encode(&mut buf);
+    control.write_all(&buf).await.unwrap();
+    Raw {
+        conn,
+        _ep: ep,
+        _control: control,
+    }
+}
+
+async fn raw(server: &Server, tls: &wt_core::tls::ServerTls) -> Raw {
+    raw_with(
+        server,
+        tls,
+        wt_h3::conn::negotiate::client_settings(CompatMode::Latest),
+    )
+    .await
+}
+
+fn connect_headers(protocol: &str) -> BytesMut {
+    let mut block = BytesMut::new();
+    headers::encode_request(
+        &headers::RequestParts {
+            protocol,
+            authority: "localhost",
+            path: "/",
+            origin: None,
+            draft02: false,
+            protocols: &[],
+            headers: &http::HeaderMap::new(),
+        },
+        &mut block,
+    );
+    let mut out = BytesMut::new();
+    frame::encode_frame(frame::HEADERS, &block, &mut out);
+    out
+}
+
+impl Raw {
+    /// Sends a CONNECT; returns the stream.
+    async fn connect(&self) -> (quinn::SendStream, quinn::RecvStream) {
+        let (mut s, r) = self.conn.open_bi().await.unwrap();
+        s.write_all(&connect_headers("webtransport-h3"))
+            .await
+            .unwrap();
+        (s, r)
+    }
+
+    async fn closed_code(&self) -> u64 {
+        match timeout(self.conn.closed()).await {
+            quinn::ConnectionError::ApplicationClosed(c) => c.error_code.into_inner(),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+/// Reads the response HEADERS frame and returns the status.
+async fn read_status(recv: &mut quinn::RecvStream) -> Result<u16, quinn::ReadError> {
+    let mut dec = frame::FrameDecoder::new(frame::StreamKind::Request);
+    let mut buf = BytesMut::new();
+    loop {
+        if let Some(f) = dec.decode(&mut buf).unwrap() {
+            if let frame::Frame::Headers(b) = f {
+                return Ok(headers::parse_response(&b).unwrap().status.as_u16());
+            }
+            continue;
+        }
+        match recv.read_chunk(4096, true).await? {
+            Some(c) => buf.extend_from_slice(&c.bytes),
+            None => panic!("no response"),
+        }
+    }
+}
+
+async fn reset_code(recv: &mut quinn::RecvStream) -> u64 {
+    loop {
+        match timeout(recv.read_chunk(4096, true)).await {
+            Ok(Some(_)) => continue,
+            Err(quinn::ReadError::Reset(c)) => return c.into_inner(),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn session_id_1_in_stream_header_is_an_id_error() {
+    let (server, tls) = server_with(|_| {});
+    let p = raw(&server, &tls).await;
+    let mut s = p.conn.open_uni().await.unwrap();
+    s.write_all(&[0x40, 0x54, 0x01, b'x']).await.unwrap();
+    assert_eq!(p.closed_code().await, H3Code::H3_ID_ERROR.0);
+}
+
+#[tokio::test]
+async fn wt_signal_after_headers_is_a_frame_error() {
+    let (server, tls) = server_with(|_| {});
+    let p = raw(&server, &tls).await;
+    let (mut s, _r) = p.conn.open_bi().await.unwrap();
+    let mut out = connect_headers("webtransport-h3");
+    out.extend_from_slice(&[0x40, 0x41, 0x00]);
+    s.write_all(&out).await.unwrap();
+    let req = timeout(server.accept()).await.unwrap();
+    let _session = req.accept(AcceptOptions::default()).await.unwrap();
+    assert_eq!(p.closed_code().await, H3Code::H3_FRAME_ERROR.0);
+}
+
+#[tokio::test]
+async fn garbage_and_truncated_capsules_reset_the_connect_stream() {
+    let (server, tls) = server_with(|_| {});
+    for bad in [
+        // Close capsule with invalid UTF-8 in the reason, in a DATA frame.
+        &[0x00, 0x08, 0x68, 0x43, 0x05, 0x00, 0x00, 0x00, 0x01, 0xff][..],
+        // Truncated close capsule, then FIN.
+        &[0x00, 0x05, 0x68, 0x43, 0x07, 0x00, 0x00][..],
+        // WT_MAX_STREAM_DATA is forbidden over HTTP/3.
+        &[0x00, 0x07, 0x99, 0x0b, 0x4d, 0x3e, 0x02, 0x00, 0x10][..],
+    ] {
+        let p = raw(&server, &tls).await;
+        let (mut s, mut r) = p.connect().await;
+        let req = timeout(server.accept()).await.unwrap();
+        let session = req.accept(AcceptOptions::default()).await.unwrap();
+        assert_eq!(read_status(&mut r).await.unwrap(), 200);
+        s.write_all(bad).await.unwrap();
+        s.finish().unwrap();
+        assert_eq!(reset_code(&mut r).await, H3Code::H3_MESSAGE_ERROR.0);
+        assert!(matches!(
+            timeout(session.closed()).await,
+            wt_core::SessionError::Protocol(_)
+        ));
+    }
+}
+
+#[tokio::test]
+async fn close_capsule_bytes_and_bytes_after_close() {
+    let (server, tls) = server_with(|_| {});
+    let p = raw(&server, &tls).await;
+    let (mut s, mut r) = p.connect().await;
+    let session = timeout(server.accept())
+        .await
+        .unwrap()
+        .accept(AcceptOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(read_status(&mut r).await.unwrap(), 200);
+    session.close(300, "bye").unwrap();
+    let mut got = Vec::new();
+    while let Some(c) = timeout(r.read_chunk(100, true)).await.unwrap() {
+        got.extend_from_slice(&c.bytes);
+    }
+    assert_eq!(
+        got,
+        [0x00, 0x0a, 0x68, 0x43, 0x07, 0x00, 0x00, 0x01, 0x2c, 0x62, 0x79, 0x65]
+    );
+    s.finish().unwrap();
+
+    // Peer close followed by extra bytes: reset with H3_MESSAGE_ERROR.
+    let p = raw(&server, &tls).await;
+    let (mut s, mut r) = p.connect().await;
+    let session = timeout(server.accept())
+        .await
+        .unwrap()
+        .accept(AcceptOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(read_status(&mut r).await.unwrap(), 200);
+    s.write_all(&[
+        0x00, 0x0a, 0x68, 0x43, 0x07, 0x00, 0x00, 0x01, 0x2c, 0x62, 0x79, 0x65, 0x00, 0x01, 0x17,
+    ])
+    .await
+    .unwrap();
+    assert_eq!(reset_code(&mut r).await, H3Code::H3_MESSAGE_ERROR.0);
+    assert!(matches!(
+        session.closed().await,
+        wt_core::SessionError::ClosedByPeer { code: 300, .. }
+    ));
+}
+
+#[tokio::test]
+async fn drain_and_grease_capsules() {
+    let (server, tls) = server_with(|_| {});
+    let p = raw(&server, &tls).await;
+    let (mut s, mut r) = p.connect().await;
+    let session = timeout(server.accept())
+        .await
+        .unwrap()
+        .accept(AcceptOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(read_status(&mut r).await.unwrap(), 200);
+    // GREASE capsule, Chrome's REGISTER_DATAGRAM_NO_CONTEXT, an unknown frame, then drain.
+    s.write_all(&[0x00, 0x04, 0x17, 0x02, 0xaa, 0xbb])
+        .await
+        .unwrap();
+    // REGISTER_DATAGRAM_NO_CONTEXT straddling two DATA frames.
+    s.write_all(&[0x00, 0x05, 0x80, 0xff, 0x37, 0xa2, 0x04])
+        .await
+        .unwrap();
+    s.write_all(&[0x00, 0x04, 0x80, 0xff, 0x7c, 0x00])
+        .await
+        .unwrap();
+    s.write_all(&[0x21, 0x01, 0x00]).await.unwrap();
+    s.write_all(&[0x00, 0x05, 0x80, 0x00, 0x78, 0xae, 0x00])
+        .await
+        .unwrap();
+    timeout(session.draining()).await;
+    // Clean FIN without capsule = close(0, "").
+    s.finish().unwrap();
+    match timeout(session.closed()).await {
+        wt_core::SessionError::ClosedByPeer { code: 0, reason } => assert!(reason.is_empty()),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn surplus_connect_is_rejected_and_connection_stays() {
+    let (server, tls) = server_with(|_| {});
+    let p = raw(&server, &tls).await;
+    let (_s1, mut r1) = p.connect().await;
+    let session = timeout(server.accept())
+        .await
+        .unwrap()
+        .accept(AcceptOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(read_status(&mut r1).await.unwrap(), 200);
+    let (_s2, mut r2) = p.connect().await;
+    assert_eq!(reset_code(&mut r2).await, H3Code::H3_REQUEST_REJECTED.0);
+    // First session still works: open a WT uni stream on it.
+    let mut u = p.conn.open_uni().await.unwrap();
+    u.write_all(&[0x40, 0x54, 0x00, b'o', b'k']).await.unwrap();
+    u.finish().unwrap();
+    let mut rs = timeout(session.accept_uni()).await.unwrap();
+    assert_eq!(rs.read_to_end(10).await.unwrap(), b"ok");
+}
+
+#[tokio::test]
+async fn early_streams_and_datagrams_are_buffered_then_attached() {
+    let (server, tls) = server_with(|_| {});
+    let p = raw(&server, &tls).await;
+    // Stream and datagram for session 0 before its CONNECT.
+    let mut u = p.conn.open_uni().await.unwrap();
+    u.write_all(&[0x40, 0x54, 0x00, b'e', b'a', b'r', b'l', b'y'])
+        .await
+        .unwrap();
+    u.finish().unwrap();
+    p.conn
+        .send_datagram(Bytes::from_static(&[0x00, b'd', b'g']))
+        .unwrap();
+    // Whichever arrives first, the stream and datagram end up in the session.
+    let (_s, mut r) = p.connect().await;
+    let session = timeout(server.accept())
+        .await
+        .unwrap()
+        .accept(AcceptOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(read_status(&mut r).await.unwrap(), 200);
+    let mut rs = timeout(session.accept_uni()).await.unwrap();
+    assert_eq!(rs.read_to_end(10).await.unwrap(), b"early");
+    // The datagram may be lost on the wire in principle; on loopback it arrives.
+    assert_eq!(&timeout(session.recv_datagram()).await.unwrap()[..], b"dg");
+}
+
+#[tokio::test]
+async fn client_without_datagrams_gets_message_error() {
+    let (server, tls) = server_with(|_| {});
+    let p = raw_with(
+        &server,
+        &tls,
+        Settings::from_pairs(&[(wt_h3::proto::settings::WT_ENABLED, 1)]),
+    )
+    .await;
+    let (_s, mut r) = p.connect().await;
+    assert_eq!(reset_code(&mut r).await, H3Code::H3_MESSAGE_ERROR.0);
+}
+
+#[tokio::test]
+async fn plain_get_and_unknown_streams() {
+    let (server, tls) = server_with(|_| {});
+    let p = raw(&server, &tls).await;
+    // Unknown uni stream type (GREASE): STOP_SENDING H3_STREAM_CREATION_ERROR.
+    let mut u = p.conn.open_uni().await.unwrap();
+    u.write_all(&[0x21, 0x01, 0x02]).await.unwrap();
+    assert_eq!(
+        timeout(u.stopped()).await.unwrap().map(|c| c.into_inner()),
+        Some(H3Code::H3_STREAM_CREATION_ERROR.0)
+    );
+    // A plain GET: 404, connection fine.
+    let (mut s, mut r) = p.conn.open_bi().await.unwrap();
+    let mut block = BytesMut::new();
+    wt_h3::proto::qpack::encode_field_section(
+        &[
+            (b":method", b"GET"),
+            (b":scheme", b"https"),
+            (b":authority", b"localhost"),
+            (b":path", b"/"),
+        ],
+        true,
+        &mut block,
+    );
+    let mut out = BytesMut::new();
+    frame::encode_frame(frame::HEADERS, &block, &mut out);
+    s.write_all(&out).await.unwrap();
+    s.finish().unwrap();
+    assert_eq!(read_status(&mut r).await.unwrap(), 404);
+    // A WT stream for a session that ended is refused with WT_SESSION_GONE.
+    let (mut cs, mut cr) = p.connect().await;
+    let session = timeout(server.accept())
+        .await
+        .unwrap()
+        .accept(AcceptOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(read_status(&mut cr).await.unwrap(), 200);
+    let sid = quinn::VarInt::from(cs.id()).into_inner();
+    cs.finish().unwrap();
+    timeout(session.closed()).await;
+    let mut u = p.conn.open_uni().await.unwrap();
+    u.write_all(&stream_type::wt_stream_header(false, sid))
+        .await
+        .unwrap();
+    assert_eq!(
+        timeout(u.stopped()).await.unwrap().map(|c| c.into_inner()),
+        Some(H3Code::WT_SESSION_GONE.0)
+    );
+}
+
+#[tokio::test]
+async fn datagram_with_bad_quarter_id_closes_the_connection() {
+    let (server, tls) = server_with(|_| {});
+    let p = raw(&server, &tls).await;
+    p.conn
+        .send_datagram(Bytes::from_static(&[0xd0, 0, 0, 0, 0, 0, 0, 0, 1]))
+        .unwrap();
+    assert_eq!(p.closed_code().await, H3Code::H3_DATAGRAM_ERROR.0);
+}
+
+#[tokio::test]
+async fn second_control_stream_and_bad_settings() {
+    let (server, tls) = server_with(|_| {});
+    let p = raw(&server, &tls).await;
+    let mut c2 = p.conn.open_uni().await.unwrap();
+    c2.write_all(&[0x00, 0x04, 0x00]).await.unwrap();
+    assert_eq!(p.closed_code().await, H3Code::H3_STREAM_CREATION_ERROR.0);
+    let p = raw_with(
+        &server,
+        &tls,
+        Settings::from_pairs(&[(wt_h3::proto::settings::H3_DATAGRAM, 2)]),
+    )
+    .await;
+    assert_eq!(p.closed_code().await, H3Code::H3_SETTINGS_ERROR.0);
+}

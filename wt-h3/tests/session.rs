@@ -1,0 +1,352 @@
+//! Client and server over real QUIC on loopback, in every client compat mode.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use http::StatusCode;
+use wt_core::{
+    AcceptOptions, Acceptor, CompatMode, ConnectError, Connector, Dialect, IncomingRequest,
+    RecvStream, SendStream, Session, SessionError, StreamError,
+};
+
+const MODES: [CompatMode; 3] = [
+    CompatMode::Auto,
+    CompatMode::Latest,
+    CompatMode::LegacyBrowserCompat,
+];
+
+fn expected_dialect(mode: CompatMode) -> Dialect {
+    match mode {
+        CompatMode::LegacyBrowserCompat => Dialect::H3Draft02,
+        _ => Dialect::H3Latest,
+    }
+}
+
+async fn echo_bidi_once<S: Session>(opener: &S, acceptor: &S, payload: &'static [u8]) {
+    let (mut tx, mut rx) = opener.open_bi().await.unwrap();
+    tx.write_all(payload).await.unwrap();
+    tx.finish().unwrap();
+    let (mut ptx, mut prx) = acceptor.accept_bi().await.unwrap();
+    assert_eq!(ptx.id(), tx.id());
+    let got = prx.read_to_end(1 << 20).await.unwrap();
+    assert_eq!(got, payload);
+    ptx.write_chunk(Bytes::from(got)).await.unwrap();
+    ptx.finish().unwrap();
+    assert_eq!(rx.read_to_end(1 << 20).await.unwrap(), payload);
+}
+
+async fn basics(mode: CompatMode) {
+    let (c, s, _server) = pair(mode).await;
+    assert_eq!(c.info().dialect, expected_dialect(mode));
+    assert_eq!(s.info().dialect, expected_dialect(mode));
+    assert_eq!(c.info().session_id, 0);
+
+    // Bidi echo, both directions of opening.
+    timeout(echo_bidi_once(&c, &s, b"hello")).await;
+    timeout(echo_bidi_once(&s, &c, b"from server")).await;
+
+    // Uni both ways, including a FIN-only stream.
+    let mut u = c.open_uni().await.unwrap();
+    u.write_all(b"uni up").await.unwrap();
+    u.finish().unwrap();
+    let mut r = timeout(s.accept_uni()).await.unwrap();
+    assert_eq!(r.read_to_end(100).await.unwrap(), b"uni up");
+    let mut u = s.open_uni().await.unwrap();
+    u.finish().unwrap();
+    let mut r = timeout(c.accept_uni()).await.unwrap();
+    assert_eq!(r.read_to_end(100).await.unwrap(), b"");
+
+    // Datagram echo.
+    assert!(c.max_datagram_size().unwrap() > 1000);
+    c.send_datagram(Bytes::from_static(b"ping")).unwrap();
+    let d = timeout(s.recv_datagram()).await.unwrap();
+    assert_eq!(&d[..], b"ping");
+    s.send_datagram(d).unwrap();
+    assert_eq!(&timeout(c.recv_datagram()).await.unwrap()[..], b"ping");
+    // Oversized: refused locally.
+    let max = c.max_datagram_size().unwrap();
+    match c.send_datagram(Bytes::from(vec![0u8; max + 1])) {
+        Err(SessionError::DatagramTooLarge { size, max: m }) => {
+            assert_eq!(size, max + 1);
+            assert_eq!(m, max);
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Reset with a code, observed by the peer.
+    let (mut tx, _rx) = c.open_bi().await.unwrap();
+    tx.write_all(b"12345").await.unwrap();
+    let (_ptx, mut prx) = timeout(s.accept_bi()).await.unwrap();
+    let mut buf = [0u8; 5];
+    let mut got = 0;
+    while got < 5 {
+        got += prx.read(&mut buf[got..]).await.unwrap().unwrap();
+    }
+    tx.reset(7).unwrap();
+    loop {
+        match timeout(prx.read_chunk(100)).await {
+            Ok(Some(_)) => continue,
+            Err(StreamError::Reset(code)) => {
+                assert_eq!(code, Some(7));
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    // Stop sending with a code, observed by the writer.
+    let (mut tx, _rx) = s.open_bi().await.unwrap();
+    tx.write_all(b"x").await.unwrap();
+    let (_ctx, mut crx) = timeout(c.accept_bi()).await.unwrap();
+    crx.stop(9).unwrap();
+    assert_eq!(timeout(tx.stopped()).await.unwrap(), Some(9));
+
+    // Drain: the peer's draining() resolves, the session keeps working.
+    c.drain().unwrap();
+    timeout(s.draining()).await;
+    timeout(echo_bidi_once(&c, &s, b"after drain")).await;
+
+    // Stats.
+    let st = c.stats();
+    assert!(st.bidi_opened_local >= 3);
+    assert!(st.bidi_opened_remote >= 2);
+    assert_eq!(st.datagrams_sent, 1);
+    assert!(st.bytes_sent >= 5);
+
+    // Close with code and reason, observed by the peer.
+    c.close(300, "bye").unwrap();
+    match timeout(s.closed()).await {
+        SessionError::ClosedByPeer { code, reason } => {
+            assert_eq!(code, 300);
+            assert_eq!(reason, "bye");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        c.closed().await,
+        SessionError::ClosedLocally { code: 300, .. }
+    ));
+    assert!(c.open_bi().await.is_err());
+}
+
+#[tokio::test]
+async fn basics_auto() {
+    basics(CompatMode::Auto).await;
+}
+
+#[tokio::test]
+async fn basics_latest() {
+    basics(CompatMode::Latest).await;
+}
+
+#[tokio::test]
+async fn basics_legacy_browser_compat() {
+    basics(CompatMode::LegacyBrowserCompat).await;
+}
+
+#[tokio::test]
+async fn server_closes_with_reason() {
+    for mode in MODES {
+        let (c, s, _server) = pair(mode).await;
+        let (mut tx, mut rx) = c.open_bi().await.unwrap();
+        tx.write_all(b"x").await.unwrap();
+        let (_stx, _srx) = timeout(s.accept_bi()).await.unwrap();
+        s.close(4242, "server says bye").unwrap();
+        match timeout(c.closed()).await {
+            SessionError::ClosedByPeer { code, reason } => {
+                assert_eq!(code, 4242);
+                assert_eq!(reason, "server says bye");
+            }
+            other => panic!("{other:?}"),
+        }
+        // The client's streams of the session are gone.
+        assert!(matches!(
+            timeout(rx.read_chunk(10)).await,
+            Err(StreamError::SessionGone(_))
+        ));
+        assert!(s.close(1, &"x".repeat(1025)).is_err());
+    }
+}
+
+#[tokio::test]
+async fn many_streams_in_one_session() {
+    let (c, s, _server) = pair(CompatMode::Auto).await;
+    let n = 1000usize;
+    let server = tokio::spawn(async move {
+        for _ in 0..n {
+            let (mut tx, mut rx) = s.accept_bi().await.unwrap();
+            tokio::spawn(async move {
+                let data = rx.read_to_end(1024).await.unwrap();
+                tx.write_all(&data).await.unwrap();
+                tx.finish().unwrap();
+            });
+        }
+        s
+    });
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut tx, mut rx) = c.open_bi().await.unwrap();
+            let msg = format!("stream {i}");
+            tx.write_all(msg.as_bytes()).await.unwrap();
+            tx.finish().unwrap();
+            assert_eq!(rx.read_to_end(1024).await.unwrap(), msg.as_bytes());
+        }));
+    }
+    for t in tasks {
+        timeout(t).await.unwrap();
+    }
+    let s = timeout(server).await.unwrap();
+    assert_eq!(s.stats().bidi_opened_remote, n as u64);
+    assert_eq!(c.stats().bidi_opened_local, n as u64);
+}
+
+#[tokio::test]
+async fn rejection_with_status() {
+    let (server, tls) = server_with(|_| {});
+    for mode in MODES {
+        let client = client(&tls, mode);
+        let req = request(&server, "/nope");
+        let (c, ()) = tokio::join!(client.connect(&req), async {
+            let r = server.accept().await.unwrap();
+            assert_eq!(r.info().path, "/nope");
+            r.reject(StatusCode::FORBIDDEN).await;
+        });
+        match c {
+            Err(ConnectError::Rejected { status }) => assert_eq!(status, StatusCode::FORBIDDEN),
+            other => panic!("{other:?}"),
+        }
+        // Dropping the request rejects it per dialect.
+        let (c, ()) = tokio::join!(client.connect(&req), async {
+            drop(server.accept().await.unwrap());
+        });
+        let want = if mode == CompatMode::LegacyBrowserCompat {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::METHOD_NOT_ALLOWED
+        };
+        match c {
+            Err(ConnectError::Rejected { status }) => assert_eq!(status, want),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn request_info_and_subprotocols() {
+    let (server, tls) = server_with(|_| {});
+    let client = client(&tls, CompatMode::Auto);
+    let mut req = request(&server, "/chat?room=1");
+    req.protocols = vec!["a".into(), "b".into()];
+    req.headers
+        .insert("x-test", http::HeaderValue::from_static("yes"));
+    let (c, s) = tokio::join!(client.connect(&req), async {
+        let r = server.accept().await.unwrap();
+        let info = r.info().clone();
+        assert_eq!(info.path, "/chat?room=1");
+        assert_eq!(info.protocol, "webtransport-h3");
+        assert_eq!(info.origin.as_deref(), Some("https://example.org"));
+        assert_eq!(info.protocols, vec!["a".to_owned(), "b".to_owned()]);
+        assert_eq!(info.headers.get("x-test").unwrap(), "yes");
+        assert_eq!(info.authority, req.authority);
+        r.accept(AcceptOptions {
+            protocol: Some("b".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+    });
+    let c = c.unwrap();
+    assert_eq!(c.protocol(), Some("b"));
+    assert_eq!(s.info().protocol.as_deref(), Some("b"));
+}
+
+#[tokio::test]
+async fn missing_settings_are_named() {
+    use wt_h3::proto::settings as st;
+    for (omit, mode, want) in [
+        (st::H3_DATAGRAM, CompatMode::Latest, st::H3_DATAGRAM),
+        (
+            st::ENABLE_CONNECT_PROTOCOL,
+            CompatMode::Auto,
+            st::ENABLE_CONNECT_PROTOCOL,
+        ),
+        (st::WT_ENABLED, CompatMode::Latest, st::WT_ENABLED),
+        (
+            st::ENABLE_WEBTRANSPORT,
+            CompatMode::LegacyBrowserCompat,
+            st::ENABLE_WEBTRANSPORT,
+        ),
+    ] {
+        let (server, tls) = server_with(|c| c.omit_settings = vec![omit]);
+        let client = client(&tls, mode);
+        match timeout(client.connect(&request(&server, "/"))).await {
+            Err(ConnectError::MissingSetting(m)) => assert_eq!(m.id, want, "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    // No datagram transport parameter.
+    let (server, tls) = server_with(|c| c.quic.datagram_receive_buffer = None);
+    match timeout(client(&tls, CompatMode::Auto).connect(&request(&server, "/"))).await {
+        Err(ConnectError::MissingSetting(m)) => assert_eq!(m.id, 0x20),
+        other => panic!("{other:?}"),
+    }
+    // Invalid value: WT_ENABLED = 2.
+    let (server, tls) = server_with(|c| {
+        c.omit_settings = vec![st::WT_ENABLED];
+        c.extra_settings = vec![(st::WT_ENABLED, 2), (0x21, 7)];
+    });
+    match timeout(client(&tls, CompatMode::Latest).connect(&request(&server, "/"))).await {
+        Err(ConnectError::Protocol(p)) => assert_eq!(
+            p.code,
+            wt_core::WireCode::H3(wt_core::codes::H3Code::H3_SETTINGS_ERROR)
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn goaway_drains_client() {
+    let (c, s, server) = pair(CompatMode::Auto).await;
+    server.shutdown();
+    timeout(c.draining()).await;
+    assert!(server.accept().await.is_none());
+    // The session keeps working.
+    timeout(echo_bidi_once(&c, &s, b"still here")).await;
+}
+
+#[tokio::test]
+async fn second_session_on_a_connection_is_refused_but_others_work() {
+    // Two clients, two connections, one session each: both work.
+    let (server, tls) = server_with(|_| {});
+    let cl = client(&tls, CompatMode::Auto);
+    let req = request(&server, "/");
+    let mut sessions = Vec::new();
+    for _ in 0..2 {
+        let (c, s) = tokio::join!(cl.connect(&req), async {
+            server
+                .accept()
+                .await
+                .unwrap()
+                .accept(AcceptOptions::default())
+                .await
+                .unwrap()
+        });
+        sessions.push((c.unwrap(), s));
+    }
+    for (c, s) in &sessions {
+        timeout(echo_bidi_once(c, s, b"hi")).await;
+    }
+}
+
+#[tokio::test]
+async fn dropping_the_client_session_closes_it() {
+    let (c, s, _server) = pair(CompatMode::Latest).await;
+    drop(c);
+    match timeout(s.closed()).await {
+        SessionError::ClosedByPeer { code: 0, .. } => {}
+        other => panic!("{other:?}"),
+    }
+}

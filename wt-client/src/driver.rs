@@ -1,0 +1,1021 @@
+//! The per-connection driver task: it owns the session and every stream, and serves the
+//! [`Connection`](crate::Connection) handles over a bounded command channel.
+//!
+//! ```text
+//!  Connection ──Command──▶ ┌────────────────────── driver task ──────────────────────┐
+//!  (any task)  ◀──reply─── │ streams: id → send loop (future) + read op (future)      │
+//!                          │ store: buffered items, per channel, in arrival order     │
+//!  EventReceiver ◀─Event── │ mode Off: serve waiting readers; On/Once: forward events │
+//!                          └──────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! Everything runs inside one task: reads and writes are futures in one `FuturesUnordered`
+//! that own their stream and hand it back when they complete, so a write blocked on flow
+//! control never stops reads (or other streams' writes), and the driver yields to the runtime
+//! after [`YIELD_EVERY`] operations.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::{mpsc, oneshot};
+use wt_core::{RecvStream, SendStream, Session, SessionError, StreamError, StreamId, StreamKind};
+
+use crate::store::{Chan, Item, OwnItem, Store};
+use crate::{Active, CloseReason, ConnectionInfo, Error, Event, Msg};
+
+/// Commands buffered between the handles and the driver.
+pub(crate) const COMMAND_QUEUE: usize = 64;
+/// Events buffered in the channel to the [`EventReceiver`](crate::EventReceiver).
+pub(crate) const EVENT_QUEUE: usize = 256;
+/// The driver yields to the runtime after this many operations in a row.
+pub(crate) const YIELD_EVERY: u32 = 32;
+/// Largest chunk read from a stream at once.
+pub(crate) const READ_CHUNK: usize = 64 * 1024;
+/// How long `close` waits for the transport to report the session closed (so the close
+/// reaches the wire before the caller drops everything).
+pub(crate) const CLOSE_FLUSH: Duration = Duration::from_secs(2);
+/// Sequence number of a reply that is not a buffered item (nothing to put back).
+pub(crate) const SYNTHETIC: u64 = u64::MAX;
+
+/// The application close code sent to the peer when `max_recv_buffer` overflows.
+///
+/// ```
+/// assert_eq!(wt_client::OVERFLOW_CLOSE_CODE, 0x0b0f);
+/// ```
+pub const OVERFLOW_CLOSE_CODE: u32 = 0x0b0f;
+
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, Error>>;
+pub(crate) type RecvReply = oneshot::Sender<Result<(u64, Item), Error>>;
+
+/// State shared by the handles, the event receiver and the driver.
+pub(crate) struct Shared {
+    /// Unread bytes: buffered in the driver plus queued in the event channel.
+    pub(crate) unread: AtomicUsize,
+    /// The event receiver while nobody has taken it.
+    pub(crate) events: Mutex<Option<mpsc::Receiver<Event>>>,
+}
+
+/// Where a `Send` command writes.
+#[derive(Copy, Clone, Debug)]
+pub(crate) enum Target {
+    Default,
+    Stream(StreamId),
+}
+
+pub(crate) enum Command {
+    Send {
+        target: Target,
+        data: Bytes,
+        fin: bool,
+        reply: Reply<()>,
+    },
+    Datagram {
+        data: Bytes,
+        reply: Reply<()>,
+    },
+    Recv {
+        chan: Chan,
+        reply: RecvReply,
+    },
+    Open {
+        kind: StreamKind,
+        reply: Reply<StreamId>,
+    },
+    Reset {
+        id: StreamId,
+        code: u32,
+        reply: Reply<()>,
+    },
+    StopSending {
+        id: StreamId,
+        code: u32,
+        reply: Reply<()>,
+    },
+    SetActive {
+        mode: Active,
+        reply: Reply<()>,
+    },
+    Close {
+        code: u32,
+        reason: String,
+        reply: Reply<()>,
+    },
+    Info {
+        reply: oneshot::Sender<ConnectionInfo>,
+    },
+}
+
+/// How a session ended, for [`ConnectionInfo::close`].
+///
+/// ```no_run
+/// # async fn demo(conn: wt_client::Connection) -> Result<(), wt_client::Error> {
+/// if let Some(close) = conn.info().await?.close {
+///     let who = if close.by_peer { "server" } else { "we" };
+///     println!("{who} closed with {} {:?}", close.code, close.reason);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CloseInfo {
+    /// Application close code.
+    pub code: u32,
+    /// Close reason.
+    pub reason: String,
+    /// True if the peer closed, false if we did (or the overflow limit did).
+    pub by_peer: bool,
+}
+
+enum SendCmd {
+    Write {
+        data: Bytes,
+        fin: bool,
+        reply: Reply<()>,
+    },
+    Reset {
+        code: u32,
+        reply: Reply<()>,
+    },
+}
+
+/// How a send loop ended.
+enum SendEnd {
+    Finished,
+    Reset,
+    Stopped(u32),
+    Failed(StreamError),
+    Dropped,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Origin {
+    Default,
+    Local,
+    Remote,
+}
+
+enum SendSide {
+    None,
+    Open(mpsc::UnboundedSender<SendCmd>),
+    Done(Option<StreamError>),
+}
+
+enum RecvSide {
+    None,
+    Reading {
+        cancel: oneshot::Sender<()>,
+        stop: Option<(u32, Reply<()>)>,
+    },
+    /// Ended: `None` cleanly (FIN), otherwise the error stream_recv reports once drained.
+    Done(Option<StreamError>),
+}
+
+struct Entry {
+    origin: Origin,
+    send: SendSide,
+    recv: RecvSide,
+    /// A `StreamClosed` was delivered for this (server-opened or default) stream.
+    notified: bool,
+}
+
+type Op<S> = Pin<Box<dyn Future<Output = Done<S>> + Send>>;
+
+enum Done<S: Session> {
+    Read {
+        id: StreamId,
+        stream: S::RecvStream,
+        cancel: oneshot::Receiver<()>,
+        res: Option<Result<Option<Bytes>, StreamError>>,
+    },
+    SendEnded {
+        id: StreamId,
+        how: SendEnd,
+    },
+    Opened {
+        res: Result<(S::SendStream, Option<S::RecvStream>), SessionError>,
+        reply: Reply<StreamId>,
+    },
+    CloseFlushed {
+        reply: Reply<()>,
+    },
+}
+
+fn read_op<S: Session>(
+    id: StreamId,
+    mut stream: S::RecvStream,
+    mut cancel: oneshot::Receiver<()>,
+) -> Op<S> {
+    Box::pin(async move {
+        let res = tokio::select! {
+            r = stream.read_chunk(READ_CHUNK) => Some(r),
+            _ = &mut cancel => None,
+        };
+        Done::Read {
+            id,
+            stream,
+            cancel,
+            res,
+        }
+    })
+}
+
+fn fail_rest(rx: &mut mpsc::UnboundedReceiver<SendCmd>, e: StreamError) {
+    rx.close();
+    while let Ok(cmd) = rx.try_recv() {
+        let reply = match cmd {
+            SendCmd::Write { reply, .. } | SendCmd::Reset { reply, .. } => reply,
+        };
+        let _ = reply.send(Err(Error::Stream(e.clone())));
+    }
+}
+
+/// Serves one send stream: writes in order, finish/reset, and watches for the peer's
+/// STOP_SENDING while idle.
+fn send_op<S: Session>(
+    id: StreamId,
+    mut s: S::SendStream,
+    mut rx: mpsc::UnboundedReceiver<SendCmd>,
+) -> Op<S> {
+    Box::pin(async move {
+        let mut watch = true;
+        let how = loop {
+            let cmd = tokio::select! {
+                cmd = rx.recv() => cmd,
+                r = s.stopped(), if watch => {
+                    match r {
+                        Ok(Some(code)) => {
+                            fail_rest(&mut rx, StreamError::Stopped(Some(code)));
+                            break SendEnd::Stopped(code);
+                        }
+                        _ => {
+                            watch = false;
+                            continue;
+                        }
+                    }
+                }
+            };
+            match cmd {
+                None => break SendEnd::Dropped,
+                Some(SendCmd::Write { data, fin, reply }) => {
+                    let mut r = if data.is_empty() {
+                        Ok(())
+                    } else {
+                        s.write_chunk(data).await
+                    };
+                    if r.is_ok() && fin {
+                        r = s.finish();
+                    }
+                    match r {
+                        Ok(()) => {
+                            let _ = reply.send(Ok(()));
+                            if fin {
+                                fail_rest(&mut rx, StreamError::ClosedLocally);
+                                break SendEnd::Finished;
+                            }
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(Error::Stream(e.clone())));
+                            fail_rest(&mut rx, e.clone());
+                            break match e {
+                                StreamError::Stopped(c) => SendEnd::Stopped(c.unwrap_or(0)),
+                                e => SendEnd::Failed(e),
+                            };
+                        }
+                    }
+                }
+                Some(SendCmd::Reset { code, reply }) => {
+                    let _ = reply.send(s.reset(code).map_err(Error::Stream));
+                    fail_rest(&mut rx, StreamError::ClosedLocally);
+                    break SendEnd::Reset;
+                }
+            }
+        };
+        Done::SendEnded { id, how }
+    })
+}
+
+/// Driver configuration taken from the options.
+pub(crate) struct DriverConfig {
+    pub(crate) max_recv_buffer: usize,
+    pub(crate) active: Active,
+}
+
+/// The receiving ends and shared state a [`Connection`](crate::Connection) needs.
+pub(crate) struct Handles {
+    pub(crate) cmd: mpsc::Sender<Command>,
+    pub(crate) putback: mpsc::UnboundedSender<(u64, Item)>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) default_stream: StreamId,
+}
+
+pub(crate) struct Driver<S: Session> {
+    session: S,
+    cmd_rx: mpsc::Receiver<Command>,
+    putback_rx: mpsc::UnboundedReceiver<(u64, Item)>,
+    events_tx: Option<mpsc::Sender<Event>>,
+    shared: Arc<Shared>,
+    ops: FuturesUnordered<Op<S>>,
+    streams: HashMap<StreamId, Entry>,
+    store: Store,
+    waiters: HashMap<Chan, RecvReply>,
+    mode: Active,
+    terminal: Option<Error>,
+    close: Option<CloseInfo>,
+    default_stream: StreamId,
+    max_recv_buffer: usize,
+    accept_bi: bool,
+    accept_uni: bool,
+    datagrams: bool,
+}
+
+impl<S: Session> Driver<S> {
+    /// Builds the driver for an established session and its default stream.
+    pub(crate) fn new(
+        session: S,
+        default: (S::SendStream, S::RecvStream),
+        cfg: DriverConfig,
+    ) -> (Self, Handles) {
+        let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
+        let (putback_tx, putback_rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+        let shared = Arc::new(Shared {
+            unread: AtomicUsize::new(0),
+            events: Mutex::new(Some(events_rx)),
+        });
+        let default_stream = default.0.id();
+        let mut d = Driver {
+            session,
+            cmd_rx,
+            putback_rx,
+            events_tx: Some(events_tx),
+            shared: shared.clone(),
+            ops: FuturesUnordered::new(),
+            streams: HashMap::new(),
+            store: Store::default(),
+            waiters: HashMap::new(),
+            mode: cfg.active,
+            terminal: None,
+            close: None,
+            default_stream,
+            max_recv_buffer: cfg.max_recv_buffer,
+            accept_bi: true,
+            accept_uni: true,
+            datagrams: true,
+        };
+        d.add_stream(Origin::Default, Some(default.0), Some(default.1));
+        let handles = Handles {
+            cmd: cmd_tx,
+            putback: putback_tx,
+            shared,
+            default_stream,
+        };
+        (d, handles)
+    }
+
+    fn add_stream(
+        &mut self,
+        origin: Origin,
+        send: Option<S::SendStream>,
+        recv: Option<S::RecvStream>,
+    ) -> StreamId {
+        let id = match (&send, &recv) {
+            (Some(s), _) => s.id(),
+            (None, Some(r)) => r.id(),
+            (None, None) => return StreamId(u64::MAX),
+        };
+        let send = match send {
+            Some(s) => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                self.ops.push(send_op::<S>(id, s, rx));
+                SendSide::Open(tx)
+            }
+            None => SendSide::None,
+        };
+        let recv = match recv {
+            Some(r) => {
+                let (cancel, cancel_rx) = oneshot::channel();
+                self.ops.push(read_op::<S>(id, r, cancel_rx));
+                RecvSide::Reading { cancel, stop: None }
+            }
+            None => RecvSide::None,
+        };
+        self.streams.insert(
+            id,
+            Entry {
+                origin,
+                send,
+                recv,
+                notified: false,
+            },
+        );
+        id
+    }
+
+    /// Runs until every [`Connection`](crate::Connection) handle is dropped.
+    pub(crate) async fn run(mut self) {
+        let mut ops_in_a_row = 0u32;
+        loop {
+            ops_in_a_row += 1;
+            if ops_in_a_row >= YIELD_EVERY {
+                ops_in_a_row = 0;
+                tokio::task::yield_now().await;
+            }
+            let live = self.terminal.is_none();
+            let want_permit = self.mode != Active::Off
+                && self.events_tx.is_some()
+                && (!self.store.is_empty() || self.terminal.is_some());
+            let events_tx = self.events_tx.clone();
+            tokio::select! {
+                cmd = self.cmd_rx.recv() => match cmd {
+                    Some(cmd) => self.on_command(cmd),
+                    None => break,
+                },
+                Some((seq, item)) = self.putback_rx.recv() => self.put_back(seq, item),
+                Some(done) = self.ops.next(), if !self.ops.is_empty() => self.on_done(done),
+                r = self.session.accept_bi(), if live && self.accept_bi => match r {
+                    Ok((s, r)) => {
+                        self.add_stream(Origin::Remote, Some(s), Some(r));
+                    }
+                    Err(_) => self.accept_bi = false,
+                },
+                r = self.session.accept_uni(), if live && self.accept_uni => match r {
+                    Ok(r) => {
+                        self.add_stream(Origin::Remote, None, Some(r));
+                    }
+                    Err(_) => self.accept_uni = false,
+                },
+                r = self.session.recv_datagram(), if live && self.datagrams => match r {
+                    Ok(d) => self.deliver(Item::Main(Msg::Datagram(d))),
+                    Err(_) => self.datagrams = false,
+                },
+                e = self.session.closed(), if live => self.on_session_end(e),
+                permit = async move {
+                    match events_tx {
+                        Some(tx) => tx.reserve_owned().await.ok(),
+                        None => None,
+                    }
+                }, if want_permit => {
+                    if let Some(p) = permit {
+                        self.send_event(p);
+                        self.flush_active();
+                    }
+                }
+            }
+        }
+        // Every handle is gone: close the session (hackney closes when its owner exits).
+        if self.terminal.is_none() {
+            let _ = self.session.close(0, "");
+            let _ = tokio::time::timeout(CLOSE_FLUSH, self.session.closed()).await;
+        }
+    }
+
+    fn drain_putbacks(&mut self) {
+        while let Ok((seq, item)) = self.putback_rx.try_recv() {
+            self.put_back(seq, item);
+        }
+    }
+
+    fn put_back(&mut self, seq: u64, item: Item) {
+        if seq == SYNTHETIC {
+            return;
+        }
+        self.shared
+            .unread
+            .fetch_add(item.accounted(), Ordering::AcqRel);
+        let chan = item.chan();
+        self.store.put_back(seq, item);
+        self.dispatch(chan);
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        self.drain_putbacks();
+        match cmd {
+            Command::Send {
+                target,
+                data,
+                fin,
+                reply,
+            } => {
+                let id = match target {
+                    Target::Default => self.default_stream,
+                    Target::Stream(id) => id,
+                };
+                let end = fin.then_some(None);
+                self.on_send(id, SendCmd::Write { data, fin, reply }, end);
+            }
+            Command::Datagram { data, reply } => {
+                let r = match &self.terminal {
+                    Some(t) => Err(t.clone()),
+                    None => self.session.send_datagram(data).map_err(Error::Session),
+                };
+                let _ = reply.send(r);
+            }
+            Command::Recv { chan, reply } => self.on_recv(chan, reply),
+            Command::Open { kind, reply } => {
+                if let Some(t) = &self.terminal {
+                    let _ = reply.send(Err(t.clone()));
+                    return;
+                }
+                let session = self.session.clone();
+                self.ops.push(Box::pin(async move {
+                    let res = match kind {
+                        StreamKind::Bidi => session.open_bi().await.map(|(s, r)| (s, Some(r))),
+                        StreamKind::Uni => session.open_uni().await.map(|s| (s, None)),
+                    };
+                    Done::Opened { res, reply }
+                }));
+            }
+            Command::Reset { id, code, reply } => {
+                let end = Some(Some(StreamError::ClosedLocally));
+                self.on_send(id, SendCmd::Reset { code, reply }, end);
+            }
+            Command::StopSending { id, code, reply } => self.on_stop_sending(id, code, reply),
+            Command::SetActive { mode, reply } => {
+                self.mode = mode;
+                if mode != Active::Off {
+                    for (_, w) in self.waiters.drain() {
+                        let _ = w.send(Err(Error::ActiveMode));
+                    }
+                }
+                self.flush_active();
+                let _ = reply.send(Ok(()));
+            }
+            Command::Close {
+                code,
+                reason,
+                reply,
+            } => {
+                if self.terminal.is_some() {
+                    let _ = reply.send(Ok(()));
+                    return;
+                }
+                match self.session.close(code, &reason) {
+                    Err(SessionError::ReasonTooLong(n)) => {
+                        let _ = reply.send(Err(Error::InvalidReason(n)));
+                        return;
+                    }
+                    Err(e) => tracing::debug!("close on an ended session: {e}"),
+                    Ok(()) => {}
+                }
+                self.close = Some(CloseInfo {
+                    code,
+                    reason: reason.clone(),
+                    by_peer: false,
+                });
+                self.set_terminal(Error::Closed { code, reason });
+                let session = self.session.clone();
+                self.ops.push(Box::pin(async move {
+                    let _ = tokio::time::timeout(CLOSE_FLUSH, session.closed()).await;
+                    Done::CloseFlushed { reply }
+                }));
+            }
+            Command::Info { reply } => {
+                let session = self.session.info();
+                let _ = reply.send(ConnectionInfo {
+                    transport: session.transport,
+                    dialect: session.dialect,
+                    session,
+                    stats: self.session.stats(),
+                    default_stream: self.default_stream,
+                    open_streams: self.streams.len(),
+                    unread_bytes: self.shared.unread.load(Ordering::Acquire),
+                    active: self.mode,
+                    close: self.close.clone(),
+                });
+            }
+        }
+    }
+
+    /// Forwards a write or reset to the stream's send loop; `end` is the send side's state
+    /// once the command is queued, when it ends the stream.
+    fn on_send(&mut self, id: StreamId, cmd: SendCmd, end: Option<Option<StreamError>>) {
+        let fail = |cmd: SendCmd, e: Error| {
+            let reply = match cmd {
+                SendCmd::Write { reply, .. } | SendCmd::Reset { reply, .. } => reply,
+            };
+            let _ = reply.send(Err(e));
+        };
+        if let Some(t) = &self.terminal {
+            return fail(cmd, t.clone());
+        }
+        let Some(entry) = self.streams.get_mut(&id) else {
+            return fail(cmd, Error::UnknownStream(id));
+        };
+        match &entry.send {
+            SendSide::None => fail(cmd, Error::UnknownStream(id)),
+            SendSide::Done(e) => fail(
+                cmd,
+                Error::Stream(e.clone().unwrap_or(StreamError::ClosedLocally)),
+            ),
+            SendSide::Open(tx) => {
+                if let Err(mpsc::error::SendError(cmd)) = tx.send(cmd) {
+                    // The send loop ended in the meantime; its end is being processed.
+                    return fail(cmd, Error::Stream(StreamError::ClosedLocally));
+                }
+                if let Some(state) = end {
+                    // Further sends fail at once; the loop's own end is recorded later.
+                    entry.send = SendSide::Done(state);
+                }
+            }
+        }
+    }
+
+    fn on_stop_sending(&mut self, id: StreamId, code: u32, reply: Reply<()>) {
+        if let Some(t) = &self.terminal {
+            let _ = reply.send(Err(t.clone()));
+            return;
+        }
+        let Some(entry) = self.streams.get_mut(&id) else {
+            let _ = reply.send(Err(Error::UnknownStream(id)));
+            return;
+        };
+        match std::mem::replace(&mut entry.recv, RecvSide::None) {
+            RecvSide::Reading { cancel, stop: None } => {
+                let _ = cancel.send(());
+                // The read op hands the stream back; the stop is applied then.
+                let (c2, _) = oneshot::channel();
+                entry.recv = RecvSide::Reading {
+                    cancel: c2,
+                    stop: Some((code, reply)),
+                };
+            }
+            RecvSide::Reading {
+                cancel,
+                stop: Some(s),
+            } => {
+                entry.recv = RecvSide::Reading {
+                    cancel,
+                    stop: Some(s),
+                };
+                let _ = reply.send(Ok(()));
+            }
+            RecvSide::None => {
+                let _ = reply.send(Err(Error::UnknownStream(id)));
+            }
+            done @ RecvSide::Done(_) => {
+                entry.recv = done;
+                let _ = reply.send(Ok(()));
+            }
+        }
+    }
+
+    fn chan_readable(&self, chan: Chan) -> Result<(), Error> {
+        if let Chan::Own(id) = chan {
+            match self.streams.get(&id) {
+                Some(e) if e.origin == Origin::Local && !matches!(e.recv, RecvSide::None) => {}
+                _ => return Err(Error::UnknownStream(id)),
+            }
+        }
+        Ok(())
+    }
+
+    fn on_recv(&mut self, chan: Chan, reply: RecvReply) {
+        if self.mode != Active::Off {
+            let _ = reply.send(Err(Error::ActiveMode));
+            return;
+        }
+        if let Err(e) = self.chan_readable(chan) {
+            let _ = reply.send(Err(e));
+            return;
+        }
+        if let Some(old) = self.waiters.get(&chan) {
+            if !old.is_closed() {
+                let _ = reply.send(Err(Error::RecvBusy));
+                return;
+            }
+        }
+        self.waiters.insert(chan, reply);
+        self.dispatch(chan);
+    }
+
+    /// Serves the waiting reader of `chan` (passive mode), or forwards events (active).
+    fn dispatch(&mut self, chan: Chan) {
+        if self.mode != Active::Off {
+            self.flush_active();
+            return;
+        }
+        let Some(w) = self.waiters.remove(&chan) else {
+            return;
+        };
+        if let Some((seq, item)) = self.store.pop(chan) {
+            let size = item.accounted();
+            match w.send(Ok((seq, item))) {
+                Ok(()) => {
+                    self.shared.unread.fetch_sub(size, Ordering::AcqRel);
+                    if let Chan::Own(id) = chan {
+                        self.maybe_forget(id);
+                    }
+                }
+                Err(Ok((seq, item))) => self.store.put_back(seq, item),
+                Err(Err(_)) => {}
+            }
+            return;
+        }
+        // Nothing buffered: a finished stream of ours, or the end of the session.
+        if let Chan::Own(id) = chan {
+            if let Some(Entry {
+                recv: RecvSide::Done(end),
+                ..
+            }) = self.streams.get(&id)
+            {
+                let r = match end {
+                    None => Ok((SYNTHETIC, Item::Own(id, OwnItem::Fin(Bytes::new())))),
+                    Some(e) => Err(Error::Stream(e.clone())),
+                };
+                let _ = w.send(r);
+                self.maybe_forget(id);
+                return;
+            }
+        }
+        if let Some(t) = &self.terminal {
+            let _ = w.send(Err(t.clone()));
+            return;
+        }
+        self.waiters.insert(chan, w);
+    }
+
+    /// Buffers a received item (checking the limit) and dispatches it.
+    fn deliver(&mut self, item: Item) {
+        if self.terminal.is_some() {
+            return;
+        }
+        let size = item.accounted();
+        let unread = self.shared.unread.load(Ordering::Acquire);
+        if unread.saturating_add(size) > self.max_recv_buffer {
+            tracing::warn!(
+                unread,
+                size,
+                limit = self.max_recv_buffer,
+                "receive buffer overflow: closing the session"
+            );
+            let reason = "receive buffer overflow";
+            let _ = self.session.close(OVERFLOW_CLOSE_CODE, reason);
+            self.close = Some(CloseInfo {
+                code: OVERFLOW_CLOSE_CODE,
+                reason: reason.into(),
+                by_peer: false,
+            });
+            self.set_terminal(Error::RecvBufferOverflow);
+            return;
+        }
+        self.shared.unread.fetch_add(size, Ordering::AcqRel);
+        let chan = item.chan();
+        self.store.push(item);
+        self.dispatch(chan);
+    }
+
+    fn set_terminal(&mut self, err: Error) {
+        if self.terminal.is_some() {
+            return;
+        }
+        self.terminal = Some(err.clone());
+        let waiting: Vec<Chan> = self.waiters.keys().copied().collect();
+        for chan in waiting {
+            self.dispatch(chan);
+        }
+        self.flush_active();
+    }
+
+    fn on_session_end(&mut self, e: SessionError) {
+        if self.close.is_none() {
+            if let SessionError::ClosedByPeer { code, reason } = &e {
+                self.close = Some(CloseInfo {
+                    code: *code,
+                    reason: reason.clone(),
+                    by_peer: true,
+                });
+            }
+        }
+        self.set_terminal(Error::from_session_end(e));
+    }
+
+    fn send_event(&mut self, permit: mpsc::OwnedPermit<Event>) {
+        if let Some((_, item)) = self.store.pop_first() {
+            let chan = item.chan();
+            permit.send(item.into_event());
+            if let Chan::Own(id) = chan {
+                self.maybe_forget(id);
+            }
+        } else if let Some(t) = &self.terminal {
+            let ev = match t.clone() {
+                Error::Closed { code, reason } => Event::Closed { code, reason },
+                e => Event::Error(e),
+            };
+            permit.send(ev);
+            // Nothing can follow the final event: end the channel.
+            self.events_tx = None;
+        } else {
+            return;
+        }
+        if self.mode == Active::Once {
+            self.mode = Active::Off;
+        }
+    }
+
+    /// Forwards buffered events while in active mode and the channel has room.
+    fn flush_active(&mut self) {
+        while self.mode != Active::Off && (!self.store.is_empty() || self.terminal.is_some()) {
+            let Some(tx) = self.events_tx.clone() else {
+                return;
+            };
+            match tx.try_reserve_owned() {
+                Ok(p) => self.send_event(p),
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn on_done(&mut self, done: Done<S>) {
+        match done {
+            Done::Read {
+                id,
+                stream,
+                cancel,
+                res,
+            } => self.on_read(id, stream, cancel, res),
+            Done::SendEnded { id, how } => self.on_send_end(id, how),
+            Done::Opened { res, reply } => {
+                let r = match res {
+                    Ok((s, r)) => {
+                        if self.terminal.is_some() {
+                            Err(self.terminal.clone().unwrap_or_else(Error::driver_gone))
+                        } else {
+                            Ok(self.add_stream(Origin::Local, Some(s), r))
+                        }
+                    }
+                    Err(e) => Err(Error::Session(e)),
+                };
+                let _ = reply.send(r);
+            }
+            Done::CloseFlushed { reply } => {
+                let _ = reply.send(Ok(()));
+            }
+        }
+    }
+
+    fn on_read(
+        &mut self,
+        id: StreamId,
+        mut stream: S::RecvStream,
+        cancel_rx: oneshot::Receiver<()>,
+        res: Option<Result<Option<Bytes>, StreamError>>,
+    ) {
+        if self.terminal.is_some() {
+            return;
+        }
+        let Some(entry) = self.streams.get_mut(&id) else {
+            return;
+        };
+        let origin = entry.origin;
+        let (cancel_tx, stop) = match std::mem::replace(&mut entry.recv, RecvSide::None) {
+            RecvSide::Reading { cancel, stop } => (cancel, stop),
+            other => {
+                entry.recv = other;
+                return;
+            }
+        };
+        match res {
+            Some(Ok(Some(chunk))) => {
+                match stop {
+                    None => {
+                        entry.recv = RecvSide::Reading {
+                            cancel: cancel_tx,
+                            stop: None,
+                        };
+                        self.ops.push(read_op::<S>(id, stream, cancel_rx));
+                    }
+                    Some((code, reply)) => {
+                        // A stop raced with this chunk: keep the chunk, then stop.
+                        let _ = reply.send(stream.stop(code).map_err(Error::Stream));
+                        entry.recv = RecvSide::Done(Some(StreamError::ClosedLocally));
+                    }
+                }
+                if !chunk.is_empty() {
+                    let item = match origin {
+                        Origin::Default => Item::Main(Msg::Binary(chunk)),
+                        Origin::Remote => Item::Main(Msg::Stream(id, chunk)),
+                        Origin::Local => Item::Own(id, OwnItem::Data(chunk)),
+                    };
+                    self.deliver(item);
+                }
+                self.maybe_forget(id);
+            }
+            None => {
+                // Cancelled for stop_sending.
+                if let Some((code, reply)) = stop {
+                    let _ = reply.send(stream.stop(code).map_err(Error::Stream));
+                }
+                entry.recv = RecvSide::Done(Some(StreamError::ClosedLocally));
+                self.maybe_forget(id);
+            }
+            Some(Ok(None)) => {
+                if let Some((_, reply)) = stop {
+                    let _ = reply.send(Ok(()));
+                }
+                entry.recv = RecvSide::Done(None);
+                let normal = matches!(entry.send, SendSide::None | SendSide::Done(None))
+                    && origin == Origin::Remote
+                    && !entry.notified;
+                if normal {
+                    entry.notified = true;
+                }
+                match origin {
+                    Origin::Local => self.deliver(Item::Own(id, OwnItem::Fin(Bytes::new()))),
+                    Origin::Default | Origin::Remote => {
+                        self.deliver(Item::Main(Msg::StreamFin(id, Bytes::new())));
+                        if normal {
+                            self.deliver(Item::Main(Msg::StreamClosed(id, CloseReason::Normal)));
+                        }
+                    }
+                }
+                self.maybe_forget(id);
+            }
+            Some(Err(StreamError::SessionGone(e))) => {
+                if let Some((_, reply)) = stop {
+                    let _ = reply.send(Ok(()));
+                }
+                // The session's end is reported once, by `closed()`.
+                entry.recv = RecvSide::Done(Some(StreamError::SessionGone(e)));
+            }
+            Some(Err(e)) => {
+                if let Some((_, reply)) = stop {
+                    let _ = reply.send(Ok(()));
+                }
+                entry.recv = RecvSide::Done(Some(e.clone()));
+                let code = match &e {
+                    StreamError::Reset(c) => c.unwrap_or(0),
+                    _ => 0,
+                };
+                match origin {
+                    Origin::Local => self.deliver(Item::Own(id, OwnItem::Err(e))),
+                    Origin::Default | Origin::Remote => {
+                        entry.notified = true;
+                        self.deliver(Item::Main(Msg::StreamClosed(id, CloseReason::Reset(code))))
+                    }
+                }
+                self.maybe_forget(id);
+            }
+        }
+    }
+
+    fn on_send_end(&mut self, id: StreamId, how: SendEnd) {
+        let Some(entry) = self.streams.get_mut(&id) else {
+            return;
+        };
+        let origin = entry.origin;
+        let recv_finished = matches!(entry.recv, RecvSide::Done(None) | RecvSide::None);
+        let (state, notice) = match how {
+            SendEnd::Finished => (None, None),
+            SendEnd::Dropped | SendEnd::Reset => (Some(StreamError::ClosedLocally), None),
+            SendEnd::Stopped(code) => (
+                Some(StreamError::Stopped(Some(code))),
+                Some(CloseReason::StopSending(code)),
+            ),
+            SendEnd::Failed(StreamError::SessionGone(e)) => {
+                (Some(StreamError::SessionGone(e)), None)
+            }
+            SendEnd::Failed(e) => (Some(e), None),
+        };
+        let clean = state.is_none();
+        entry.send = SendSide::Done(state);
+        let notified = entry.notified;
+        if self.terminal.is_none() && origin != Origin::Local {
+            if let Some(reason) = notice {
+                entry.notified = true;
+                self.deliver(Item::Main(Msg::StreamClosed(id, reason)));
+            } else if clean && recv_finished && origin == Origin::Remote && !notified {
+                // The peer's FIN came first; now both directions are done.
+                entry.notified = true;
+                self.deliver(Item::Main(Msg::StreamClosed(id, CloseReason::Normal)));
+            }
+        }
+        self.maybe_forget(id);
+    }
+
+    /// Drops the bookkeeping of a stream that is over in both directions and drained.
+    fn maybe_forget(&mut self, id: StreamId) {
+        let Some(e) = self.streams.get(&id) else {
+            return;
+        };
+        if e.origin == Origin::Default {
+            return;
+        }
+        let send_over = !matches!(e.send, SendSide::Open(_));
+        let recv_over = !matches!(e.recv, RecvSide::Reading { .. });
+        let drained = e.origin == Origin::Remote
+            || (!self.store.has(Chan::Own(id)) && !self.waiters.contains_key(&Chan::Own(id)));
+        // A stream of ours whose end was not read yet stays known so stream_recv reports it.
+        let end_read = match (&e.origin, &e.recv) {
+            (Origin::Local, RecvSide::Done(_)) => drained,
+            _ => true,
+        };
+        if send_over && recv_over && drained && end_read {
+            self.streams.remove(&id);
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! The driver's receive buffers: one queue per channel, with a global arrival order so that
+//! switching between passive and active delivery neither loses nor reorders anything.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use bytes::Bytes;
+use wt_core::StreamError;
+
+use crate::frame::ITEM_OVERHEAD;
+use crate::{CloseReason, Event, Msg, StreamData, StreamId};
+
+/// A receive channel: the default channel, or one stream we opened.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Chan {
+    Main,
+    Own(StreamId),
+}
+
+/// An item of a stream we opened.
+#[derive(Clone, Debug)]
+pub(crate) enum OwnItem {
+    Data(Bytes),
+    Fin(Bytes),
+    Err(StreamError),
+}
+
+/// A buffered item.
+#[derive(Clone, Debug)]
+pub(crate) enum Item {
+    Main(Msg),
+    Own(StreamId, OwnItem),
+}
+
+impl Item {
+    pub(crate) fn chan(&self) -> Chan {
+        match self {
+            Item::Main(_) => Chan::Main,
+            Item::Own(id, _) => Chan::Own(*id),
+        }
+    }
+
+    /// Same as [`Event::accounted`] of the corresponding event.
+    pub(crate) fn accounted(&self) -> usize {
+        match self {
+            Item::Main(Msg::Binary(b))
+            | Item::Main(Msg::Datagram(b))
+            | Item::Main(Msg::Stream(_, b))
+            | Item::Main(Msg::StreamFin(_, b))
+            | Item::Own(_, OwnItem::Data(b))
+            | Item::Own(_, OwnItem::Fin(b)) => b.len() + ITEM_OVERHEAD,
+            Item::Main(Msg::StreamClosed(..)) | Item::Own(_, OwnItem::Err(_)) => ITEM_OVERHEAD,
+        }
+    }
+
+    pub(crate) fn into_event(self) -> Event {
+        match self {
+            Item::Main(m) => m.into(),
+            Item::Own(id, OwnItem::Data(b)) => Event::Stream(id, b),
+            Item::Own(id, OwnItem::Fin(b)) => Event::StreamFin(id, b),
+            Item::Own(id, OwnItem::Err(StreamError::Stopped(c))) => {
+                Event::StreamClosed(id, CloseReason::StopSending(c.unwrap_or(0)))
+            }
+            Item::Own(id, OwnItem::Err(e)) => {
+                let code = match e {
+                    StreamError::Reset(c) => c.unwrap_or(0),
+                    _ => 0,
+                };
+                Event::StreamClosed(id, CloseReason::Reset(code))
+            }
+        }
+    }
+
+    pub(crate) fn into_msg(self) -> Option<Msg> {
+        match self {
+            Item::Main(m) => Some(m),
+            Item::Own(..) => None,
+        }
+    }
+
+    pub(crate) fn into_stream_data(self) -> Result<StreamData, crate::Error> {
+        match self {
+            Item::Own(_, OwnItem::Data(b)) => Ok(StreamData::Data(b)),
+            Item::Own(_, OwnItem::Fin(b)) => Ok(StreamData::Fin(b)),
+            Item::Own(_, OwnItem::Err(e)) => Err(crate::Error::Stream(e)),
+            Item::Main(_) => Err(crate::Error::driver_gone()),
+        }
+    }
+}
+
+/// Buffered items in arrival order, indexed by channel.
+#[derive(Default)]
+pub(crate) struct Store {
+    next_seq: u64,
+    items: BTreeMap<u64, Item>,
+    chans: HashMap<Chan, VecDeque<u64>>,
+}
+
+impl Store {
+    pub(crate) fn push(&mut self, item: Item) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.chans.entry(item.chan()).or_default().push_back(seq);
+        self.items.insert(seq, item);
+        seq
+    }
+
+    /// Puts an item taken earlier back in its place.
+    pub(crate) fn put_back(&mut self, seq: u64, item: Item) {
+        let q = self.chans.entry(item.chan()).or_default();
+        let at = q.partition_point(|s| *s < seq);
+        q.insert(at, seq);
+        self.items.insert(seq, item);
+    }
+
+    pub(crate) fn pop(&mut self, chan: Chan) -> Option<(u64, Item)> {
+        let q = self.chans.get_mut(&chan)?;
+        let seq = q.pop_front()?;
+        if q.is_empty() {
+            self.chans.remove(&chan);
+        }
+        let item = self.items.remove(&seq)?;
+        Some((seq, item))
+    }
+
+    pub(crate) fn pop_first(&mut self) -> Option<(u64, Item)> {
+        let (seq, item) = self.items.pop_first()?;
+        let chan = item.chan();
+        if let Some(q) = self.chans.get_mut(&chan) {
+            q.pop_front();
+            if q.is_empty() {
+                self.chans.remove(&chan);
+            }
+        }
+        Some((seq, item))
+    }
+
+    pub(crate) fn has(&self, chan: Chan) -> bool {
+        self.chans.contains_key(&chan)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(id: u64, s: &'static str) -> Item {
+        Item::Own(
+            StreamId(id),
+            OwnItem::Data(Bytes::from_static(s.as_bytes())),
+        )
+    }
+
+    #[test]
+    fn per_channel_and_global_order() {
+        let mut st = Store::default();
+        st.push(Item::Main(Msg::Binary("a".into())));
+        st.push(data(4, "b"));
+        st.push(Item::Main(Msg::Datagram("c".into())));
+        let (seq, first) = st.pop(Chan::Main).unwrap();
+        assert!(matches!(first, Item::Main(Msg::Binary(_))));
+        st.put_back(seq, first);
+        let order: Vec<_> = std::iter::from_fn(|| st.pop_first())
+            .map(|(s, _)| s)
+            .collect();
+        assert_eq!(order, vec![0, 1, 2]);
+        assert!(st.is_empty());
+        assert!(!st.has(Chan::Main));
+    }
+
+    #[test]
+    fn put_back_keeps_channel_order() {
+        let mut st = Store::default();
+        st.push(data(4, "1"));
+        st.push(data(4, "2"));
+        let (s1, i1) = st.pop(Chan::Own(StreamId(4))).unwrap();
+        st.put_back(s1, i1);
+        let (s, _) = st.pop(Chan::Own(StreamId(4))).unwrap();
+        assert_eq!(s, 0);
+        assert_eq!(
+            Item::Main(Msg::Binary("xyz".into())).accounted(),
+            3 + ITEM_OVERHEAD
+        );
+    }
+}

@@ -1,0 +1,596 @@
+//! Driver tests against the in-memory mock session (deterministic, no sockets).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use wt_core::{RecvStream, SendStream, SessionError, StreamError};
+
+use crate::mock::{self, MockPeer, PeerStream};
+use crate::*;
+
+async fn setup(opts: Options) -> (Connection, MockPeer, PeerStream) {
+    let (s, mut peer) = mock::pair();
+    let conn = spawn::start(s, &opts).await.unwrap();
+    let default = peer.accept().await;
+    (conn, peer, default)
+}
+
+/// Waits (yielding, never sleeping) until the driver has buffered `n` unread bytes.
+async fn wait_unread(conn: &Connection, n: usize) {
+    while conn.unread_bytes() < n {
+        tokio::task::yield_now().await;
+    }
+}
+
+fn b(s: &'static str) -> Bytes {
+    Bytes::from_static(s.as_bytes())
+}
+
+#[tokio::test]
+async fn default_stream_echo_and_frames() {
+    let (conn, _peer, mut d) = setup(Options::default()).await;
+    conn.send(Frame::binary("Hello!")).await.unwrap();
+    conn.send(Frame::text(" text")).await.unwrap();
+    conn.send(b"raw".to_vec()).await.unwrap();
+    conn.send(Bytes::from_static(b"!")).await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < 15 {
+        got.extend_from_slice(&d.recv.read_chunk(100).await.unwrap().unwrap());
+    }
+    assert_eq!(got, b"Hello! textraw!");
+    let ds = d.send.as_mut().unwrap();
+    ds.write_chunk(b("Hello!")).await.unwrap();
+    assert_eq!(
+        conn.recv().await.unwrap(),
+        Msg::Binary(Bytes::from("Hello!"))
+    );
+    assert!(matches!(
+        conn.send(Frame::Ping(b("x"))).await,
+        Err(Error::UnsupportedFrame)
+    ));
+    assert!(matches!(
+        conn.send(Frame::Pong(b("x"))).await,
+        Err(Error::UnsupportedFrame)
+    ));
+    // The peer ends the default stream.
+    ds.finish().unwrap();
+    let id = conn.default_stream_id();
+    assert_eq!(conn.recv().await.unwrap(), Msg::StreamFin(id, Bytes::new()));
+}
+
+#[tokio::test]
+async fn datagrams_both_ways() {
+    let (conn, mut peer, _d) = setup(Options::default()).await;
+    conn.send_datagram("d1").await.unwrap();
+    conn.send(Frame::datagram("d2")).await.unwrap();
+    assert_eq!(peer.recv_datagram().await, b("d1"));
+    assert_eq!(peer.recv_datagram().await, b("d2"));
+    peer.send_datagram("back");
+    assert_eq!(conn.recv().await.unwrap(), Msg::Datagram(b("back")));
+    let err = conn.send_datagram(vec![0u8; 5000]).await.unwrap_err();
+    assert!(matches!(
+        err,
+        Error::Session(SessionError::DatagramTooLarge { size: 5000, .. })
+    ));
+    assert_eq!(conn.info().await.unwrap().stats.datagrams_sent, 2);
+}
+
+#[tokio::test]
+async fn server_opened_streams_arrive_on_the_default_channel() {
+    let (conn, mut peer, _d) = setup(Options::default()).await;
+    let mut uni = peer.open_uni();
+    let uid = uni.id();
+    uni.write_chunk(b("abc")).await.unwrap();
+    uni.finish().unwrap();
+    assert_eq!(conn.recv().await.unwrap(), Msg::Stream(uid, b("abc")));
+    assert_eq!(
+        conn.recv().await.unwrap(),
+        Msg::StreamFin(uid, Bytes::new())
+    );
+    assert_eq!(
+        conn.recv().await.unwrap(),
+        Msg::StreamClosed(uid, CloseReason::Normal)
+    );
+    // Gone now: nothing to send on, nothing to stream_recv.
+    assert!(matches!(conn.stream_recv(uid).await, Err(Error::UnknownStream(i)) if i == uid));
+    assert!(matches!(
+        conn.stream_send(uid, "x", false).await,
+        Err(Error::UnknownStream(_))
+    ));
+
+    let (mut ps, mut pr) = peer.open_bi();
+    let bid = ps.id();
+    ps.write_chunk(b("q")).await.unwrap();
+    assert_eq!(conn.recv().await.unwrap(), Msg::Stream(bid, b("q")));
+    assert!(matches!(
+        conn.stream_recv(bid).await,
+        Err(Error::UnknownStream(_))
+    ));
+    conn.stream_send(bid, "answer", true).await.unwrap();
+    assert_eq!(mock::read_all(&mut pr).await.unwrap(), b"answer");
+    ps.finish().unwrap();
+    assert_eq!(
+        conn.recv().await.unwrap(),
+        Msg::StreamFin(bid, Bytes::new())
+    );
+    assert_eq!(
+        conn.recv().await.unwrap(),
+        Msg::StreamClosed(bid, CloseReason::Normal)
+    );
+}
+
+#[tokio::test]
+async fn server_stream_reset_and_stop_sending() {
+    let (conn, mut peer, _d) = setup(Options::default()).await;
+    let mut uni = peer.open_uni();
+    let uid = uni.id();
+    uni.reset(5).unwrap();
+    assert_eq!(
+        conn.recv().await.unwrap(),
+        Msg::StreamClosed(uid, CloseReason::Reset(5))
+    );
+    let (_ps, mut pr) = peer.open_bi();
+    let bid = pr.id();
+    pr.stop(6).unwrap();
+    assert_eq!(
+        conn.recv().await.unwrap(),
+        Msg::StreamClosed(bid, CloseReason::StopSending(6))
+    );
+    assert!(matches!(
+        conn.stream_send(bid, "x", false).await,
+        Err(Error::Stream(StreamError::Stopped(Some(6))))
+    ));
+}
+
+#[tokio::test]
+async fn own_streams() {
+    let (conn, mut peer, _d) = setup(Options::default()).await;
+    let id = conn.open_stream(StreamKind::Bidi).await.unwrap();
+    assert!(id.is_bidi() && id.is_client_initiated());
+    let mut ps = peer.accept().await;
+    assert_eq!(ps.id, id);
+    conn.stream_send(id, "ping", false).await.unwrap();
+    conn.send(Frame::stream(id, "!", true)).await.unwrap();
+    assert_eq!(mock::read_all(&mut ps.recv).await.unwrap(), b"ping!");
+    assert!(matches!(
+        conn.stream_send(id, "late", false).await,
+        Err(Error::Stream(StreamError::ClosedLocally))
+    ));
+    let s = ps.send.as_mut().unwrap();
+    s.write_chunk(b("pong")).await.unwrap();
+    s.finish().unwrap();
+    assert_eq!(
+        conn.stream_recv(id).await.unwrap(),
+        StreamData::Data(b("pong"))
+    );
+    assert_eq!(
+        conn.stream_recv(id).await.unwrap(),
+        StreamData::Fin(Bytes::new())
+    );
+    // Both directions over and drained: forgotten.
+    assert!(matches!(
+        conn.stream_recv(id).await,
+        Err(Error::UnknownStream(_))
+    ));
+
+    let uid = conn.open_stream(StreamKind::Uni).await.unwrap();
+    assert!(!uid.is_bidi());
+    let mut pu = peer.accept().await;
+    assert!(matches!(
+        conn.stream_recv(uid).await,
+        Err(Error::UnknownStream(_))
+    ));
+    conn.stream_send(uid, "one-way", false).await.unwrap();
+    conn.close_stream(uid).await.unwrap();
+    assert_eq!(mock::read_all(&mut pu.recv).await.unwrap(), b"one-way");
+    assert!(matches!(
+        conn.stream_send(StreamId(400), "x", false).await,
+        Err(Error::UnknownStream(StreamId(400)))
+    ));
+    assert!(matches!(
+        conn.reset_stream(StreamId(400), 1).await,
+        Err(Error::UnknownStream(_))
+    ));
+    assert!(matches!(
+        conn.stop_sending(StreamId(400), 1).await,
+        Err(Error::UnknownStream(_))
+    ));
+}
+
+#[tokio::test]
+async fn own_stream_reset_stop_and_peer_reset() {
+    let (conn, mut peer, _d) = setup(Options::default()).await;
+    let id = conn.open_stream(StreamKind::Bidi).await.unwrap();
+    let mut ps = peer.accept().await;
+    conn.stream_send(id, "part", false).await.unwrap();
+    conn.reset_stream(id, 9).await.unwrap();
+    assert_eq!(ps.recv.read_chunk(10).await.unwrap(), Some(b("part")));
+    assert!(matches!(
+        ps.recv.read_chunk(10).await,
+        Err(StreamError::Reset(Some(9)))
+    ));
+    // The peer resets its side: stream_recv reports it (after buffered data).
+    let s = ps.send.as_mut().unwrap();
+    s.write_chunk(b("x")).await.unwrap();
+    s.reset(11).unwrap();
+    assert_eq!(
+        conn.stream_recv(id).await.unwrap(),
+        StreamData::Data(b("x"))
+    );
+    assert!(matches!(
+        conn.stream_recv(id).await,
+        Err(Error::Stream(StreamError::Reset(Some(11))))
+    ));
+
+    let id2 = conn.open_stream(StreamKind::Bidi).await.unwrap();
+    let mut ps2 = peer.accept().await;
+    conn.stop_sending(id2, 13).await.unwrap();
+    let s2 = ps2.send.as_mut().unwrap();
+    assert_eq!(s2.stopped().await.unwrap(), Some(13));
+    assert!(matches!(
+        conn.stream_recv(id2).await,
+        Err(Error::Stream(StreamError::ClosedLocally))
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeouts_lose_nothing() {
+    let (conn, mut peer, mut d) = setup(Options::default()).await;
+    assert!(matches!(
+        conn.recv_timeout(Duration::from_millis(50)).await,
+        Err(Error::Timeout)
+    ));
+    let id = conn.open_stream(StreamKind::Bidi).await.unwrap();
+    let mut ps = peer.accept().await;
+    assert!(matches!(
+        conn.stream_recv_timeout(id, Duration::from_millis(50))
+            .await,
+        Err(Error::Timeout)
+    ));
+    d.send
+        .as_mut()
+        .unwrap()
+        .write_chunk(b("late"))
+        .await
+        .unwrap();
+    ps.send
+        .as_mut()
+        .unwrap()
+        .write_chunk(b("late2"))
+        .await
+        .unwrap();
+    assert_eq!(conn.recv().await.unwrap(), Msg::Binary(b("late")));
+    assert_eq!(
+        conn.stream_recv(id).await.unwrap(),
+        StreamData::Data(b("late2"))
+    );
+
+    // The recv_timeout option applies to recv and stream_recv.
+    let (conn, _peer, _d) = setup(Options::default().recv_timeout(Duration::from_secs(3))).await;
+    assert!(matches!(conn.recv().await, Err(Error::Timeout)));
+}
+
+#[tokio::test]
+async fn dropped_recv_future_loses_nothing() {
+    let (conn, _peer, mut d) = setup(Options::default()).await;
+    d.send
+        .as_mut()
+        .unwrap()
+        .write_chunk(b("keep"))
+        .await
+        .unwrap();
+    wait_unread(&conn, 4).await;
+    // A recv raced against an always-ready branch: whatever it had is put back.
+    for _ in 0..3 {
+        tokio::select! {
+            biased;
+            _ = conn.recv() => {}
+            _ = std::future::ready(()) => {}
+        }
+    }
+    assert_eq!(conn.recv().await.unwrap(), Msg::Binary(b("keep")));
+}
+
+#[tokio::test]
+async fn second_reader_is_busy() {
+    let (conn, _peer, mut d) = setup(Options::default()).await;
+    let first = conn.recv();
+    tokio::pin!(first);
+    tokio::select! {
+        biased;
+        _ = &mut first => panic!("nothing to read yet"),
+        r = conn.recv() => assert!(matches!(r, Err(Error::RecvBusy))),
+    }
+    d.send
+        .as_mut()
+        .unwrap()
+        .write_chunk(b("one"))
+        .await
+        .unwrap();
+    assert_eq!(first.await.unwrap(), Msg::Binary(b("one")));
+}
+
+#[tokio::test]
+async fn active_mode_forwards_in_order_and_switches() {
+    let (conn, mut peer, mut d) = setup(Options::default()).await;
+    let mut events = conn.take_events().unwrap();
+    assert!(conn.take_events().is_none());
+    let ds = d.send.as_mut().unwrap();
+    for s in ["1", "2", "3"] {
+        ds.write_chunk(b(s)).await.unwrap();
+    }
+    wait_unread(&conn, 3).await;
+    assert_eq!(conn.recv().await.unwrap(), Msg::Binary(b("1")));
+    conn.set_active(Active::On).await.unwrap();
+    assert!(matches!(conn.recv().await, Err(Error::ActiveMode)));
+    assert_eq!(events.recv().await.unwrap(), Event::Binary(b("2")));
+    assert_eq!(events.recv().await.unwrap(), Event::Binary(b("3")));
+    peer.send_datagram("dg");
+    assert_eq!(events.recv().await.unwrap(), Event::Datagram(b("dg")));
+    // Streams we opened are tagged with their ID.
+    let id = conn.open_stream(StreamKind::Bidi).await.unwrap();
+    let mut ps = peer.accept().await;
+    ps.send.as_mut().unwrap().write_chunk(b("s")).await.unwrap();
+    ps.send.as_mut().unwrap().reset(4).unwrap();
+    assert_eq!(events.recv().await.unwrap(), Event::Stream(id, b("s")));
+    assert_eq!(
+        events.recv().await.unwrap(),
+        Event::StreamClosed(id, CloseReason::Reset(4))
+    );
+    assert!(matches!(conn.stream_recv(id).await, Err(Error::ActiveMode)));
+
+    // Once: one event, then passive again.
+    conn.set_active(Active::Off).await.unwrap();
+    ds.write_chunk(b("4")).await.unwrap();
+    ds.write_chunk(b("5")).await.unwrap();
+    wait_unread(&conn, 2).await;
+    conn.set_active(Active::Once).await.unwrap();
+    assert_eq!(events.recv().await.unwrap(), Event::Binary(b("4")));
+    assert_eq!(conn.info().await.unwrap().active, Active::Off);
+    assert_eq!(conn.recv().await.unwrap(), Msg::Binary(b("5")));
+    assert!(events.try_recv().is_none());
+
+    // Hand the receiver to another task (controlling_process).
+    conn.set_active(Active::On).await.unwrap();
+    let task = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while let Some(ev) = events.recv().await {
+            seen.push(ev);
+        }
+        seen
+    });
+    ds.write_chunk(b("6")).await.unwrap();
+    peer.close(3, "done");
+    let seen = task.await.unwrap();
+    assert_eq!(
+        seen,
+        vec![
+            Event::Binary(b("6")),
+            Event::Closed {
+                code: 3,
+                reason: "done".into()
+            }
+        ]
+    );
+    assert_eq!(conn.unread_bytes(), 0);
+}
+
+#[tokio::test]
+async fn switching_to_active_fails_waiting_readers() {
+    let (conn, _peer, _d) = setup(Options::default()).await;
+    // join! polls in order: the recv is registered before the switch.
+    let (waiting, switched) = tokio::join!(conn.recv(), conn.set_active(Active::On));
+    switched.unwrap();
+    assert!(matches!(waiting, Err(Error::ActiveMode)));
+}
+
+#[tokio::test]
+async fn event_receiver_comes_back_when_dropped() {
+    let (conn, _peer, mut d) = setup(Options::default().active(Active::On)).await;
+    let events = conn.take_events().unwrap();
+    d.send
+        .as_mut()
+        .unwrap()
+        .write_chunk(b("kept"))
+        .await
+        .unwrap();
+    drop(events);
+    let mut again = conn.take_events().unwrap();
+    assert_eq!(again.recv().await.unwrap(), Event::Binary(b("kept")));
+}
+
+#[tokio::test]
+async fn overflow_closes_and_keeps_buffered_data() {
+    let limit = 2 * (100 + ITEM_OVERHEAD) + 10;
+    let (conn, mut peer, mut d) = setup(Options::default().max_recv_buffer(limit)).await;
+    let id = conn.open_stream(StreamKind::Bidi).await.unwrap();
+    let _ps = peer.accept().await;
+    // A reader waiting on another channel gets the overflow at once.
+    let waiting = conn.stream_recv(id);
+    tokio::pin!(waiting);
+    let ds = d.send.as_mut().unwrap();
+    tokio::select! {
+        biased;
+        _ = &mut waiting => panic!("nothing to read"),
+        r = async {
+            for _ in 0..3 {
+                ds.write_chunk(Bytes::from(vec![7u8; 100])).await.unwrap();
+            }
+        } => r,
+    }
+    assert!(matches!(waiting.await, Err(Error::RecvBufferOverflow)));
+    let (by_client, code, _) = peer.closed().await;
+    assert!(by_client);
+    assert_eq!(code, OVERFLOW_CLOSE_CODE);
+    for _ in 0..2 {
+        assert!(matches!(conn.recv().await.unwrap(), Msg::Binary(c) if c.len() == 100));
+    }
+    assert!(matches!(conn.recv().await, Err(Error::RecvBufferOverflow)));
+    assert!(matches!(conn.recv().await, Err(Error::RecvBufferOverflow)));
+    let info = conn.info().await.unwrap();
+    assert_eq!(info.close.unwrap().code, OVERFLOW_CLOSE_CODE);
+    assert_eq!(info.unread_bytes, 0);
+}
+
+#[tokio::test]
+async fn overflow_in_active_mode_counts_undelivered_events() {
+    let limit = 3 * (10 + ITEM_OVERHEAD);
+    let (conn, mut peer, mut d) =
+        setup(Options::default().max_recv_buffer(limit).active(Active::On)).await;
+    let ds = d.send.as_mut().unwrap();
+    for _ in 0..4 {
+        ds.write_chunk(Bytes::from(vec![1u8; 10])).await.unwrap();
+    }
+    peer.closed().await;
+    let mut events = conn.take_events().unwrap();
+    for _ in 0..3 {
+        assert!(matches!(events.recv().await.unwrap(), Event::Binary(_)));
+    }
+    assert_eq!(
+        events.recv().await.unwrap(),
+        Event::Error(Error::RecvBufferOverflow)
+    );
+    assert!(events.recv().await.is_none());
+}
+
+#[tokio::test]
+async fn close_codes_both_ways() {
+    let (conn, mut peer, mut d) = setup(Options::default()).await;
+    let long = "x".repeat(1025);
+    assert!(matches!(
+        conn.close_with(1, &long).await,
+        Err(Error::InvalidReason(1025))
+    ));
+    // Nothing was sent: the session still works.
+    conn.send(Frame::binary("still")).await.unwrap();
+    assert_eq!(d.recv.read_chunk(10).await.unwrap(), Some(b("still")));
+    d.send
+        .as_mut()
+        .unwrap()
+        .write_chunk(b("buffered"))
+        .await
+        .unwrap();
+    wait_unread(&conn, 8).await;
+    conn.close_with(4000, "bye").await.unwrap();
+    assert_eq!(peer.closed().await, (true, 4000, "bye".to_owned()));
+    assert_eq!(conn.recv().await.unwrap(), Msg::Binary(b("buffered")));
+    assert!(matches!(
+        conn.recv().await,
+        Err(Error::Closed { code: 4000, ref reason }) if reason == "bye"
+    ));
+    assert!(matches!(
+        conn.send(Frame::binary("x")).await,
+        Err(Error::Closed { .. })
+    ));
+    assert!(matches!(
+        conn.open_stream(StreamKind::Uni).await,
+        Err(Error::Closed { .. })
+    ));
+    conn.close().await.unwrap(); // idempotent
+    let close = conn.info().await.unwrap().close.unwrap();
+    assert_eq!(
+        close,
+        CloseInfo {
+            code: 4000,
+            reason: "bye".into(),
+            by_peer: false
+        }
+    );
+}
+
+#[tokio::test]
+async fn peer_close_is_seen_after_buffered_data() {
+    let (conn, peer, mut d) = setup(Options::default()).await;
+    d.send
+        .as_mut()
+        .unwrap()
+        .write_chunk(b("last"))
+        .await
+        .unwrap();
+    wait_unread(&conn, 4).await;
+    peer.close(7, "later");
+    // Closed only after the buffer is drained.
+    assert_eq!(conn.recv().await.unwrap(), Msg::Binary(b("last")));
+    assert!(matches!(
+        conn.recv().await,
+        Err(Error::Closed { code: 7, ref reason }) if reason == "later"
+    ));
+    let close = conn.info().await.unwrap().close.unwrap();
+    assert!(close.by_peer);
+    assert_eq!((close.code, close.reason.as_str()), (7, "later"));
+    assert!(matches!(
+        conn.send_datagram("x").await,
+        Err(Error::Closed { .. })
+    ));
+}
+
+#[tokio::test]
+async fn dropping_every_handle_closes_the_session() {
+    let (conn, mut peer, _d) = setup(Options::default()).await;
+    let other = conn.clone();
+    drop(conn);
+    other.send(Frame::binary("alive")).await.unwrap();
+    drop(other);
+    assert_eq!(peer.closed().await, (true, 0, String::new()));
+}
+
+#[tokio::test]
+async fn info_reports_the_session() {
+    let (conn, _peer, _d) = setup(Options::default()).await;
+    conn.open_stream(StreamKind::Uni).await.unwrap();
+    let info = conn.info().await.unwrap();
+    assert_eq!(info.transport, TransportKind::Http3);
+    assert_eq!(info.dialect, wt_core::Dialect::H3Latest);
+    assert_eq!(info.default_stream, conn.default_stream_id());
+    assert_eq!(info.stats.bidi_opened_local, 1);
+    assert_eq!(info.stats.uni_opened_local, 1);
+    assert_eq!(info.open_streams, 2);
+    assert!(info.close.is_none());
+    assert_eq!(conn.transport(), TransportKind::Http3);
+    let _ = format!("{conn:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_streams_interleave() {
+    let (conn, mut peer, _d) = setup(Options::default()).await;
+    let n = 20;
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        ids.push(conn.open_stream(StreamKind::Bidi).await.unwrap());
+    }
+    let server = tokio::spawn(async move {
+        for _ in 0..n {
+            let mut s = peer.accept().await;
+            tokio::spawn(async move {
+                let data = mock::read_all(&mut s.recv).await.unwrap();
+                let send = s.send.as_mut().unwrap();
+                send.write_chunk(data.into()).await.unwrap();
+                send.finish().unwrap();
+            });
+        }
+        peer
+    });
+    let mut tasks = Vec::new();
+    for (i, id) in ids.into_iter().enumerate() {
+        let conn = conn.clone();
+        tasks.push(tokio::spawn(async move {
+            let msg = format!("stream {i}");
+            conn.stream_send(id, msg.clone(), true).await.unwrap();
+            let mut got = Vec::new();
+            loop {
+                match conn.stream_recv(id).await.unwrap() {
+                    StreamData::Data(c) => got.extend_from_slice(&c),
+                    StreamData::Fin(c) => {
+                        got.extend_from_slice(&c);
+                        break;
+                    }
+                }
+            }
+            assert_eq!(got, msg.as_bytes());
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let _peer = server.await.unwrap();
+}

@@ -1,0 +1,1217 @@
+//! The sans-IO WebTransport-over-HTTP/2 session engine.
+//!
+//! ```text
+//!            DATA payloads of the CONNECT stream            capsule bytes to send
+//!   h2 ──► recv_data / recv_end / recv_reset ──► Engine ──► poll_transmit ──► h2
+//!                                                  │ ▲
+//!                          events (wake handles) ◄─┘ └─ commands (open, write, read, ...)
+//! ```
+//!
+//! The engine owns everything about one session: the capsule decoder, the stream map and
+//! state machines ([`streams`]), flow control both ways ([`flow_control`]), datagram queues,
+//! and the session lifecycle. It never blocks and never touches tokio: the driver feeds it
+//! bytes, drains its output within HTTP/2 send capacity, releases HTTP/2 receive window by
+//! [`Engine::take_release`] (bytes the engine no longer holds), and wakes tasks on
+//! [`Event`]s.
+//!
+//! Session lifecycle:
+//!
+//! ```text
+//!   Open ──close()──────────────► ClosedLocally  (WT_CLOSE_SESSION + END_STREAM queued)
+//!     │──WT_CLOSE_SESSION / END_STREAM ─► ClosedByPeer (END_STREAM reply queued)
+//!     │──violation──────────────► Protocol (RST_STREAM with the violation's code)
+//!     └──RST_STREAM / conn loss─► ResetByPeer / Connection
+//! ```
+
+pub(crate) mod flow_control;
+pub(crate) mod streams;
+pub(crate) mod tx;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+use wt_core::capsule::{
+    Capsule, CapsuleDecoder, CapsuleError, CapsuleOptions, ResetLayout, MAX_CLOSE_REASON,
+};
+#[cfg(test)]
+use wt_core::codes::CapsuleType;
+use wt_core::codes::H2Code;
+use wt_core::{FlowLimits, ProtocolError, SessionError, SessionStats, StreamError, StreamId};
+
+use self::flow_control::{RecvWindow, SendCredit};
+use self::streams::recv::RecvHalf;
+use self::streams::send::SendHalf;
+use self::streams::state::{RecvState, SendState};
+use self::streams::{Dir, Side, Stream, Streams};
+use self::tx::Tx;
+
+/// Largest datagram payload we send (one DATAGRAM capsule; HTTP/2 delivers it reliably).
+pub const MAX_DATAGRAM_SIZE: usize = 65535;
+
+/// Largest value of WT_MAX_STREAMS / WT_STREAMS_BLOCKED (2^60).
+const MAX_STREAMS_LIMIT: u64 = 1 << 60;
+
+/// Session flow-control limits: the initial credit one side grants the other, in the terms
+/// of the HTTP/2 SETTINGS 0x2b61–0x2b66 (and the `WebTransport-Init` header for the three
+/// per-stream byte limits).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct FlowConfig {
+    /// Session-wide stream-data bytes (SETTINGS_WT_INITIAL_MAX_DATA, 0x2b61).
+    pub max_data: u64,
+    /// Per-stream bytes on unidirectional streams the other side opens (0x2b62, `u`).
+    pub max_stream_data_uni: u64,
+    /// Per-stream bytes the other side may send on bidirectional streams the granting side
+    /// opened (0x2b63, `bl`).
+    pub max_stream_data_bidi_local: u64,
+    /// Per-stream bytes the other side may send on bidirectional streams it opened
+    /// (0x2b66, `br`).
+    pub max_stream_data_bidi_remote: u64,
+    /// Unidirectional streams the other side may open (0x2b64).
+    pub max_streams_uni: u64,
+    /// Bidirectional streams the other side may open (0x2b65).
+    pub max_streams_bidi: u64,
+}
+
+impl Default for FlowConfig {
+    /// 16 MiB per session, 1 MiB per stream, 100 streams of each kind; re-granted as consumed.
+    fn default() -> Self {
+        FlowConfig {
+            max_data: 16 << 20,
+            max_stream_data_uni: 1 << 20,
+            max_stream_data_bidi_local: 1 << 20,
+            max_stream_data_bidi_remote: 1 << 20,
+            max_streams_uni: 100,
+            max_streams_bidi: 100,
+        }
+    }
+}
+
+impl FlowConfig {
+    /// All limits zero: the other side can do nothing until capsules grant credit.
+    pub const ZERO: FlowConfig = FlowConfig {
+        max_data: 0,
+        max_stream_data_uni: 0,
+        max_stream_data_bidi_local: 0,
+        max_stream_data_bidi_remote: 0,
+        max_streams_uni: 0,
+        max_streams_bidi: 0,
+    };
+}
+
+/// The HTTP/2 error codes used to reset the CONNECT stream for the three WebTransport error
+/// conditions the draft leaves unassigned (0xTBD).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct ErrorCodes {
+    /// WT_ERROR (bad close reason, reset/stop codes above 32 bits). Default PROTOCOL_ERROR.
+    pub wt_error: H2Code,
+    /// WT_STREAM_STATE_ERROR. Default PROTOCOL_ERROR.
+    pub stream_state: H2Code,
+    /// WT_FLOW_CONTROL_ERROR. Default FLOW_CONTROL_ERROR.
+    pub flow_control: H2Code,
+}
+
+impl Default for ErrorCodes {
+    fn default() -> Self {
+        ErrorCodes {
+            wt_error: H2Code::PROTOCOL_ERROR,
+            stream_state: H2Code::PROTOCOL_ERROR,
+            flow_control: H2Code::FLOW_CONTROL_ERROR,
+        }
+    }
+}
+
+/// Everything the engine needs to know at creation.
+#[derive(Clone, Debug)]
+pub(crate) struct EngineConfig {
+    /// Client or server.
+    pub side: Side,
+    /// Capsule dialect.
+    pub options: CapsuleOptions,
+    /// Credit we grant the peer (and the peer already knows about).
+    pub local: FlowConfig,
+    /// Credit the peer granted us.
+    pub peer: FlowConfig,
+    /// Codes for WT errors.
+    pub codes: ErrorCodes,
+    /// Largest known capsule accepted.
+    pub max_capsule_len: usize,
+    /// Writes block once this many bytes wait for HTTP/2 send capacity.
+    pub max_send_buffer: usize,
+    /// Largest WT_STREAM payload per capsule.
+    pub max_chunk: usize,
+}
+
+impl EngineConfig {
+    /// Defaults for `side`.
+    pub fn new(side: Side) -> Self {
+        EngineConfig {
+            side,
+            options: CapsuleOptions::default(),
+            local: FlowConfig::default(),
+            peer: FlowConfig::default(),
+            codes: ErrorCodes::default(),
+            max_capsule_len: wt_core::limits::MAX_CAPSULE_LEN,
+            max_send_buffer: 1 << 20,
+            max_chunk: 32 * 1024,
+        }
+    }
+}
+
+/// Something handles may be waiting for.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// Data, FIN or a reset to read on the stream.
+    Readable(u64),
+    /// Credit or buffer space to write, or the stream was stopped.
+    Writable(u64),
+    /// A peer-opened stream waits to be accepted.
+    Incoming(Dir),
+    /// Stream credit to open a stream.
+    OpenCredit(Dir),
+    /// A datagram arrived.
+    Datagram,
+    /// The peer asked to drain.
+    Draining,
+    /// The session ended.
+    Closed,
+}
+
+/// Result of a write.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Write {
+    /// This many bytes were queued.
+    Written(usize),
+    /// No credit or buffer space; an [`Event::Writable`] follows.
+    Blocked,
+}
+
+/// Result of a read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Read {
+    /// A chunk.
+    Data(Bytes),
+    /// The end of the stream.
+    Fin,
+    /// Nothing yet; an [`Event::Readable`] follows.
+    Blocked,
+}
+
+/// The session engine (see the [module docs](self)).
+#[derive(Debug)]
+pub(crate) struct Engine {
+    cfg: EngineConfig,
+    decoder: CapsuleDecoder,
+    rx: BytesMut,
+    streams: Streams,
+    recv_data: RecvWindow,
+    send_data: SendCredit,
+    recv_streams: [RecvWindow; 2],
+    send_streams: [SendCredit; 2],
+    tx: Tx,
+    end_stream: bool,
+    reset: Option<H2Code>,
+    release: u64,
+    events: VecDeque<Event>,
+    datagrams: VecDeque<Bytes>,
+    blocked_writers: Vec<u64>,
+    error: Option<SessionError>,
+    draining: bool,
+    drain_sent: bool,
+    peer_ended: bool,
+    stats: SessionStats,
+}
+
+fn state_error(codes: &ErrorCodes, what: &'static str) -> ProtocolError {
+    ProtocolError::h2(codes.stream_state, what)
+}
+
+impl Engine {
+    /// A new engine for an established session.
+    pub fn new(cfg: EngineConfig) -> Self {
+        Engine {
+            decoder: CapsuleDecoder::new(cfg.max_capsule_len),
+            rx: BytesMut::new(),
+            streams: Streams::default(),
+            recv_data: RecvWindow::new(cfg.local.max_data),
+            send_data: SendCredit::new(cfg.peer.max_data),
+            recv_streams: [
+                RecvWindow::new(cfg.local.max_streams_bidi),
+                RecvWindow::new(cfg.local.max_streams_uni),
+            ],
+            send_streams: [
+                SendCredit::new(cfg.peer.max_streams_bidi),
+                SendCredit::new(cfg.peer.max_streams_uni),
+            ],
+            tx: Tx::default(),
+            end_stream: false,
+            reset: None,
+            release: 0,
+            events: VecDeque::new(),
+            datagrams: VecDeque::new(),
+            blocked_writers: Vec::new(),
+            error: None,
+            draining: false,
+            drain_sent: false,
+            peer_ended: false,
+            stats: SessionStats::default(),
+            cfg,
+        }
+    }
+
+    // ---------------------------------------------------------------- queries
+
+    /// Why the session ended, if it did.
+    pub fn error(&self) -> Option<&SessionError> {
+        self.error.as_ref()
+    }
+
+    /// Whether the peer asked to drain.
+    #[cfg(test)]
+    pub fn is_draining(&self) -> bool {
+        self.draining
+    }
+
+    /// Bytes of capsules waiting to be sent.
+    pub fn transmit_len(&self) -> usize {
+        self.tx.len()
+    }
+
+    /// Whether END_STREAM should be sent once the output is drained.
+    pub fn wants_end_stream(&self) -> bool {
+        self.end_stream
+    }
+
+    /// The code to reset the CONNECT stream with, if the session failed locally.
+    pub fn wants_reset(&self) -> Option<H2Code> {
+        self.reset
+    }
+
+    /// Whether the peer ended its side of the CONNECT stream (END_STREAM or RST_STREAM).
+    #[cfg(test)]
+    pub fn peer_ended(&self) -> bool {
+        self.peer_ended
+    }
+
+    /// Counters and limits.
+    pub fn stats(&self) -> SessionStats {
+        let mut s = self.stats;
+        s.local_limits = Some(FlowLimits {
+            max_data: self.recv_data.max(),
+            max_streams_bidi: self.recv_streams[0].max(),
+            max_streams_uni: self.recv_streams[1].max(),
+        });
+        s.peer_limits = Some(FlowLimits {
+            max_data: self.send_data.max(),
+            max_streams_bidi: self.send_streams[0].max(),
+            max_streams_uni: self.send_streams[1].max(),
+        });
+        s
+    }
+
+    /// Number of live streams (for tests and bounds checks).
+    #[cfg(test)]
+    pub fn live_streams(&self) -> usize {
+        self.streams.map.len()
+    }
+
+    // ---------------------------------------------------------------- output
+
+    /// Takes up to `max` bytes of capsule output.
+    pub fn poll_transmit(&mut self, max: usize) -> Option<Bytes> {
+        if max == 0 {
+            return None;
+        }
+        let before = self.tx.len();
+        let out = self.tx.pop(max)?;
+        let below = self.cfg.max_send_buffer / 2;
+        if before >= below && self.tx.len() < below {
+            self.wake_writers();
+        }
+        Some(out)
+    }
+
+    /// Bytes of received CONNECT-stream data the engine no longer holds, to give back to
+    /// HTTP/2 flow control.
+    pub fn take_release(&mut self) -> usize {
+        std::mem::take(&mut self.release) as usize
+    }
+
+    /// Whether [`take_release`](Self::take_release) has something.
+    pub fn has_release(&self) -> bool {
+        self.release > 0
+    }
+
+    /// The next event for the glue.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    fn wake_writers(&mut self) {
+        for id in self.blocked_writers.drain(..) {
+            if let Some(s) = self.streams.map.get_mut(&id).and_then(|s| s.send.as_mut()) {
+                s.write_blocked = false;
+            }
+            self.events.push_back(Event::Writable(id));
+        }
+    }
+
+    // ---------------------------------------------------------------- input
+
+    /// DATA received on the CONNECT stream.
+    pub fn recv_data(&mut self, data: &[u8]) {
+        if self.error.is_some() {
+            self.release += data.len() as u64;
+            return;
+        }
+        self.rx.extend_from_slice(data);
+        loop {
+            let before = self.rx.len();
+            let raw = match self.decoder.decode(&mut self.rx) {
+                Ok(Some(raw)) => raw,
+                Ok(None) => {
+                    self.release += (before - self.rx.len()) as u64;
+                    break;
+                }
+                Err(e) => {
+                    self.fail(capsule_error(&self.cfg.codes, &e));
+                    break;
+                }
+            };
+            let wire = (before - self.rx.len()) as u64;
+            let ty = raw.ty;
+            let cap = match Capsule::parse(raw, &self.cfg.options) {
+                Ok(c) => c,
+                Err(e) => {
+                    self.fail(capsule_error(&self.cfg.codes, &e));
+                    break;
+                }
+            };
+            let held = match &cap {
+                Capsule::Stream { data, .. } => data.len() as u64,
+                _ => 0,
+            };
+            self.release += wire - held;
+            tracing::trace!(?ty, "capsule received");
+            if let Err(e) = self.handle(cap) {
+                self.fail(e);
+            }
+            if self.error.is_some() {
+                // Everything after a close or a violation is ignored.
+                self.release += self.rx.len() as u64;
+                self.rx.clear();
+                break;
+            }
+        }
+    }
+
+    /// END_STREAM on the CONNECT stream.
+    pub fn recv_end(&mut self) {
+        self.peer_ended = true;
+        if self.error.is_some() {
+            return;
+        }
+        if let Err(e) = self.decoder.finish(&self.rx) {
+            self.fail(capsule_error(&self.cfg.codes, &e));
+            return;
+        }
+        self.tx.clear();
+        self.end_stream = true;
+        self.terminate(SessionError::ClosedByPeer {
+            code: 0,
+            reason: String::new(),
+        });
+    }
+
+    /// RST_STREAM on the CONNECT stream.
+    pub fn recv_reset(&mut self, code: H2Code) {
+        self.peer_ended = true;
+        self.end_stream = false;
+        self.tx.clear();
+        if self.error.is_none() {
+            self.terminate(SessionError::ResetByPeer(wt_core::WireCode::H2(code)));
+        }
+    }
+
+    /// The connection under the session failed.
+    pub fn connection_lost(&mut self, err: SessionError) {
+        self.peer_ended = true;
+        self.end_stream = false;
+        self.tx.clear();
+        if self.error.is_none() {
+            self.terminate(err);
+        }
+    }
+
+    fn fail(&mut self, err: ProtocolError) {
+        if self.error.is_some() {
+            return;
+        }
+        tracing::debug!("session protocol violation: {err}");
+        if let wt_core::WireCode::H2(code) = err.code {
+            self.reset = Some(code);
+        }
+        self.tx.clear();
+        self.end_stream = false;
+        self.terminate(SessionError::Protocol(err));
+    }
+
+    fn terminate(&mut self, err: SessionError) {
+        self.error = Some(err);
+        for (_, s) in self.streams.map.drain() {
+            if let Some(r) = s.recv {
+                self.release += r.buffered;
+            }
+        }
+        self.streams.pending_accept = Default::default();
+        self.blocked_writers.clear();
+        self.datagrams.clear();
+        self.events.push_back(Event::Closed);
+    }
+
+    fn handle(&mut self, cap: Capsule) -> Result<(), ProtocolError> {
+        let codes = self.cfg.codes;
+        match cap {
+            Capsule::Stream { id, fin, data } => self.on_stream(id, fin, data),
+            Capsule::ResetStream {
+                id,
+                code,
+                reliable_size,
+            } => self.on_reset(id, code, reliable_size),
+            Capsule::StopSending { id, code } => self.on_stop(id, code),
+            Capsule::MaxStreamData { id, max } => self.on_max_stream_data(id, max),
+            Capsule::StreamDataBlocked { id, .. } => {
+                if self.cfg.side.is_local(id) && Dir::of(id) == Dir::Uni {
+                    return Err(state_error(
+                        &codes,
+                        "WT_STREAM_DATA_BLOCKED on our uni stream",
+                    ));
+                }
+                self.remote_or_local(id)?;
+                match self.streams.map.get(&id) {
+                    Some(s) if s.recv.as_ref().is_some_and(|r| !r.state.peer_done()) => Ok(()),
+                    _ => Err(state_error(
+                        &codes,
+                        "WT_STREAM_DATA_BLOCKED on a closed stream",
+                    )),
+                }
+            }
+            Capsule::MaxData(n) => match self.send_data.update(n) {
+                Ok(true) => {
+                    self.wake_writers();
+                    Ok(())
+                }
+                Ok(false) => Ok(()),
+                Err(_) => Err(ProtocolError::h2(
+                    codes.flow_control,
+                    "WT_MAX_DATA decreased",
+                )),
+            },
+            Capsule::MaxStreamsBidi(n) => self.on_max_streams(Dir::Bi, n),
+            Capsule::MaxStreamsUni(n) => self.on_max_streams(Dir::Uni, n),
+            Capsule::StreamsBlockedBidi(n) | Capsule::StreamsBlockedUni(n) => {
+                if n > MAX_STREAMS_LIMIT {
+                    return Err(ProtocolError::h2(
+                        codes.flow_control,
+                        "WT_STREAMS_BLOCKED above 2^60",
+                    ));
+                }
+                Ok(())
+            }
+            Capsule::DataBlocked(_) => Ok(()),
+            Capsule::Datagram(d) => {
+                self.stats.datagrams_received += 1;
+                if self.datagrams.len() >= wt_core::limits::MAX_PENDING_DATAGRAMS {
+                    self.datagrams.pop_front();
+                }
+                self.datagrams.push_back(d);
+                self.events.push_back(Event::Datagram);
+                Ok(())
+            }
+            Capsule::CloseSession { code, reason } => {
+                self.tx.clear();
+                self.end_stream = true;
+                self.terminate(SessionError::ClosedByPeer { code, reason });
+                Ok(())
+            }
+            Capsule::DrainSession => {
+                if !self.draining {
+                    self.draining = true;
+                    self.events.push_back(Event::Draining);
+                }
+                Ok(())
+            }
+            // PADDING (zeroed or not), unknown and GREASE capsules.
+            _ => Ok(()),
+        }
+    }
+
+    /// Looks up a stream named by the peer, opening peer-initiated streams (and every lower
+    /// id of the same kind) on first mention. `Ok(None)`: the stream existed and is closed.
+    fn remote_or_local(&mut self, id: u64) -> Result<bool, ProtocolError> {
+        let side = self.cfg.side;
+        let dir = Dir::of(id);
+        let index = StreamId(id).index();
+        if side.is_local(id) {
+            if index >= self.streams.opened_local[dir as usize] {
+                return Err(state_error(
+                    &self.cfg.codes,
+                    "capsule names a stream of ours that was never opened",
+                ));
+            }
+            return Ok(self.streams.map.contains_key(&id));
+        }
+        let next = self.streams.opened_remote[dir as usize];
+        if index >= next {
+            let count = index - next + 1;
+            if self.recv_streams[dir as usize].on_receive(count).is_err() {
+                return Err(ProtocolError::h2(
+                    self.cfg.codes.flow_control,
+                    "peer opened more streams than allowed",
+                ));
+            }
+            for i in next..=index {
+                let sid = side.remote_id(dir, i);
+                let stream = match dir {
+                    Dir::Uni => Stream {
+                        send: None,
+                        recv: Some(RecvHalf::new(self.cfg.local.max_stream_data_uni)),
+                    },
+                    Dir::Bi => Stream {
+                        send: Some(SendHalf::new(self.cfg.peer.max_stream_data_bidi_local)),
+                        recv: Some(RecvHalf::new(self.cfg.local.max_stream_data_bidi_remote)),
+                    },
+                };
+                self.streams.map.insert(sid, stream);
+                self.streams.pending_accept[dir as usize].push_back(sid);
+                match dir {
+                    Dir::Bi => self.stats.bidi_opened_remote += 1,
+                    Dir::Uni => self.stats.uni_opened_remote += 1,
+                }
+            }
+            self.streams.opened_remote[dir as usize] = index + 1;
+            self.events.push_back(Event::Incoming(dir));
+        }
+        Ok(self.streams.map.contains_key(&id))
+    }
+
+    fn on_stream(&mut self, id: u64, fin: bool, data: Bytes) -> Result<(), ProtocolError> {
+        let codes = self.cfg.codes;
+        if self.cfg.side.is_local(id) && Dir::of(id) == Dir::Uni {
+            return Err(state_error(
+                &codes,
+                "WT_STREAM on our unidirectional stream",
+            ));
+        }
+        let len = data.len() as u64;
+        self.remote_or_local(id)?;
+        let Some(stream) = self.streams.map.get_mut(&id) else {
+            return Err(state_error(&codes, "WT_STREAM after the stream ended"));
+        };
+        let Some(recv) = stream.recv.as_mut() else {
+            return Err(state_error(&codes, "WT_STREAM on a stream we only send on"));
+        };
+        if recv.state.peer_done() {
+            return Err(state_error(&codes, "WT_STREAM after FIN or reset"));
+        }
+        if len == 0 && !fin {
+            // ST-11: an empty capsule that neither opens nor closes is tolerated.
+            return Ok(());
+        }
+        if recv.window.on_receive(len).is_err() {
+            return Err(ProtocolError::h2(
+                codes.flow_control,
+                "stream data beyond WT_MAX_STREAM_DATA",
+            ));
+        }
+        if self.recv_data.on_receive(len).is_err() {
+            return Err(ProtocolError::h2(
+                codes.flow_control,
+                "stream data beyond WT_MAX_DATA",
+            ));
+        }
+        self.stats.bytes_received += len;
+        if recv.app_done {
+            // Stopped or dropped by the application: discard, give the credit back.
+            recv.window.consume(len);
+            self.recv_data.consume(len);
+            self.release += len;
+        } else if len > 0 {
+            recv.buffered += len;
+            recv.buf.push_back(data);
+        }
+        if fin {
+            recv.state = RecvState::SizeKnown;
+        }
+        self.events.push_back(Event::Readable(id));
+        self.grant_data();
+        self.maybe_retire(id);
+        Ok(())
+    }
+
+    fn on_reset(
+        &mut self,
+        id: u64,
+        code: u64,
+        reliable_size: Option<u64>,
+    ) -> Result<(), ProtocolError> {
+        let codes = self.cfg.codes;
+        let Ok(code) = u32::try_from(code) else {
+            return Err(ProtocolError::h2(
+                codes.wt_error,
+                "WT_RESET_STREAM code above 32 bits",
+            ));
+        };
+        if self.cfg.side.is_local(id) && Dir::of(id) == Dir::Uni {
+            return Err(state_error(
+                &codes,
+                "WT_RESET_STREAM on our unidirectional stream",
+            ));
+        }
+        self.remote_or_local(id)?;
+        let Some(stream) = self.streams.map.get_mut(&id) else {
+            return Err(state_error(&codes, "WT_RESET_STREAM on a closed stream"));
+        };
+        let Some(recv) = stream.recv.as_mut() else {
+            return Err(state_error(
+                &codes,
+                "WT_RESET_STREAM on a stream we only send on",
+            ));
+        };
+        match recv.state {
+            RecvState::Recv | RecvState::SizeKnown => {}
+            _ => {
+                return Err(state_error(
+                    &codes,
+                    "second WT_RESET_STREAM or reset after end",
+                ))
+            }
+        }
+        let mut freed = 0;
+        match reliable_size {
+            Some(rs) if rs != recv.window.received() => {
+                return Err(state_error(
+                    &codes,
+                    "WT_RESET_STREAM reliable size differs from the bytes received",
+                ));
+            }
+            Some(_) => {}
+            None => freed = recv.discard(),
+        }
+        if recv.app_done {
+            freed += recv.discard();
+        }
+        recv.window.consume(freed);
+        recv.state = RecvState::ResetRecvd { code };
+        self.recv_data.consume(freed);
+        self.release += freed;
+        self.events.push_back(Event::Readable(id));
+        self.grant_data();
+        self.maybe_retire(id);
+        Ok(())
+    }
+
+    fn on_stop(&mut self, id: u64, code: u64) -> Result<(), ProtocolError> {
+        let codes = self.cfg.codes;
+        let opts = self.cfg.options;
+        let Ok(code) = u32::try_from(code) else {
+            return Err(ProtocolError::h2(
+                codes.wt_error,
+                "WT_STOP_SENDING code above 32 bits",
+            ));
+        };
+        if !self.cfg.side.is_local(id) && Dir::of(id) == Dir::Uni {
+            return Err(state_error(
+                &codes,
+                "WT_STOP_SENDING on the peer's uni stream",
+            ));
+        }
+        self.remote_or_local(id)?;
+        let Some(stream) = self.streams.map.get_mut(&id) else {
+            return Ok(());
+        };
+        let Some(send) = stream.send.as_mut() else {
+            return Err(state_error(
+                &codes,
+                "WT_STOP_SENDING on a receive-only stream",
+            ));
+        };
+        if send.stopped.is_some() {
+            return Err(state_error(&codes, "second WT_STOP_SENDING"));
+        }
+        send.stopped = Some(code);
+        if !send.state.is_terminal() {
+            // RS-7: answer with a reset carrying the same code and the bytes sent.
+            let reliable_size = match opts.reset_layout {
+                ResetLayout::ReliableSize => Some(send.offset()),
+                ResetLayout::Legacy => None,
+            };
+            send.state = SendState::ResetSent;
+            self.tx.capsule(
+                &Capsule::ResetStream {
+                    id,
+                    code: u64::from(code),
+                    reliable_size,
+                },
+                &opts,
+            );
+        }
+        self.events.push_back(Event::Writable(id));
+        self.maybe_retire(id);
+        Ok(())
+    }
+
+    fn on_max_stream_data(&mut self, id: u64, max: u64) -> Result<(), ProtocolError> {
+        let codes = self.cfg.codes;
+        if !self.cfg.side.is_local(id) && Dir::of(id) == Dir::Uni {
+            return Err(state_error(
+                &codes,
+                "WT_MAX_STREAM_DATA on the peer's uni stream",
+            ));
+        }
+        self.remote_or_local(id)?;
+        let Some(stream) = self.streams.map.get_mut(&id) else {
+            return Ok(());
+        };
+        let Some(send) = stream.send.as_mut() else {
+            return Err(state_error(
+                &codes,
+                "WT_MAX_STREAM_DATA on a receive-only stream",
+            ));
+        };
+        if send.stopped.is_some() {
+            return Err(state_error(
+                &codes,
+                "WT_MAX_STREAM_DATA after WT_STOP_SENDING",
+            ));
+        }
+        match send.credit.update(max) {
+            Ok(true) => {
+                if send.write_blocked {
+                    send.write_blocked = false;
+                    self.blocked_writers.retain(|w| *w != id);
+                    self.events.push_back(Event::Writable(id));
+                }
+                Ok(())
+            }
+            Ok(false) => Ok(()),
+            Err(_) => Err(ProtocolError::h2(
+                codes.flow_control,
+                "WT_MAX_STREAM_DATA decreased",
+            )),
+        }
+    }
+
+    fn on_max_streams(&mut self, dir: Dir, n: u64) -> Result<(), ProtocolError> {
+        let codes = self.cfg.codes;
+        if n > MAX_STREAMS_LIMIT {
+            return Err(ProtocolError::h2(
+                codes.flow_control,
+                "WT_MAX_STREAMS above 2^60",
+            ));
+        }
+        match self.send_streams[dir as usize].update(n) {
+            Ok(true) => {
+                self.events.push_back(Event::OpenCredit(dir));
+                Ok(())
+            }
+            Ok(false) => Ok(()),
+            Err(_) => Err(ProtocolError::h2(
+                codes.flow_control,
+                "WT_MAX_STREAMS decreased",
+            )),
+        }
+    }
+
+    /// Removes a stream whose halves are both finished, and re-grants stream credit for
+    /// peer-opened ones.
+    fn maybe_retire(&mut self, id: u64) {
+        let done = self.streams.map.get(&id).is_some_and(|s| s.is_done());
+        if !done {
+            return;
+        }
+        self.streams.map.remove(&id);
+        if !self.cfg.side.is_local(id) {
+            let dir = Dir::of(id);
+            self.recv_streams[dir as usize].consume(1);
+            self.grant_streams(dir);
+        }
+    }
+
+    fn grant_streams(&mut self, dir: Dir) {
+        if self.error.is_some()
+            || self.streams.pending_accept[dir as usize].len()
+                >= wt_core::limits::MAX_PENDING_ACCEPT
+        {
+            return;
+        }
+        if let Some(n) = self.recv_streams[dir as usize].poll_update() {
+            let cap = match dir {
+                Dir::Bi => Capsule::MaxStreamsBidi(n),
+                Dir::Uni => Capsule::MaxStreamsUni(n),
+            };
+            self.tx.capsule(&cap, &self.cfg.options);
+        }
+    }
+
+    fn grant_data(&mut self) {
+        if self.error.is_some() {
+            return;
+        }
+        if let Some(n) = self.recv_data.poll_update() {
+            self.tx.capsule(&Capsule::MaxData(n), &self.cfg.options);
+        }
+    }
+
+    // ---------------------------------------------------------------- commands
+
+    fn alive(&self) -> Result<(), SessionError> {
+        match &self.error {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Opens a stream; `Ok(None)` when the peer's stream credit is used up (an
+    /// [`Event::OpenCredit`] follows when it grows).
+    pub fn open(&mut self, dir: Dir) -> Result<Option<u64>, SessionError> {
+        self.alive()?;
+        let credit = &mut self.send_streams[dir as usize];
+        if credit.available() == 0 {
+            if credit.should_report_blocked() {
+                let max = credit.max();
+                let cap = match dir {
+                    Dir::Bi => Capsule::StreamsBlockedBidi(max),
+                    Dir::Uni => Capsule::StreamsBlockedUni(max),
+                };
+                self.tx.capsule(&cap, &self.cfg.options);
+            }
+            return Ok(None);
+        }
+        credit.consume(1);
+        let index = self.streams.opened_local[dir as usize];
+        self.streams.opened_local[dir as usize] += 1;
+        let id = self.cfg.side.local_id(dir, index);
+        let stream = match dir {
+            Dir::Uni => {
+                self.stats.uni_opened_local += 1;
+                Stream {
+                    send: Some(SendHalf::new(self.cfg.peer.max_stream_data_uni)),
+                    recv: None,
+                }
+            }
+            Dir::Bi => {
+                self.stats.bidi_opened_local += 1;
+                Stream {
+                    send: Some(SendHalf::new(self.cfg.peer.max_stream_data_bidi_remote)),
+                    recv: Some(RecvHalf::new(self.cfg.local.max_stream_data_bidi_local)),
+                }
+            }
+        };
+        self.streams.map.insert(id, stream);
+        Ok(Some(id))
+    }
+
+    /// Takes the next peer-opened stream of `dir`, if any.
+    pub fn accept(&mut self, dir: Dir) -> Result<Option<u64>, SessionError> {
+        self.alive()?;
+        let id = self.streams.pending_accept[dir as usize].pop_front();
+        if id.is_some() {
+            self.grant_streams(dir);
+        }
+        Ok(id)
+    }
+
+    fn send_half(&mut self, id: u64) -> Result<&mut SendHalf, StreamError> {
+        send_half(&mut self.streams, &self.error, id)
+    }
+
+    /// Queues a prefix of `data` on stream `id`.
+    pub fn write(&mut self, id: u64, data: &Bytes) -> Result<Write, StreamError> {
+        let room = self.cfg.max_send_buffer.saturating_sub(self.tx.len()) as u64;
+        let conn = self.send_data.available();
+        let max_chunk = self.cfg.max_chunk;
+        let opts = self.cfg.options;
+        let send = send_half(&mut self.streams, &self.error, id)?;
+        if data.is_empty() {
+            return Ok(Write::Written(0));
+        }
+        let n = (data.len() as u64)
+            .min(send.credit.available())
+            .min(conn)
+            .min(room) as usize;
+        if n == 0 {
+            if send.credit.available() == 0 && send.credit.should_report_blocked() {
+                let max = send.credit.max();
+                self.tx
+                    .capsule(&Capsule::StreamDataBlocked { id, max }, &opts);
+            }
+            if !send.write_blocked {
+                send.write_blocked = true;
+                self.blocked_writers.push(id);
+            }
+            if conn == 0 && self.send_data.should_report_blocked() {
+                let max = self.send_data.max();
+                self.tx.capsule(&Capsule::DataBlocked(max), &opts);
+            }
+            return Ok(Write::Blocked);
+        }
+        send.credit.consume(n as u64);
+        send.state = SendState::Send;
+        self.send_data.consume(n as u64);
+        self.stats.bytes_sent += n as u64;
+        let mut rest = data.slice(..n);
+        while !rest.is_empty() {
+            let chunk = rest.split_to(rest.len().min(max_chunk));
+            self.tx.stream(id, false, chunk, &opts);
+        }
+        Ok(Write::Written(n))
+    }
+
+    /// Ends stream `id` cleanly.
+    pub fn finish(&mut self, id: u64) -> Result<(), StreamError> {
+        let opts = self.cfg.options;
+        let send = send_half(&mut self.streams, &self.error, id)?;
+        send.state = SendState::DataSent;
+        self.tx.stream(id, true, Bytes::new(), &opts);
+        self.maybe_retire(id);
+        Ok(())
+    }
+
+    /// Resets stream `id`.
+    pub fn reset(&mut self, id: u64, code: u32) -> Result<(), StreamError> {
+        let opts = self.cfg.options;
+        let send = send_half(&mut self.streams, &self.error, id)?;
+        send.state = SendState::ResetSent;
+        let reliable_size = match opts.reset_layout {
+            ResetLayout::ReliableSize => Some(send.offset()),
+            ResetLayout::Legacy => None,
+        };
+        self.tx.capsule(
+            &Capsule::ResetStream {
+                id,
+                code: u64::from(code),
+                reliable_size,
+            },
+            &opts,
+        );
+        self.maybe_retire(id);
+        Ok(())
+    }
+
+    /// `Some(Ok(Some(code)))` once the peer stopped the stream, `Some(Ok(None))` once it was
+    /// finished or reset locally, `None` while neither happened.
+    pub fn stopped(&self, id: u64) -> Option<Result<Option<u32>, StreamError>> {
+        if let Some(e) = &self.error {
+            return Some(Err(StreamError::SessionGone(e.clone())));
+        }
+        match self.streams.map.get(&id).and_then(|s| s.send.as_ref()) {
+            None => Some(Ok(None)),
+            Some(s) if s.stopped.is_some() => Some(Ok(s.stopped)),
+            Some(s) if s.state.is_terminal() => Some(Ok(None)),
+            Some(_) => None,
+        }
+    }
+
+    /// The send half was dropped: finish it unless it already ended.
+    pub fn drop_send(&mut self, id: u64) {
+        if self.send_half(id).is_ok() {
+            let _ = self.finish(id);
+        } else {
+            self.blocked_writers.retain(|w| *w != id);
+            self.maybe_retire(id);
+        }
+    }
+
+    /// Reads up to `max` bytes from stream `id`.
+    pub fn read(&mut self, id: u64, max: usize) -> Result<Read, StreamError> {
+        if let Some(e) = &self.error {
+            return Err(StreamError::SessionGone(e.clone()));
+        }
+        let Some(recv) = self.streams.map.get_mut(&id).and_then(|s| s.recv.as_mut()) else {
+            return Ok(Read::Fin);
+        };
+        if recv.app_done {
+            return Err(StreamError::ClosedLocally);
+        }
+        if max > 0 {
+            if let Some(chunk) = recv.take(max) {
+                let n = chunk.len() as u64;
+                recv.window.consume(n);
+                let update = if recv.state == RecvState::Recv && !recv.stop_sent {
+                    recv.window.poll_update()
+                } else {
+                    None
+                };
+                self.recv_data.consume(n);
+                self.release += n;
+                if let Some(max) = update {
+                    self.tx
+                        .capsule(&Capsule::MaxStreamData { id, max }, &self.cfg.options);
+                }
+                self.grant_data();
+                return Ok(Read::Data(chunk));
+            }
+        }
+        let out = match recv.state {
+            RecvState::Recv => return Ok(Read::Blocked),
+            RecvState::SizeKnown if recv.buffered > 0 => return Ok(Read::Blocked),
+            RecvState::SizeKnown | RecvState::DataRead => {
+                recv.state = RecvState::DataRead;
+                Ok(Read::Fin)
+            }
+            RecvState::ResetRecvd { code } if recv.buffered == 0 => {
+                recv.state = RecvState::ResetRead;
+                Err(StreamError::Reset(Some(code)))
+            }
+            RecvState::ResetRecvd { .. } => return Ok(Read::Blocked),
+            RecvState::ResetRead => Err(StreamError::ClosedLocally),
+        };
+        self.maybe_retire(id);
+        out
+    }
+
+    /// The application stops reading stream `id` (explicitly, or by dropping the handle).
+    /// WT_STOP_SENDING goes out only if the peer may still send.
+    pub fn stop(&mut self, id: u64, code: u32) -> Result<(), StreamError> {
+        if let Some(e) = &self.error {
+            return Err(StreamError::SessionGone(e.clone()));
+        }
+        let Some(recv) = self.streams.map.get_mut(&id).and_then(|s| s.recv.as_mut()) else {
+            return Err(StreamError::ClosedLocally);
+        };
+        if recv.app_done {
+            return Err(StreamError::ClosedLocally);
+        }
+        recv.app_done = true;
+        let freed = recv.discard();
+        recv.window.consume(freed);
+        if recv.state == RecvState::Recv {
+            recv.stop_sent = true;
+            self.tx.capsule(
+                &Capsule::StopSending {
+                    id,
+                    code: u64::from(code),
+                },
+                &self.cfg.options,
+            );
+        }
+        self.recv_data.consume(freed);
+        self.release += freed;
+        self.grant_data();
+        self.maybe_retire(id);
+        Ok(())
+    }
+
+    /// The receive half was dropped.
+    pub fn drop_recv(&mut self, id: u64) {
+        let unfinished = self
+            .streams
+            .map
+            .get(&id)
+            .and_then(|s| s.recv.as_ref())
+            .is_some_and(|r| !r.is_done() && !r.app_done);
+        if unfinished {
+            let _ = self.stop(id, 0);
+        } else {
+            self.maybe_retire(id);
+        }
+    }
+
+    /// Queues a DATAGRAM capsule. When the send buffer is full the datagram is dropped
+    /// (datagrams may be dropped by any hop).
+    pub fn send_datagram(&mut self, data: Bytes) -> Result<(), SessionError> {
+        self.alive()?;
+        if data.len() > MAX_DATAGRAM_SIZE {
+            return Err(SessionError::DatagramTooLarge {
+                size: data.len(),
+                max: MAX_DATAGRAM_SIZE,
+            });
+        }
+        if self.tx.len() >= self.cfg.max_send_buffer {
+            tracing::debug!("send buffer full, dropping a datagram");
+            return Ok(());
+        }
+        self.stats.datagrams_sent += 1;
+        self.tx.datagram(data);
+        Ok(())
+    }
+
+    /// The next received datagram.
+    pub fn recv_datagram(&mut self) -> Result<Option<Bytes>, SessionError> {
+        self.alive()?;
+        Ok(self.datagrams.pop_front())
+    }
+
+    /// Closes the session with WT_CLOSE_SESSION then END_STREAM.
+    pub fn close(&mut self, code: u32, reason: &str) -> Result<(), SessionError> {
+        if reason.len() > MAX_CLOSE_REASON {
+            return Err(SessionError::ReasonTooLong(reason.len()));
+        }
+        if self.error.is_some() {
+            return Ok(());
+        }
+        self.tx.clear();
+        self.tx.capsule(
+            &Capsule::CloseSession {
+                code,
+                reason: reason.to_owned(),
+            },
+            &self.cfg.options,
+        );
+        self.end_stream = true;
+        self.terminate(SessionError::ClosedLocally {
+            code,
+            reason: reason.to_owned(),
+        });
+        Ok(())
+    }
+
+    /// Sends WT_DRAIN_SESSION (once).
+    pub fn drain(&mut self) -> Result<(), SessionError> {
+        self.alive()?;
+        if !self.drain_sent {
+            self.drain_sent = true;
+            self.tx.capsule(&Capsule::DrainSession, &self.cfg.options);
+        }
+        Ok(())
+    }
+}
+
+fn send_half<'a>(
+    streams: &'a mut Streams,
+    error: &Option<SessionError>,
+    id: u64,
+) -> Result<&'a mut SendHalf, StreamError> {
+    if let Some(e) = error {
+        return Err(StreamError::SessionGone(e.clone()));
+    }
+    let send = streams
+        .map
+        .get_mut(&id)
+        .and_then(|s| s.send.as_mut())
+        .ok_or(StreamError::ClosedLocally)?;
+    if let Some(code) = send.stopped {
+        return Err(StreamError::Stopped(Some(code)));
+    }
+    if send.state.is_terminal() {
+        return Err(StreamError::ClosedLocally);
+    }
+    Ok(send)
+}
+
+fn capsule_error(codes: &ErrorCodes, e: &CapsuleError) -> ProtocolError {
+    let code = match e {
+        CapsuleError::ReasonTooLong(_) | CapsuleError::ReasonNotUtf8 => codes.wt_error,
+        _ => H2Code::PROTOCOL_ERROR,
+    };
+    ProtocolError::h2(code, format!("malformed capsule: {e}"))
+}
+
+/// The capsule type of a WT_STREAM for tests.
+#[cfg(test)]
+pub(crate) fn stream_type(opts: &CapsuleOptions, fin: bool) -> CapsuleType {
+    opts.fin_mapping.stream_type(fin)
+}

@@ -1,0 +1,87 @@
+//! Stream bookkeeping of one session: the stream map, QUIC-style numbering with implicit
+//! opening (ST-10), and the stream-count credit both ways.
+
+pub(crate) mod recv;
+pub(crate) mod send;
+pub(crate) mod state;
+
+use std::collections::{HashMap, VecDeque};
+
+use self::recv::RecvHalf;
+use self::send::SendHalf;
+
+/// Which side of the session we are.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// Opened the session (even stream ids).
+    Client,
+    /// Accepted it (odd stream ids).
+    Server,
+}
+
+/// Index into per-kind arrays: 0 bidi, 1 uni.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Dir {
+    /// Bidirectional.
+    Bi = 0,
+    /// Unidirectional.
+    Uni = 1,
+}
+
+impl Dir {
+    /// The direction of `id`.
+    pub fn of(id: u64) -> Dir {
+        if id & 2 == 0 {
+            Dir::Bi
+        } else {
+            Dir::Uni
+        }
+    }
+}
+
+impl Side {
+    /// Whether `id` was opened by this side.
+    pub fn is_local(self, id: u64) -> bool {
+        (id & 1 == 0) == (self == Side::Client)
+    }
+
+    /// The id of the `index`-th stream of `dir` opened by this side.
+    pub fn local_id(self, dir: Dir, index: u64) -> u64 {
+        index << 2 | (dir as u64) << 1 | u64::from(self == Side::Server)
+    }
+
+    /// The id of the `index`-th stream of `dir` opened by the peer.
+    pub fn remote_id(self, dir: Dir, index: u64) -> u64 {
+        index << 2 | (dir as u64) << 1 | u64::from(self == Side::Client)
+    }
+}
+
+/// Both halves of a stream (either may be absent for unidirectional streams, or once done).
+#[derive(Debug)]
+pub(crate) struct Stream {
+    /// Our sending half, if we send on this stream.
+    pub send: Option<SendHalf>,
+    /// Our receiving half, if the peer sends on this stream.
+    pub recv: Option<RecvHalf>,
+}
+
+impl Stream {
+    /// Nothing more will happen on the stream: both halves are terminal.
+    pub fn is_done(&self) -> bool {
+        self.send.as_ref().is_none_or(|s| s.state.is_terminal())
+            && self.recv.as_ref().is_none_or(|r| r.is_done())
+    }
+}
+
+/// The stream map and counters.
+#[derive(Debug, Default)]
+pub(crate) struct Streams {
+    /// Live streams.
+    pub map: HashMap<u64, Stream>,
+    /// Streams of each direction we opened (next local index).
+    pub opened_local: [u64; 2],
+    /// Streams of each direction the peer opened (next remote index).
+    pub opened_remote: [u64; 2],
+    /// Peer-opened streams not yet taken by the application, per direction.
+    pub pending_accept: [VecDeque<u64>; 2],
+}

@@ -43,7 +43,10 @@ fn step(name: &str, cmd: &mut Command) -> Result<(), String> {
 }
 
 fn run_tests() -> Result<(), String> {
-    step("cargo fmt --check", cargo().args(["fmt", "--all", "--check"]))?;
+    step(
+        "cargo fmt --check",
+        cargo().args(["fmt", "--all", "--check"]),
+    )?;
     step(
         "cargo clippy",
         cargo().args([

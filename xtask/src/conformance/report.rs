@@ -68,7 +68,10 @@ pub fn print(rows: &[Row]) -> (usize, usize, usize) {
         }
     }
     println!();
-    println!("{:<22} {:<3} {:>5} {:>5} {:>5}", "group", "tp", "pass", "fail", "skip");
+    println!(
+        "{:<22} {:<3} {:>5} {:>5} {:>5}",
+        "group", "tp", "pass", "fail", "skip"
+    );
     let mut total = [0usize; 3];
     for ((group, tp), c) in &groups {
         println!("{group:<22} {tp:<3} {:>5} {:>5} {:>5}", c[0], c[1], c[2]);
@@ -77,7 +80,11 @@ pub fn print(rows: &[Row]) -> (usize, usize, usize) {
         }
     }
     let cases_per_tp = |tp: &str| {
-        let mut ids: Vec<&str> = rows.iter().filter(|r| r.transport == tp).map(|r| r.id).collect();
+        let mut ids: Vec<&str> = rows
+            .iter()
+            .filter(|r| r.transport == tp)
+            .map(|r| r.id)
+            .collect();
         ids.sort();
         ids.dedup();
         ids.len()

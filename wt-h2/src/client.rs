@@ -208,16 +208,22 @@ impl Client {
             }
         }
         // Our adapter saw the SETTINGS bytes just before h2 processed them; let h2 catch up.
-        let mut tries = 0;
+        // The connection task processes them in the same poll that read them, so this wait
+        // is short; it is bounded by the connect timeout and ends early if the connection dies.
+        let mut tries = 0u32;
         while !send_req.is_extended_connect_protocol_enabled() {
-            tries += 1;
-            if tries > 1000 {
-                return Err(ConnectError::MissingSetting(MissingSetting {
-                    name: "SETTINGS_ENABLE_CONNECT_PROTOCOL",
-                    id: u64::from(ENABLE_CONNECT_PROTOCOL),
-                }));
+            if let Ok(r) = done_rx.try_recv() {
+                return Err(match r {
+                    Err(e) => conn_error(e),
+                    Ok(()) => ConnectError::Connection(ConnectionError::Reset),
+                });
             }
-            tokio::task::yield_now().await;
+            tries += 1;
+            if tries < 100 {
+                tokio::task::yield_now().await;
+            } else {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
         }
         let mut send_req = send_req.ready().await.map_err(conn_error)?;
         let (resp, send) = send_req.send_request(request, false).map_err(conn_error)?;

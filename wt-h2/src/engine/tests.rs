@@ -202,8 +202,10 @@ fn fin_only_stream() {
 #[test]
 fn implicit_open_of_lower_ids() {
     // ST-10: the peer's first WT_STREAM is id 8: 0 and 4 are open too and count.
-    let mut limits = FlowConfig::default();
-    limits.max_streams_bidi = 3;
+    let limits = FlowConfig {
+        max_streams_bidi: 3,
+        ..Default::default()
+    };
     let mut e = Engine::new(cfg(Side::Server, CapsuleOptions::default(), limits, limits));
     let opts = CapsuleOptions::default();
     e.recv_data(&enc(
@@ -583,7 +585,13 @@ fn every_violation_gets_its_code() {
     let fc = codes.flow_control;
     let st = codes.stream_state;
     let wt = codes.wt_error;
-    let cases: Vec<(&str, Box<dyn FnOnce(&mut Engine)>, Vec<Capsule>, H2Code)> = vec![
+    type Case = (
+        &'static str,
+        Box<dyn FnOnce(&mut Engine)>,
+        Vec<Capsule>,
+        H2Code,
+    );
+    let cases: Vec<Case> = vec![
         (
             "stream credit",
             Box::new(none),

@@ -33,9 +33,6 @@ impl std::fmt::Debug for Client {
 impl Client {
     /// Builds a client (TLS configuration is checked here).
     pub fn new(config: ClientConfig) -> Result<Client, ConnectError> {
-        if config.flow_control.is_some() {
-            tracing::warn!("wt-h3: session flow control is not implemented; ignoring flow_control");
-        }
         let tls = config.tls.build(&[b"h3"], false)?;
         let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|_| {
             ConnectError::Tls(rustls::Error::General(
@@ -84,7 +81,8 @@ impl Client {
                 SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0))
             };
         }
-        let endpoint = quinn::Endpoint::client(bind).map_err(|e| ConnectError::Io(Arc::new(e)))?;
+        let endpoint =
+            crate::udp::endpoint(bind, None).map_err(|e| ConnectError::Io(Arc::new(e)))?;
         let connecting = endpoint
             .connect_with(self.quic.clone(), addr, host)
             .map_err(|e| {
@@ -121,9 +119,9 @@ impl Client {
             Some(pe) => ConnectError::Protocol(pe),
             None => ConnectError::Connection(e),
         };
-        conn.start(&negotiate::client_settings(self.config.compat))
-            .await
-            .map_err(|e| setup_err(conn, e))?;
+        let ours =
+            negotiate::client_settings_with(self.config.compat, self.config.flow_control.as_ref());
+        conn.start(&ours).await.map_err(|e| setup_err(conn, e))?;
         let settings = conn.peer_settings().await.map_err(|e| setup_err(conn, e))?;
         let dialect = match negotiate::check_server_settings(
             self.config.compat,
@@ -233,12 +231,15 @@ impl Client {
                 return Err(ConnectError::UnexpectedProtocol(p.clone()));
             }
         }
+        let flow =
+            negotiate::session_flow(dialect, &ours, &settings, self.config.flow_control.as_ref());
         let shared = SessionShared::new(
             conn.clone(),
             sid,
             dialect,
             selected,
             self.config.close_timeout,
+            flow,
         );
         conn.register(shared.clone());
         spawn_session_task(shared.clone(), send, reader);

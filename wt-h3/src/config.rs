@@ -7,29 +7,34 @@ use std::time::Duration;
 use wt_core::tls::{ClientTls, ServerTls};
 use wt_core::{CompatMode, Dialect};
 
-/// Initial WebTransport session flow-control limits we grant the peer (H3 draft-15+,
-/// SETTINGS_WT_INITIAL_MAX_*).
+/// WebTransport session flow control we grant the peer (H3 draft-13+,
+/// SETTINGS_WT_INITIAL_MAX_*; wire reference §3.8).
 ///
-/// Session flow control is **not implemented yet** in this crate: setting a
-/// `FlowControlConfig` is accepted but ignored (a warning is logged), and no non-zero initial
-/// limits are ever advertised, so flow control stays off and each connection carries at most
-/// one session.
+/// Setting one (client: [`ClientConfig::flow_control`], server:
+/// [`ServerConfig::flow_control`]) advertises the non-zero values as initial limits. Flow
+/// control is on for a session when the peer also advertises a non-zero initial limit (draft
+/// 15/16; for draft-13/14 also when both sides send SETTINGS_WT_MAX_SESSIONS > 1); it is
+/// never on for draft-02 and draft-07. The same values are the *window* we re-grant as the
+/// application consumes data and as peer streams close: a new WT_MAX_DATA / WT_MAX_STREAMS
+/// goes out when less than half of it is left.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct FlowControlConfig {
-    /// SETTINGS_WT_INITIAL_MAX_DATA.
+    /// SETTINGS_WT_INITIAL_MAX_DATA: stream payload bytes (stream headers excluded) the peer
+    /// may send in a session, across its streams.
     pub max_data: u64,
-    /// SETTINGS_WT_INITIAL_MAX_STREAMS_BIDI.
+    /// SETTINGS_WT_INITIAL_MAX_STREAMS_BIDI: bidirectional streams the peer may open.
     pub max_streams_bidi: u64,
-    /// SETTINGS_WT_INITIAL_MAX_STREAMS_UNI.
+    /// SETTINGS_WT_INITIAL_MAX_STREAMS_UNI: unidirectional streams the peer may open.
     pub max_streams_uni: u64,
 }
 
 impl Default for FlowControlConfig {
+    /// 16 MiB of data, 50 streams of each kind (re-granted as consumed and closed).
     fn default() -> Self {
         FlowControlConfig {
             max_data: 16 * 1024 * 1024,
-            max_streams_bidi: 100,
-            max_streams_uni: 100,
+            max_streams_bidi: 50,
+            max_streams_uni: 50,
         }
     }
 }
@@ -104,7 +109,8 @@ pub struct ClientConfig {
     pub max_idle_timeout: Duration,
     /// QUIC keep-alive interval (`None`: no keep-alives).
     pub keep_alive_interval: Option<Duration>,
-    /// Session flow control to grant (not implemented yet; see [`FlowControlConfig`]).
+    /// Session flow control to offer and grant (`None`, the default: not offered, so off).
+    /// See [`FlowControlConfig`].
     pub flow_control: Option<FlowControlConfig>,
     /// QUIC transport tuning.
     pub quic: QuicConfig,
@@ -142,8 +148,14 @@ pub struct ServerConfig {
     /// Value advertised in the draft-07…14 max-sessions settings. Without session flow control
     /// a connection carries one session at a time whatever this says.
     pub max_sessions_per_connection: u64,
-    /// Session flow control (not implemented yet; see [`FlowControlConfig`]).
+    /// Session flow control to offer and grant (default: `Some` of
+    /// [`FlowControlConfig::default`]; `None` never enables it). It is on only for clients
+    /// that offer it too.
     pub flow_control: Option<FlowControlConfig>,
+    /// Sessions (established or waiting for accept) a connection may carry when session flow
+    /// control is on for it; surplus CONNECTs are reset with H3_REQUEST_REJECTED. Without
+    /// flow control the limit is 1. Default 16.
+    pub max_sessions_with_flow_control: usize,
     /// Streams for unknown sessions buffered per connection.
     pub max_buffered_streams: usize,
     /// Datagrams for unknown sessions buffered per connection.
@@ -175,7 +187,8 @@ impl ServerConfig {
                 Dialect::H3Draft02,
             ],
             max_sessions_per_connection: 1,
-            flow_control: None,
+            flow_control: Some(FlowControlConfig::default()),
+            max_sessions_with_flow_control: 16,
             max_buffered_streams: wt_core::limits::MAX_BUFFERED_STREAMS,
             max_buffered_datagrams: wt_core::limits::MAX_BUFFERED_DATAGRAMS,
             max_pending_requests: 64,

@@ -295,7 +295,10 @@ impl Conn {
 
     /// A peer stream reset before its preamble arrived. Without RESET_STREAM_AT the session
     /// cannot be known from the wire; when exactly one session is open (always the case without
-    /// session flow control) the stream is attributed to it so the application sees the reset.
+    /// session flow control, and on the client, which opens one connection per session) the
+    /// stream is attributed to it so the application sees the reset (and, with flow control,
+    /// it counts against that session's stream credit). With several sessions on a server
+    /// connection the stream is refused and no session counts it.
     async fn route_headerless_reset(&self, stream: Incoming, code: quinn::VarInt) {
         let session = {
             let st = self.lock();

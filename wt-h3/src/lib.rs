@@ -15,11 +15,31 @@
 //! buffering logic; the rest is quinn glue. Stream data goes directly between the application
 //! and quinn.
 //!
+//! Session flow control (draft-13+; [`FlowControlConfig`]): when both sides advertise
+//! non-zero SETTINGS_WT_INITIAL_MAX_* (draft-15/16; draft-13/14 also by max-sessions > 1),
+//! each session counts stream payload bytes (stream headers excluded) and streams both ways,
+//! opens and writes wait for credit, credit is re-granted with WT_MAX_DATA / WT_MAX_STREAMS
+//! as the application reads and drops peer streams, WT_DATA_BLOCKED / WT_STREAMS_BLOCKED_*
+//! are sent when stalled, and a peer exceeding its credit (or sending non-increasing or
+//! oversized limits) gets the CONNECT stream reset with WT_FLOW_CONTROL_ERROR. The server
+//! then carries up to [`ServerConfig::max_sessions_with_flow_control`] sessions per
+//! connection; without flow control, one (surplus CONNECTs get H3_REQUEST_REJECTED). The
+//! arithmetic lives in [`conn::flow`].
+//!
+//! UDP sockets are created with 4 MiB receive and send buffers (best effort) so bursts of
+//! QUIC Initials are not dropped by the kernel.
+//!
 //! Known gaps:
 //! * quinn has no RESET_STREAM_AT: stream resets are plain RESET_STREAM (as Chrome sends).
-//! * Session flow control (WT_MAX_DATA / WT_MAX_STREAMS, draft-15+) is not implemented: no
-//!   non-zero initial limits are advertised, so it is never negotiated, and each connection
-//!   carries at most one session at a time (surplus CONNECTs get H3_REQUEST_REJECTED).
+//!   A reset can therefore lose the stream header: such a stream is attributed to the
+//!   connection's session only when exactly one is open, otherwise it is refused and its
+//!   stream credit is not counted (the peer's and our counts then differ by one stream).
+//! * Flow-control approximations (quinn exposes neither the bytes that arrived on a stream
+//!   before the application reads them, nor the final size of a reset stream): peer data is
+//!   counted when the application reads it, so a violation is detected when the excess is
+//!   read, and bytes of a peer stream that is reset, stopped or dropped unread are never
+//!   counted (we re-grant less than the peer used). A peer stream's credit is re-granted when
+//!   the application has dropped both halves.
 //! * Streams the application is not reading or writing when a session ends are reset with
 //!   WT_SESSION_GONE when next used or dropped (the client also closes its QUIC connection).
 #![forbid(unsafe_code)]
@@ -33,6 +53,7 @@ pub mod proto;
 mod server;
 mod session;
 mod stream;
+mod udp;
 
 pub use client::Client;
 pub use config::{ClientConfig, FlowControlConfig, QuicConfig, ServerConfig};

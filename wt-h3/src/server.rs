@@ -13,6 +13,7 @@ use wt_core::codes::H3Code;
 use wt_core::{AcceptOptions, Dialect, ProtocolError, RequestInfo, SessionError};
 
 use crate::config::ServerConfig;
+use crate::conn::flow::SessionFlow;
 use crate::conn::negotiate::{self, Detected, ServerAdvert};
 use crate::driver::{varint, Conn, FrameReader, ReadFail, RequestHandler};
 use crate::error::Error;
@@ -49,9 +50,6 @@ impl Server {
     /// Binds the UDP socket and starts accepting connections. Must be called within a tokio
     /// runtime.
     pub fn bind(config: ServerConfig) -> Result<Server, Error> {
-        if config.flow_control.is_some() {
-            tracing::warn!("wt-h3: session flow control is not implemented; ignoring flow_control");
-        }
         let tls = config.tls.build(&[b"h3"], false)?;
         let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
             .map_err(|_| Error::NoInitialCipherSuite)?;
@@ -61,7 +59,7 @@ impl Server {
                 .quic
                 .transport(config.max_idle_timeout, config.keep_alive_interval),
         );
-        let endpoint = quinn::Endpoint::server(sc, config.bind)?;
+        let endpoint = crate::udp::endpoint(config.bind, Some(sc))?;
         let local_addr = endpoint.local_addr()?;
         let (tx, rx) = mpsc::channel(config.max_pending_requests.max(1));
         let shutdown = CancellationToken::new();
@@ -70,6 +68,7 @@ impl Server {
             max_sessions: config.max_sessions_per_connection,
             omit: config.omit_settings.clone(),
             extra: config.extra_settings.clone(),
+            flow_control: config.flow_control,
         });
         let ctx = Arc::new(Ctx {
             config,
@@ -230,7 +229,18 @@ async fn handle_request(
             return refuse(&mut send, &mut reader.recv, code);
         }
     };
-    if !conn.try_add_pending(sid, 1) {
+    let flow = negotiate::session_flow(
+        dialect,
+        &ctx.settings,
+        &client_settings,
+        ctx.config.flow_control.as_ref(),
+    );
+    // Without session flow control a connection carries one session at a time.
+    let max_sessions = match flow {
+        Some(_) => ctx.config.max_sessions_with_flow_control.max(1),
+        None => 1,
+    };
+    if !conn.try_add_pending(sid, max_sessions) {
         debug!(sid, "surplus session refused");
         return refuse(&mut send, &mut reader.recv, H3Code::H3_REQUEST_REJECTED);
     }
@@ -251,6 +261,7 @@ async fn handle_request(
             send,
             reader,
             sid,
+            flow,
         }),
     };
     tokio::select! {
@@ -264,6 +275,7 @@ struct Pending {
     send: quinn::SendStream,
     reader: FrameReader,
     sid: u64,
+    flow: Option<SessionFlow>,
 }
 
 /// A WebTransport request waiting for the application's decision. Dropping it rejects it
@@ -339,6 +351,7 @@ impl wt_core::IncomingRequest for Request {
             dialect,
             options.protocol,
             std::time::Duration::from_secs(2),
+            p.flow.take(),
         );
         p.conn.register(shared.clone());
         spawn_session_task(shared.clone(), p.send, p.reader);

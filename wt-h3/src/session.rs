@@ -25,9 +25,10 @@ use tracing::debug;
 use wt_core::capsule::{Capsule, CapsuleDecoder, CapsuleOptions};
 use wt_core::codes::{CapsuleType, H3Code};
 use wt_core::{
-    Dialect, ProtocolError, SessionError, SessionInfo, SessionStats, StreamId, WireCode,
+    Dialect, FlowLimits, ProtocolError, SessionError, SessionInfo, SessionStats, StreamId, WireCode,
 };
 
+use crate::conn::flow::{Credit, FlowError, SessionFlow};
 use crate::driver::{varint, Conn, FrameReader, Incoming, ReadFail};
 use crate::proto::frame::{self, Frame};
 use crate::proto::stream_type::{self, Role};
@@ -37,6 +38,8 @@ use crate::stream::{RecvStream, SendStream};
 struct Ctrl {
     close: Option<(u32, String)>,
     drain: bool,
+    /// Abort the CONNECT stream with this code (a violation found outside the session task).
+    abort: Option<H3Code>,
 }
 
 #[derive(Default)]
@@ -71,6 +74,10 @@ pub(crate) struct SessionShared {
     close_timeout: Duration,
     /// Peer streams reset before their preamble was read: stream → reset code.
     pre_reset: Mutex<std::collections::HashMap<quinn::StreamId, u64>>,
+    /// Session flow control, when negotiated.
+    flow: Option<Mutex<SessionFlow>>,
+    /// Woken when our flow-control credit grows.
+    flow_notify: Notify,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -84,6 +91,7 @@ impl SessionShared {
         dialect: Dialect,
         protocol: Option<String>,
         close_timeout: Duration,
+        flow: Option<SessionFlow>,
     ) -> Arc<Self> {
         let (bidi_tx, bidi_rx) = mpsc::channel(wt_core::limits::MAX_PENDING_ACCEPT);
         let (uni_tx, uni_rx) = mpsc::channel(wt_core::limits::MAX_PENDING_ACCEPT);
@@ -99,7 +107,7 @@ impl SessionShared {
         if conn.goaway.is_cancelled() {
             draining.cancel();
         }
-        Arc::new(SessionShared {
+        let shared = Arc::new(SessionShared {
             id,
             conn,
             info,
@@ -117,7 +125,133 @@ impl SessionShared {
             stats: Stats::default(),
             close_timeout,
             pre_reset: Mutex::new(Default::default()),
-        })
+            flow: flow.map(Mutex::new),
+            flow_notify: Notify::new(),
+        });
+        if let Some(flow) = &shared.flow {
+            // A window above the initial limits is granted at once (stored permit: the session
+            // task picks it up when it starts).
+            shared.kick_if_pending(&lock(flow));
+        }
+        shared
+    }
+
+    /// Wakes the session task when flow control has capsules to send.
+    fn kick_if_pending(&self, f: &SessionFlow) {
+        if f.clone().poll_capsule().is_some() {
+            self.ctrl_notify.notify_one();
+        }
+    }
+
+    /// Reserves up to `want` units of our credit, waiting while there is none (cancel safe:
+    /// dropping the future or the reservation returns the credit). Without flow control the
+    /// whole amount is granted at once.
+    pub(crate) async fn acquire(
+        &self,
+        credit: Credit,
+        want: u64,
+    ) -> Result<Reservation<'_>, SessionError> {
+        let Some(flow) = &self.flow else {
+            return Ok(Reservation {
+                shared: self,
+                credit,
+                n: want,
+            });
+        };
+        loop {
+            let notified = self.flow_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.ended.is_cancelled() {
+                return Err(self.end_reason());
+            }
+            {
+                let mut f = lock(flow);
+                let n = f.take(credit, want);
+                if n > 0 || want == 0 {
+                    return Ok(Reservation {
+                        shared: self,
+                        credit,
+                        n,
+                    });
+                }
+                self.kick_if_pending(&f);
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = self.ended.cancelled() => return Err(self.end_reason()),
+            }
+        }
+    }
+
+    fn give_back(&self, credit: Credit, n: u64) {
+        if let (Some(flow), true) = (&self.flow, n > 0) {
+            lock(flow).give_back(credit, n);
+            self.flow_notify.notify_waiters();
+        }
+    }
+
+    /// The peer sent (and the application consumed) `n` payload bytes. `false` when that
+    /// exceeds the credit we granted: the session is then being aborted.
+    pub(crate) fn on_peer_data(&self, n: u64) -> bool {
+        let Some(flow) = &self.flow else {
+            return true;
+        };
+        let mut f = lock(flow);
+        if let Err(e) = f.on_received(Credit::Data, n) {
+            drop(f);
+            self.flow_violation(e);
+            return false;
+        }
+        f.release(Credit::Data, n);
+        self.kick_if_pending(&f);
+        true
+    }
+
+    /// The peer opened a stream of this session. `false` when beyond its stream credit: the
+    /// session is then being aborted.
+    fn on_peer_stream(&self, credit: Credit) -> bool {
+        let Some(flow) = &self.flow else {
+            return true;
+        };
+        let r = lock(flow).on_received(credit, 1);
+        match r {
+            Ok(()) => true,
+            Err(e) => {
+                self.flow_violation(e);
+                false
+            }
+        }
+    }
+
+    /// A peer-opened stream is done: its credit may be granted again.
+    fn release_stream(&self, credit: Credit) {
+        if let Some(flow) = &self.flow {
+            let mut f = lock(flow);
+            f.release(credit, 1);
+            self.kick_if_pending(&f);
+        }
+    }
+
+    /// Closes the session for a flow-control violation found outside the session task.
+    fn flow_violation(&self, e: FlowError) {
+        debug!(session = self.id, error = %e, "session flow-control violation");
+        lock(&self.ctrl).abort = Some(H3Code::WT_FLOW_CONTROL_ERROR);
+        self.terminate(SessionError::Protocol(ProtocolError::h3(
+            H3Code::WT_FLOW_CONTROL_ERROR,
+            "session flow-control violation",
+        )));
+    }
+
+    /// Flow-control limits for `stats()`.
+    fn flow_limits(&self) -> (Option<FlowLimits>, Option<FlowLimits>) {
+        match &self.flow {
+            Some(flow) => {
+                let f = lock(flow);
+                (Some(f.local_limits()), Some(f.peer_limits()))
+            }
+            None => (None, None),
+        }
     }
 
     /// Why the session ended (or a generic reason if it has not).
@@ -151,6 +285,13 @@ impl SessionShared {
     /// Hands an incoming stream to the accept queue, waiting for room (backpressure).
     pub(crate) async fn deliver(&self, stream: Incoming) {
         if self.ended.is_cancelled() {
+            return stream.refuse(H3Code::WT_SESSION_GONE);
+        }
+        let credit = match &stream {
+            Incoming::Bidi(..) => Credit::Bidi,
+            Incoming::Uni(_) => Credit::Uni,
+        };
+        if !self.on_peer_stream(credit) {
             return stream.refuse(H3Code::WT_SESSION_GONE);
         }
         let r = match stream {
@@ -209,21 +350,79 @@ impl SessionShared {
     }
 }
 
+/// Flow-control credit taken from the session; what is not [`commit`](Self::commit)ted is
+/// given back when dropped.
+pub(crate) struct Reservation<'a> {
+    shared: &'a SessionShared,
+    credit: Credit,
+    /// Units reserved.
+    pub n: u64,
+}
+
+impl Reservation<'_> {
+    /// `used` units (at most the reserved amount) were spent; the rest goes back.
+    pub(crate) fn commit(mut self, used: u64) {
+        self.n -= used.min(self.n);
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.shared.give_back(self.credit, self.n);
+    }
+}
+
+/// Held by both halves of a stream the peer opened; when the last half is dropped the stream
+/// counts as closed and its stream credit is granted again.
+pub(crate) struct PeerStreamSlot {
+    shared: Arc<SessionShared>,
+    credit: Credit,
+}
+
+impl PeerStreamSlot {
+    fn new(shared: &Arc<SessionShared>, credit: Credit) -> Option<Arc<Self>> {
+        shared.flow.as_ref()?;
+        Some(Arc::new(PeerStreamSlot {
+            shared: shared.clone(),
+            credit,
+        }))
+    }
+}
+
+impl Drop for PeerStreamSlot {
+    fn drop(&mut self) {
+        self.shared.release_stream(self.credit);
+    }
+}
+
 /// Capsule types the session task looks at; everything else is skipped.
 fn capsule_filter(ty: CapsuleType) -> bool {
     ty == CapsuleType::WT_CLOSE_SESSION
         || ty == CapsuleType::WT_DRAIN_SESSION
         || ty == CapsuleType::WT_MAX_STREAM_DATA
         || ty == CapsuleType::WT_STREAM_DATA_BLOCKED
+        || ty == CapsuleType::WT_MAX_DATA
+        || ty == CapsuleType::WT_MAX_STREAMS_BIDI
+        || ty == CapsuleType::WT_MAX_STREAMS_UNI
+        || ty == CapsuleType::WT_DATA_BLOCKED
+        || ty == CapsuleType::WT_STREAMS_BLOCKED_BIDI
+        || ty == CapsuleType::WT_STREAMS_BLOCKED_UNI
 }
 
 /// Largest capsule the session task buffers (a close capsule is at most 1028 bytes).
 const MAX_CONTROL_CAPSULE: usize = 4096;
 
 fn data_frame_with(c: &Capsule) -> Bytes {
+    data_frame_with_all(std::slice::from_ref(c))
+}
+
+/// One DATA frame carrying `caps`.
+fn data_frame_with_all(caps: &[Capsule]) -> Bytes {
     let mut cap = BytesMut::new();
-    // Encoding our own capsules cannot fail: reasons are checked before.
-    let _ = c.encode(&CapsuleOptions::default(), &mut cap);
+    for c in caps {
+        // Encoding our own capsules cannot fail: reasons are checked before.
+        let _ = c.encode(&CapsuleOptions::default(), &mut cap);
+    }
     let mut out = BytesMut::new();
     frame::encode_frame(frame::DATA, &cap, &mut out);
     out.freeze()
@@ -338,6 +537,36 @@ impl Task {
                         "WT_MAX_STREAM_DATA / WT_STREAM_DATA_BLOCKED over HTTP/3",
                     ))
                 }
+                Ok(
+                    c @ (Capsule::MaxData(_)
+                    | Capsule::MaxStreamsBidi(_)
+                    | Capsule::MaxStreamsUni(_)),
+                ) => {
+                    // Without negotiated flow control these are ignored.
+                    let Some(flow) = &self.shared.flow else {
+                        continue;
+                    };
+                    let r = lock(flow).on_capsule(&c);
+                    match r {
+                        Ok(true) => self.shared.flow_notify.notify_waiters(),
+                        Ok(false) => {}
+                        Err(e) => {
+                            debug!(session = self.shared.id, error = %e, "peer flow-control error");
+                            return Some(self.abort(
+                                H3Code::WT_FLOW_CONTROL_ERROR,
+                                "invalid WT_MAX_DATA / WT_MAX_STREAMS",
+                            ));
+                        }
+                    }
+                }
+                Ok(
+                    c @ (Capsule::DataBlocked(_)
+                    | Capsule::StreamsBlockedBidi(_)
+                    | Capsule::StreamsBlockedUni(_)),
+                ) => {
+                    // Advisory: we grant credit as data is consumed and streams close.
+                    tracing::trace!(session = self.shared.id, capsule = ?c, "peer is blocked");
+                }
                 Ok(_) => {}
                 Err(_) => {
                     return Some(self.abort(H3Code::H3_MESSAGE_ERROR, "malformed capsule"));
@@ -382,15 +611,30 @@ impl Task {
                 biased;
                 _ = self.shared.ended.cancelled() => break,
                 _ = notified => {
-                    let drain = std::mem::take(&mut lock(&self.shared.ctrl).drain);
-                    if drain {
-                        let _ = self.write_data(data_frame_with(&Capsule::DrainSession)).await;
+                    let mut caps = Vec::new();
+                    if std::mem::take(&mut lock(&self.shared.ctrl).drain) {
+                        caps.push(Capsule::DrainSession);
+                    }
+                    if let Some(flow) = &self.shared.flow {
+                        let mut f = lock(flow);
+                        caps.extend(std::iter::from_fn(|| f.poll_capsule()));
+                    }
+                    if !caps.is_empty() {
+                        let _ = self.write_data(data_frame_with_all(&caps)).await;
                     }
                 }
                 r = self.reader.next() => end = self.on_frame(r),
             }
         }
-        let local_close = lock(&self.shared.ctrl).close.take();
+        let (local_close, abort) = {
+            let mut c = lock(&self.shared.ctrl);
+            (c.close.take(), c.abort.take())
+        };
+        if let (None, Some(code)) = (&end, abort) {
+            let _ = self.send.reset(varint(code.0));
+            let _ = self.reader.recv.stop(varint(code.0));
+            end = Some(PeerEnd::Aborted);
+        }
         match (end, local_close) {
             (None, Some((code, reason))) => {
                 // We closed: capsule, FIN, then wait for the peer's side.
@@ -530,10 +774,13 @@ impl wt_core::Session for Session {
 
     async fn open_bi(&self) -> Result<(SendStream, RecvStream), SessionError> {
         self.check_open()?;
+        let credit = self.shared.acquire(Credit::Bidi, 1).await?;
         let (mut send, recv) = tokio::select! {
             r = self.shared.conn.quic.open_bi() => r.map_err(|e| self.lost(e))?,
             _ = self.shared.ended.cancelled() => return Err(self.shared.end_reason()),
         };
+        // From here on the stream counts (even if writing its header fails).
+        credit.commit(1);
         self.write_header(&mut send, true).await?;
         self.shared.stats.bidi_local.fetch_add(1, Relaxed);
         let id = stream_id(send.id());
@@ -545,10 +792,12 @@ impl wt_core::Session for Session {
 
     async fn open_uni(&self) -> Result<SendStream, SessionError> {
         self.check_open()?;
+        let credit = self.shared.acquire(Credit::Uni, 1).await?;
         let mut send = tokio::select! {
             r = self.shared.conn.quic.open_uni() => r.map_err(|e| self.lost(e))?,
             _ = self.shared.ended.cancelled() => return Err(self.shared.end_reason()),
         };
+        credit.commit(1);
         self.write_header(&mut send, false).await?;
         self.shared.stats.uni_local.fetch_add(1, Relaxed);
         let id = stream_id(send.id());
@@ -566,9 +815,10 @@ impl wt_core::Session for Session {
                 Some((send, recv)) => {
                     self.shared.stats.bidi_remote.fetch_add(1, Relaxed);
                     let id = stream_id(send.id());
+                    let slot = PeerStreamSlot::new(&self.shared, Credit::Bidi);
                     Ok((
-                        SendStream::new(send, id, self.shared.clone()),
-                        RecvStream::new(recv, id, self.shared.clone()),
+                        SendStream::new(send, id, self.shared.clone()).with_slot(slot.clone()),
+                        RecvStream::new(recv, id, self.shared.clone()).with_slot(slot),
                     ))
                 }
                 None => Err(self.shared.end_reason()),
@@ -588,7 +838,8 @@ impl wt_core::Session for Session {
                 Some(recv) => {
                     self.shared.stats.uni_remote.fetch_add(1, Relaxed);
                     let id = stream_id(recv.id());
-                    Ok(RecvStream::new(recv, id, self.shared.clone()))
+                    let slot = PeerStreamSlot::new(&self.shared, Credit::Uni);
+                    Ok(RecvStream::new(recv, id, self.shared.clone()).with_slot(slot))
                 }
                 None => Err(self.shared.end_reason()),
             },
@@ -678,6 +929,7 @@ impl wt_core::Session for Session {
 
     fn stats(&self) -> SessionStats {
         let s = &self.shared.stats;
+        let (local_limits, peer_limits) = self.shared.flow_limits();
         SessionStats {
             bidi_opened_local: s.bidi_local.load(Relaxed),
             uni_opened_local: s.uni_local.load(Relaxed),
@@ -687,8 +939,8 @@ impl wt_core::Session for Session {
             bytes_received: s.bytes_received.load(Relaxed),
             datagrams_sent: s.dgrams_sent.load(Relaxed),
             datagrams_received: s.dgrams_received.load(Relaxed),
-            local_limits: None,
-            peer_limits: None,
+            local_limits,
+            peer_limits,
         }
     }
 }

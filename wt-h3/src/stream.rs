@@ -13,8 +13,9 @@ use bytes::Bytes;
 use wt_core::codes::{wt_from_h3, wt_to_h3, H3Code};
 use wt_core::{StreamError, StreamId};
 
+use crate::conn::flow::Credit;
 use crate::driver::varint;
-use crate::session::SessionShared;
+use crate::session::{PeerStreamSlot, SessionShared};
 
 /// The send half of a WebTransport stream.
 pub struct SendStream {
@@ -22,6 +23,7 @@ pub struct SendStream {
     id: StreamId,
     session: Arc<SessionShared>,
     done: bool,
+    _slot: Option<Arc<PeerStreamSlot>>,
 }
 
 impl std::fmt::Debug for SendStream {
@@ -37,7 +39,14 @@ impl SendStream {
             id,
             session,
             done: false,
+            _slot: None,
         }
+    }
+
+    /// Ties the stream to the stream credit of a peer-opened stream.
+    pub(crate) fn with_slot(mut self, slot: Option<Arc<PeerStreamSlot>>) -> Self {
+        self._slot = slot;
+        self
     }
 
     fn gone(&mut self) -> StreamError {
@@ -74,10 +83,27 @@ impl wt_core::SendStream for SendStream {
         if self.session.ended.is_cancelled() {
             return Err(self.gone());
         }
-        let r = tokio::select! {
-            biased;
-            r = self.inner.write(buf) => r,
-            _ = self.session.ended.cancelled() => return Err(self.gone()),
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let r = {
+            // Waits for session credit (no-op without flow control); unused credit goes back.
+            let Ok(credit) = self.session.acquire(Credit::Data, buf.len() as u64).await else {
+                return Err(self.gone());
+            };
+            let n = credit.n as usize;
+            let r = tokio::select! {
+                biased;
+                r = self.inner.write(&buf[..n]) => Some(r),
+                _ = self.session.ended.cancelled() => None,
+            };
+            if let Some(Ok(m)) = &r {
+                credit.commit(*m as u64);
+            }
+            r
+        };
+        let Some(r) = r else {
+            return Err(self.gone());
         };
         match r {
             Ok(n) => {
@@ -92,19 +118,32 @@ impl wt_core::SendStream for SendStream {
         if self.session.ended.is_cancelled() {
             return Err(self.gone());
         }
-        let n = data.len() as u64;
-        let r = tokio::select! {
-            biased;
-            r = self.inner.write_chunk(data) => r,
-            _ = self.session.ended.cancelled() => return Err(self.gone()),
-        };
-        match r {
-            Ok(()) => {
-                self.session.stats.bytes_sent.fetch_add(n, Relaxed);
-                Ok(())
+        let mut data = data;
+        while !data.is_empty() {
+            let chunk = {
+                let Ok(credit) = self.session.acquire(Credit::Data, data.len() as u64).await else {
+                    return Err(self.gone());
+                };
+                let chunk = data.split_to(credit.n as usize);
+                // Counted as sent before the write: if this call is cancelled a prefix may be
+                // on the wire (write_chunk is not cancel safe), and over-counting is safe.
+                credit.commit(chunk.len() as u64);
+                chunk
+            };
+            let n = chunk.len() as u64;
+            let r = tokio::select! {
+                biased;
+                r = self.inner.write_chunk(chunk) => r,
+                _ = self.session.ended.cancelled() => return Err(self.gone()),
+            };
+            match r {
+                Ok(()) => {
+                    self.session.stats.bytes_sent.fetch_add(n, Relaxed);
+                }
+                Err(e) => return Err(self.map_write(e)),
             }
-            Err(e) => Err(self.map_write(e)),
         }
+        Ok(())
     }
 
     fn finish(&mut self) -> Result<(), StreamError> {
@@ -161,6 +200,7 @@ pub struct RecvStream {
     session: Arc<SessionShared>,
     done: bool,
     pre_reset: Option<u64>,
+    _slot: Option<Arc<PeerStreamSlot>>,
 }
 
 impl std::fmt::Debug for RecvStream {
@@ -178,7 +218,14 @@ impl RecvStream {
             session,
             done: pre_reset.is_some(),
             pre_reset,
+            _slot: None,
         }
+    }
+
+    /// Ties the stream to the stream credit of a peer-opened stream.
+    pub(crate) fn with_slot(mut self, slot: Option<Arc<PeerStreamSlot>>) -> Self {
+        self._slot = slot;
+        self
     }
 
     fn gone(&mut self) -> StreamError {
@@ -212,10 +259,12 @@ impl wt_core::RecvStream for RecvStream {
         };
         match r {
             Ok(Some(c)) => {
-                self.session
-                    .stats
-                    .bytes_received
-                    .fetch_add(c.bytes.len() as u64, Relaxed);
+                let n = c.bytes.len() as u64;
+                if !self.session.on_peer_data(n) {
+                    // Beyond the session's credit: the session is being aborted.
+                    return Err(self.gone());
+                }
+                self.session.stats.bytes_received.fetch_add(n, Relaxed);
                 Ok(Some(c.bytes))
             }
             Ok(None) => {

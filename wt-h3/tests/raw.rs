@@ -385,3 +385,219 @@ async fn second_control_stream_and_bad_settings() {
     .await;
     assert_eq!(p.closed_code().await, H3Code::H3_SETTINGS_ERROR.0);
 }
+
+// ---- Session flow control (draft-16 §5.6) ----
+
+fn fc_settings(max_data: u64, bidi: u64, uni: u64) -> Settings {
+    wt_h3::conn::negotiate::client_settings_with(
+        CompatMode::Latest,
+        Some(&wt_h3::FlowControlConfig {
+            max_data,
+            max_streams_bidi: bidi,
+            max_streams_uni: uni,
+        }),
+    )
+}
+
+fn capsule_frame(c: &wt_core::capsule::Capsule) -> BytesMut {
+    let mut cap = BytesMut::new();
+    c.encode(&wt_core::capsule::CapsuleOptions::default(), &mut cap)
+        .unwrap();
+    let mut out = BytesMut::new();
+    frame::encode_frame(frame::DATA, &cap, &mut out);
+    out
+}
+
+fn sid_of(s: &quinn::SendStream) -> u64 {
+    quinn::VarInt::from(s.id()).into_inner()
+}
+
+/// A raw peer with flow control on and one accepted session.
+async fn fc_session(
+    server: &Server,
+    tls: &wt_core::tls::ServerTls,
+) -> (Raw, quinn::SendStream, quinn::RecvStream, wt_h3::Session) {
+    let p = raw_with(server, tls, fc_settings(1 << 20, 100, 100)).await;
+    let (s, mut r) = p.connect().await;
+    let session = timeout(server.accept())
+        .await
+        .unwrap()
+        .accept(AcceptOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(read_status(&mut r).await.unwrap(), 200);
+    (p, s, r, session)
+}
+
+fn fc_server(max_data: u64, bidi: u64, uni: u64) -> (Server, wt_core::tls::ServerTls) {
+    server_with(|c| {
+        c.flow_control = Some(wt_h3::FlowControlConfig {
+            max_data,
+            max_streams_bidi: bidi,
+            max_streams_uni: uni,
+        })
+    })
+}
+
+fn is_flow_error(e: &wt_core::SessionError) -> bool {
+    matches!(e, wt_core::SessionError::Protocol(pe)
+        if pe.code == wt_core::WireCode::H3(H3Code::WT_FLOW_CONTROL_ERROR))
+}
+
+#[tokio::test]
+async fn peer_stream_beyond_the_limit_is_a_flow_control_error() {
+    // FC-3, streams: the server allows one bidi stream per session.
+    let (server, tls) = fc_server(1 << 20, 1, 1);
+    let (p, cs, mut cr, session) = fc_session(&server, &tls).await;
+    let sid = sid_of(&cs);
+    let mut keep = Vec::new();
+    for _ in 0..2 {
+        let (mut s, r) = p.conn.open_bi().await.unwrap();
+        s.write_all(&stream_type::wt_stream_header(true, sid))
+            .await
+            .unwrap();
+        s.write_all(b"x").await.unwrap();
+        keep.push((s, r));
+    }
+    assert_eq!(reset_code(&mut cr).await, H3Code::WT_FLOW_CONTROL_ERROR.0);
+    assert!(is_flow_error(&timeout(session.closed()).await));
+}
+
+#[tokio::test]
+async fn peer_data_beyond_max_data_is_a_flow_control_error() {
+    // FC-3, data: 1000 payload bytes allowed; the application reads what arrives.
+    let (server, tls) = fc_server(1000, 10, 10);
+    let (p, cs, mut cr, session) = fc_session(&server, &tls).await;
+    let sid = sid_of(&cs);
+    let mut u = p.conn.open_uni().await.unwrap();
+    let mut out = BytesMut::from(&stream_type::wt_stream_header(false, sid)[..]);
+    out.extend_from_slice(&[0u8; 5000]);
+    u.write_all(&out).await.unwrap();
+    u.finish().unwrap();
+    let mut r = timeout(session.accept_uni()).await.unwrap();
+    assert!(timeout(r.read_to_end(1 << 20)).await.is_err());
+    assert_eq!(reset_code(&mut cr).await, H3Code::WT_FLOW_CONTROL_ERROR.0);
+    assert!(is_flow_error(&timeout(session.closed()).await));
+}
+
+#[tokio::test]
+async fn non_increasing_or_huge_limit_updates_are_flow_control_errors() {
+    // FC-4. The raw peer granted 1 MiB / 100 / 100 in its SETTINGS.
+    let (server, tls) = fc_server(1 << 20, 10, 10);
+    for c in [
+        wt_core::capsule::Capsule::MaxData(10),
+        wt_core::capsule::Capsule::MaxData(1 << 20),
+        wt_core::capsule::Capsule::MaxStreamsUni(100),
+        wt_core::capsule::Capsule::MaxStreamsBidi((1 << 60) + 1),
+    ] {
+        let (_p, mut cs, mut cr, session) = fc_session(&server, &tls).await;
+        cs.write_all(&capsule_frame(&c)).await.unwrap();
+        assert_eq!(
+            reset_code(&mut cr).await,
+            H3Code::WT_FLOW_CONTROL_ERROR.0,
+            "{c:?}"
+        );
+        assert!(is_flow_error(&timeout(session.closed()).await));
+    }
+    // Increasing updates are fine, and raise what stats() reports.
+    let (_p, mut cs, _cr, session) = fc_session(&server, &tls).await;
+    cs.write_all(&capsule_frame(&wt_core::capsule::Capsule::MaxData(2 << 20)))
+        .await
+        .unwrap();
+    cs.write_all(&capsule_frame(&wt_core::capsule::Capsule::MaxStreamsBidi(
+        1 << 60,
+    )))
+    .await
+    .unwrap();
+    let want = wt_core::FlowLimits {
+        max_data: 2 << 20,
+        max_streams_bidi: 1 << 60,
+        max_streams_uni: 100,
+    };
+    // The capsules are applied by the session task; poll until they are.
+    timeout(async {
+        while session.stats().peer_limits != Some(want) {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn limit_capsules_are_ignored_without_flow_control() {
+    // FC-6: the peer offers no flow control.
+    let (server, tls) = fc_server(1 << 20, 10, 10);
+    let p = raw(&server, &tls).await;
+    let (mut cs, mut cr) = p.connect().await;
+    let session = timeout(server.accept())
+        .await
+        .unwrap()
+        .accept(AcceptOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(read_status(&mut cr).await.unwrap(), 200);
+    assert_eq!(session.stats().peer_limits, None);
+    cs.write_all(&capsule_frame(&wt_core::capsule::Capsule::MaxData(1)))
+        .await
+        .unwrap();
+    cs.write_all(&capsule_frame(&wt_core::capsule::Capsule::MaxStreamsBidi(
+        0,
+    )))
+    .await
+    .unwrap();
+    let (mut tx, _rx) = timeout(session.open_bi()).await.unwrap();
+    wt_core::SendStream::write_all(&mut tx, b"still fine")
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn two_sessions_on_one_connection_have_independent_limits() {
+    // MS-4: one connection, two CONNECTs, each session allowed 1 bidi stream, 1 uni stream
+    // and 1000 bytes.
+    let (server, tls) = fc_server(1000, 1, 1);
+    let p = raw_with(&server, &tls, fc_settings(1 << 20, 100, 100)).await;
+    let mut sessions = Vec::new();
+    for _ in 0..2 {
+        let (cs, mut cr) = p.connect().await;
+        let session = timeout(server.accept())
+            .await
+            .unwrap()
+            .accept(AcceptOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(read_status(&mut cr).await.unwrap(), 200);
+        sessions.push((cs, cr, session));
+    }
+    // 800 bytes on a bidi stream of each session: 1600 in total, 800 per session.
+    let mut held = Vec::new();
+    for (cs, _, session) in &sessions {
+        let (mut s, r) = p.conn.open_bi().await.unwrap();
+        let mut out = BytesMut::from(&stream_type::wt_stream_header(true, sid_of(cs))[..]);
+        out.extend_from_slice(&[1u8; 800]);
+        s.write_all(&out).await.unwrap();
+        s.finish().unwrap();
+        let (ptx, mut prx) = timeout(session.accept_bi()).await.unwrap();
+        assert_eq!(timeout(prx.read_to_end(4096)).await.unwrap().len(), 800);
+        // The server application keeps both halves: the stream stays open.
+        held.push((s, r, ptx, prx));
+    }
+    // A second bidi stream on the first session exceeds *its* limit only.
+    let (cs0, cr0, s0) = &mut sessions[0];
+    let (mut s, _r) = p.conn.open_bi().await.unwrap();
+    s.write_all(&stream_type::wt_stream_header(true, sid_of(cs0)))
+        .await
+        .unwrap();
+    assert_eq!(reset_code(cr0).await, H3Code::WT_FLOW_CONTROL_ERROR.0);
+    assert!(is_flow_error(&timeout(s0.closed()).await));
+    // The second session still works: its uni stream credit is untouched.
+    let (cs1, _, s1) = &sessions[1];
+    let mut u = p.conn.open_uni().await.unwrap();
+    let mut out = BytesMut::from(&stream_type::wt_stream_header(false, sid_of(cs1))[..]);
+    out.extend_from_slice(b"ok");
+    u.write_all(&out).await.unwrap();
+    u.finish().unwrap();
+    let mut r = timeout(s1.accept_uni()).await.unwrap();
+    assert_eq!(r.read_to_end(10).await.unwrap(), b"ok");
+    assert!(p.conn.close_reason().is_none());
+}

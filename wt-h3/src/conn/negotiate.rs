@@ -2,7 +2,10 @@
 
 use http::StatusCode;
 use wt_core::codes::H3Code;
-use wt_core::{CompatMode, Dialect, MissingSetting, ProtocolError};
+use wt_core::{CompatMode, Dialect, FlowLimits, MissingSetting, ProtocolError};
+
+use crate::config::FlowControlConfig;
+use crate::conn::flow::SessionFlow;
 
 use crate::proto::headers::{self, Request};
 use crate::proto::settings::{self as s, Settings};
@@ -20,8 +23,28 @@ fn qpack_settings() -> [(u64, u64); 3] {
     ]
 }
 
-/// The SETTINGS a client sends in `mode`.
+/// The SETTINGS a client sends in `mode`, without session flow control.
 pub fn client_settings(mode: CompatMode) -> Settings {
+    client_settings_with(mode, None)
+}
+
+/// The SETTINGS_WT_INITIAL_MAX_* pairs granting `fc` (non-zero values only; all zero means
+/// "no flow control offered").
+pub fn flow_settings(fc: &FlowControlConfig) -> Vec<(u64, u64)> {
+    [
+        (s::WT_INITIAL_MAX_DATA, fc.max_data),
+        (s::WT_INITIAL_MAX_STREAMS_UNI, fc.max_streams_uni),
+        (s::WT_INITIAL_MAX_STREAMS_BIDI, fc.max_streams_bidi),
+    ]
+    .into_iter()
+    .filter(|(_, v)| *v > 0)
+    .map(|(id, v)| (id, v.min(wt_core::varint::MAX)))
+    .collect()
+}
+
+/// The SETTINGS a client sends in `mode`, offering session flow control with `fc` (not in
+/// [`CompatMode::LegacyBrowserCompat`], whose draft-02 dialect has none).
+pub fn client_settings_with(mode: CompatMode, fc: Option<&FlowControlConfig>) -> Settings {
     let mut v: Vec<(u64, u64)> = qpack_settings().to_vec();
     match mode {
         CompatMode::Auto => v.extend([
@@ -39,7 +62,68 @@ pub fn client_settings(mode: CompatMode) -> Settings {
             (s::ENABLE_WEBTRANSPORT, 1),
         ]),
     }
+    if let (Some(fc), false) = (fc, mode == CompatMode::LegacyBrowserCompat) {
+        v.extend(flow_settings(fc));
+    }
     Settings::from_pairs(&v)
+}
+
+/// The flow-control state of a new session of `dialect`, or `None` when flow control is not
+/// on (see [`flow_control_enabled`]). `window` is what we re-grant (our configuration; the
+/// default when flow control was enabled without one, by draft-13 max-sessions).
+pub fn session_flow(
+    dialect: Dialect,
+    ours: &Settings,
+    theirs: &Settings,
+    window: Option<&FlowControlConfig>,
+) -> Option<SessionFlow> {
+    if !flow_control_enabled(dialect, ours, theirs) {
+        return None;
+    }
+    let w = window.copied().unwrap_or_default();
+    Some(SessionFlow::new(
+        initial_limits(theirs),
+        initial_limits(ours),
+        FlowLimits {
+            max_data: w.max_data,
+            max_streams_bidi: w.max_streams_bidi,
+            max_streams_uni: w.max_streams_uni,
+        },
+        // Draft-16 forbids non-increasing limit updates; draft-13/14 only decreasing ones.
+        dialect == Dialect::H3Latest,
+    ))
+}
+
+/// The initial limits a peer grants in its SETTINGS (0 when absent).
+pub fn initial_limits(settings: &Settings) -> FlowLimits {
+    let get = |id| settings.get(id).unwrap_or(0);
+    FlowLimits {
+        max_data: get(s::WT_INITIAL_MAX_DATA),
+        max_streams_bidi: get(s::WT_INITIAL_MAX_STREAMS_BIDI),
+        max_streams_uni: get(s::WT_INITIAL_MAX_STREAMS_UNI),
+    }
+}
+
+fn offers_flow_control(settings: &Settings) -> bool {
+    initial_limits(settings) != FlowLimits::default()
+}
+
+/// Whether session flow control is on for a session of `dialect` between endpoints that sent
+/// `ours` and `theirs` (wire reference §3.8): draft-15/16, both sides send a non-zero
+/// SETTINGS_WT_INITIAL_MAX_*; draft-13/14 (the draft-14 rule, which includes draft-13's),
+/// both sides send a non-zero initial limit or SETTINGS_WT_MAX_SESSIONS > 1; never for
+/// draft-02 and draft-07…12.
+pub fn flow_control_enabled(dialect: Dialect, ours: &Settings, theirs: &Settings) -> bool {
+    match dialect {
+        Dialect::H3Latest => offers_flow_control(ours) && offers_flow_control(theirs),
+        Dialect::H3Draft13 => {
+            let on = |st: &Settings| {
+                offers_flow_control(st) || st.get(s::WT_MAX_SESSIONS_D13).unwrap_or(0) > 1
+            };
+            on(ours) && on(theirs)
+        }
+        _ => false,
+    }
 }
 
 /// What the server advertises.
@@ -53,6 +137,8 @@ pub struct ServerAdvert {
     pub omit: Vec<u64>,
     /// Extra pairs appended (testing knob; GREASE).
     pub extra: Vec<(u64, u64)>,
+    /// Initial session flow-control limits to advertise (latest and draft-13 dialects).
+    pub flow_control: Option<FlowControlConfig>,
 }
 
 /// The "accept everything" SETTINGS of the wire reference §6.4, restricted to the accepted
@@ -76,6 +162,11 @@ pub fn server_settings(a: &ServerAdvert) -> Settings {
     }
     if has(Dialect::H3Latest) {
         v.push((s::WT_ENABLED, 1));
+    }
+    if let Some(fc) = &a.flow_control {
+        if has(Dialect::H3Latest) || has(Dialect::H3Draft13) {
+            v.extend(flow_settings(fc));
+        }
     }
     v.retain(|(id, _)| !a.omit.contains(id));
     v.extend(a.extra.iter().copied());
@@ -270,7 +361,50 @@ mod tests {
             max_sessions: 1,
             omit: vec![],
             extra: vec![],
+            flow_control: None,
         }
+    }
+
+    #[test]
+    fn flow_control_enablement() {
+        let fc = FlowControlConfig::default();
+        let mut a = advert();
+        let plain = server_settings(&a);
+        a.flow_control = Some(fc);
+        let srv = server_settings(&a);
+        assert_eq!(
+            initial_limits(&srv),
+            FlowLimits {
+                max_data: fc.max_data,
+                max_streams_bidi: fc.max_streams_bidi,
+                max_streams_uni: fc.max_streams_uni
+            }
+        );
+        let cl = client_settings_with(CompatMode::Latest, Some(&fc));
+        let cl_plain = client_settings(CompatMode::Latest);
+        assert!(flow_control_enabled(Dialect::H3Latest, &srv, &cl));
+        assert!(flow_control_enabled(Dialect::H3Latest, &cl, &srv));
+        assert!(!flow_control_enabled(Dialect::H3Latest, &srv, &cl_plain));
+        assert!(!flow_control_enabled(Dialect::H3Latest, &plain, &cl));
+        assert!(!flow_control_enabled(Dialect::H3Draft07, &srv, &cl));
+        assert!(!flow_control_enabled(Dialect::H3Draft02, &srv, &cl));
+        assert!(flow_control_enabled(Dialect::H3Draft13, &srv, &cl));
+        // Draft-13/14: max sessions > 1 on both sides also enables it.
+        let many = Settings::from_pairs(&[(s::WT_MAX_SESSIONS_D13, 4)]);
+        assert!(flow_control_enabled(Dialect::H3Draft13, &many, &srv));
+        assert!(!flow_control_enabled(Dialect::H3Draft13, &many, &plain));
+        assert!(!flow_control_enabled(Dialect::H3Latest, &many, &many));
+        // Only one non-zero value is needed; zeros are not sent.
+        let one = FlowControlConfig {
+            max_data: 0,
+            max_streams_bidi: 1,
+            max_streams_uni: 0,
+        };
+        let cl1 = client_settings_with(CompatMode::Auto, Some(&one));
+        assert_eq!(cl1.get(s::WT_INITIAL_MAX_DATA), None);
+        assert!(flow_control_enabled(Dialect::H3Latest, &srv, &cl1));
+        let legacy = client_settings_with(CompatMode::LegacyBrowserCompat, Some(&fc));
+        assert_eq!(legacy.get(s::WT_INITIAL_MAX_DATA), None);
     }
 
     #[test]

@@ -15,7 +15,9 @@ use crate::engine::streams::Side;
 use crate::engine::{Engine, EngineConfig};
 use crate::headers;
 use crate::session::{h2_error_to_session, Driver, Session, Shared};
-use crate::settings_io::{PeerSettings, SettingsIo, ENABLE_CONNECT_PROTOCOL, WT_ENABLED};
+use crate::settings_io::{
+    PeerSettings, SettingsIo, ANY_STREAM, ENABLE_CONNECT_PROTOCOL, WT_ENABLED,
+};
 
 /// A WebTransport-over-HTTP/2 client.
 #[derive(Clone)]
@@ -171,16 +173,23 @@ impl Client {
             }
             let _ = done_tx.send(r);
         });
-        tokio::select! {
-            _ = peer.wait_first() => {}
-            r = &mut done_rx => {
-                return Err(match r {
-                    Ok(Err(e)) => conn_error(e),
-                    _ => ConnectError::Connection(ConnectionError::Reset),
-                });
-            }
+        let ended = |r: Result<Result<(), h2::Error>, _>| match r {
+            Ok(Err(e)) => conn_error(e),
+            _ => ConnectError::Connection(ConnectionError::Reset),
+        };
+        // Wait until h2 has applied the server's first SETTINGS: h2 applies a SETTINGS frame
+        // and queues its ACK in one step, and the adapter sees the ACK go out. From then on
+        // `is_extended_connect_protocol_enabled` reflects that frame. Event-driven (no
+        // polling); bounded by the connect timeout; ends early if the connection dies.
+        let applied = tokio::select! {
+            applied = peer.wait_acked(1) => applied,
+            r = &mut done_rx => return Err(ended(r)),
+        };
+        if !applied {
+            return Err(ended(done_rx.await));
         }
-        if peer.get(ENABLE_CONNECT_PROTOCOL) != Some(1) {
+        let first = peer.acked();
+        if first.get(ENABLE_CONNECT_PROTOCOL) != Some(1) {
             return Err(ConnectError::MissingSetting(MissingSetting {
                 name: "SETTINGS_ENABLE_CONNECT_PROTOCOL",
                 id: u64::from(ENABLE_CONNECT_PROTOCOL),
@@ -188,12 +197,17 @@ impl Client {
         }
         let legacy = cfg.compat == wt_core::CompatMode::LegacyBrowserCompat;
         if !legacy {
-            match peer.get(WT_ENABLED) {
+            match first.get(WT_ENABLED) {
                 Some(v) if v > 1 => {
-                    // HS-14: connection error PROTOCOL_ERROR. Dropping the connection closes
-                    // it; h2's client cannot emit a GOAWAY with a chosen code.
+                    // HS-14: connection error PROTOCOL_ERROR. h2's client cannot send a GOAWAY
+                    // with a chosen code, so the adapter writes it and shuts the connection;
+                    // we return once the connection task is done.
+                    let code = wt_core::codes::H2Code::PROTOCOL_ERROR;
+                    peer.request_goaway(code.0);
+                    drop(send_req);
+                    let _ = done_rx.await;
                     return Err(ConnectError::Protocol(ProtocolError::h2(
-                        wt_core::codes::H2Code::PROTOCOL_ERROR,
+                        code,
                         format!("SETTINGS_WT_ENABLED = {v}, must be 0 or 1"),
                     )));
                 }
@@ -207,27 +221,23 @@ impl Client {
                 _ => {}
             }
         }
-        // Our adapter saw the SETTINGS bytes just before h2 processed them; let h2 catch up.
-        // The connection task processes them in the same poll that read them, so this wait
-        // is short; it is bounded by the connect timeout and ends early if the connection dies.
-        let mut tries = 0u32;
-        while !send_req.is_extended_connect_protocol_enabled() {
-            if let Ok(r) = done_rx.try_recv() {
-                return Err(match r {
-                    Err(e) => conn_error(e),
-                    Ok(()) => ConnectError::Connection(ConnectionError::Reset),
-                });
-            }
-            tries += 1;
-            if tries < 100 {
-                tokio::task::yield_now().await;
-            } else {
-                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-            }
+        if !send_req.is_extended_connect_protocol_enabled() {
+            // Cannot happen once the frame carrying ENABLE_CONNECT_PROTOCOL = 1 was applied.
+            return Err(ConnectError::MissingSetting(MissingSetting {
+                name: "SETTINGS_ENABLE_CONNECT_PROTOCOL",
+                id: u64::from(ENABLE_CONNECT_PROTOCOL),
+            }));
         }
+        // FC-11: the server's settings that count are those acknowledged when the CONNECT
+        // HEADERS go out; the adapter snapshots them at that frame.
+        peer.expect_headers(ANY_STREAM);
         let mut send_req = send_req.ready().await.map_err(conn_error)?;
         let (resp, send) = send_req.send_request(request, false).map_err(conn_error)?;
         let resp = resp.await.map_err(conn_error)?;
+        // The response came after our HEADERS went out, so the snapshot is there.
+        let settings = peer
+            .take_headers_snapshot(ANY_STREAM)
+            .unwrap_or_else(|| peer.acked());
         if !resp.status().is_success() {
             return Err(ConnectError::Rejected {
                 status: resp.status(),
@@ -253,7 +263,7 @@ impl Client {
         let mut ec = EngineConfig::new(Side::Client);
         ec.options = cfg.options();
         ec.local = f;
-        ec.peer = peer_flow(&peer, &init);
+        ec.peer = peer_flow(&settings, &init);
         ec.codes = cfg.error_codes;
         ec.max_send_buffer = cfg.h2.max_send_buffer;
         let shared = Shared::new(Engine::new(ec));

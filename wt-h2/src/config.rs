@@ -201,8 +201,10 @@ pub(crate) fn announced(flow: &FlowConfig) -> FlowConfig {
 }
 
 /// The credit a peer granted, from its SETTINGS and its `webtransport-init` header (the
-/// larger of the two wins for the per-stream limits).
-pub(crate) fn peer_flow(peer: &PeerSettings, init: &crate::headers::InitHeader) -> FlowConfig {
+/// larger of the two wins for the per-stream limits). `peer` is the snapshot of the peer's
+/// SETTINGS that counts for the session: those acknowledged when its CONNECT (client) or 2xx
+/// (server) HEADERS went out, see [`PeerSettings`].
+pub(crate) fn peer_flow(peer: &SettingsValues, init: &crate::headers::InitHeader) -> FlowConfig {
     let s = |id| peer.get(id).map(u64::from);
     let bidi_local = s(WT_INITIAL_MAX_STREAM_DATA_BIDI_LOCAL);
     // d07–d13 had one bidi setting (0x2b63) for both directions.

@@ -15,6 +15,14 @@
 //! **datagrams are reliable** DATAGRAM capsules (never lost in transit, at most 65535 bytes;
 //! `info().unreliable_datagrams` is false).
 //!
+//! **Which SETTINGS count for a session** (draft-15, FC-11): a session snapshots the peer's
+//! WebTransport SETTINGS once, when it is established, and only capsules change its limits
+//! afterwards. The client uses the server's settings it had acknowledged when its CONNECT
+//! HEADERS went out; the server uses the client's settings it had acknowledged when its 2xx
+//! HEADERS went out. "Acknowledged" is read off the wire: the IO adapter under h2 follows the
+//! frames h2 writes and snapshots at that HEADERS frame the values of every SETTINGS frame
+//! whose ACK preceded it. Later SETTINGS frames apply to later sessions only.
+//!
 //! Inside: a sans-IO session engine (capsule decoding, stream state machines, WebTransport
 //! flow control both ways) driven by thin tokio glue, and an IO adapter under h2 that adds and
 //! reads the WebTransport SETTINGS h2 does not know about.

@@ -63,6 +63,8 @@ impl Server {
         tokio::spawn(async move {
             loop {
                 tokio::select! {
+                    // Once stopped (shutdown or drop), no further connection is taken.
+                    biased;
                     _ = stop.wait_for(|s| *s) => break,
                     r = listener.accept() => match r {
                         Ok((tcp, peer)) => {
@@ -89,7 +91,16 @@ impl Server {
     }
 
     /// Stops accepting; connections send GOAWAY, established sessions continue.
+    /// Dropping the server does the same.
     pub fn shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+}
+
+impl Drop for Server {
+    /// Stops the accept task (the listening socket closes) and sends GOAWAY on the open
+    /// connections, like [`shutdown`](Server::shutdown); established sessions continue.
+    fn drop(&mut self) {
         self.shutdown.send_replace(true);
     }
 }
@@ -339,18 +350,39 @@ impl wt_core::IncomingRequest for Request {
         )) {
             h.insert("webtransport-init", v);
         }
-        let session_id = u64::from(u32::from(respond.stream_id()));
-        let send =
-            respond
-                .send_response(resp, false)
-                .map_err(|e| match h2_error_to_session(e) {
+        let stream = u32::from(respond.stream_id());
+        let session_id = u64::from(stream);
+        // FC-11: the client's settings that count are those we had acknowledged when the 2xx
+        // went out; the adapter snapshots them at that HEADERS frame.
+        let peer = &self.ctx.peer_settings;
+        peer.expect_headers(stream);
+        let mut send = match respond.send_response(resp, false) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = peer.take_headers_snapshot(stream);
+                return Err(match h2_error_to_session(e) {
                     Ok(code) => SessionError::ResetByPeer(wt_core::WireCode::H2(code)),
                     Err(err) => err,
-                })?;
+                });
+            }
+        };
+        // Forgets the snapshot request however this ends (also if this future is dropped).
+        struct Forget<'a>(&'a PeerSettings, u32);
+        impl Drop for Forget<'_> {
+            fn drop(&mut self) {
+                let _ = self.0.take_headers_snapshot(self.1);
+            }
+        }
+        let _forget = Forget(peer, stream);
+        let settings = tokio::select! {
+            s = peer.headers_snapshot(stream) => s,
+            // Reset before the 2xx went out (h2 then never writes it): the driver reports it.
+            _ = std::future::poll_fn(|cx| send.poll_reset(cx)) => peer.acked(),
+        };
         let mut ec = EngineConfig::new(Side::Server);
         ec.options = config.options();
         ec.local = local;
-        ec.peer = peer_flow(&self.ctx.peer_settings, &self.init);
+        ec.peer = peer_flow(&settings, &self.init);
         ec.codes = config.error_codes;
         ec.max_send_buffer = config.h2.max_send_buffer;
         let shared = Shared::new(Engine::new(ec));

@@ -349,9 +349,19 @@ impl wt_core::SendStream for SendStream {
         if buf.is_empty() {
             return Ok(0);
         }
-        // Copy at most one send buffer's worth; only the accepted prefix is queued.
-        let data = Bytes::copy_from_slice(&buf[..buf.len().min(256 * 1024)]);
-        poll_fn(|cx| self.poll_write_bytes(cx, &data)).await
+        // Only the accepted prefix is copied, once: small pieces straight into the engine's
+        // output buffer, large ones into one `Bytes` each.
+        poll_fn(|cx| {
+            self.shared.with(|e, w| match e.write_slice(self.id, buf) {
+                Ok(Write::Written(n)) => Poll::Ready(Ok(n)),
+                Ok(Write::Blocked) => {
+                    w.write.insert(self.id, cx.waker().clone());
+                    Poll::Pending
+                }
+                Err(err) => Poll::Ready(Err(err)),
+            })
+        })
+        .await
     }
 
     async fn write_chunk(&mut self, mut data: Bytes) -> Result<(), StreamError> {
@@ -528,7 +538,7 @@ impl Driver {
             }
             budget -= 1;
             match self.recv.poll_data(cx) {
-                Poll::Ready(Some(Ok(b))) => engine.recv_data(&b),
+                Poll::Ready(Some(Ok(b))) => engine.recv_bytes(b),
                 Poll::Ready(Some(Err(e))) => {
                     self.recv_done = true;
                     Self::on_h2_error(engine, e);

@@ -391,3 +391,59 @@ async fn shutdown_stops_accepting() {
     spawn_echo(srv);
     echo_checks(&c).await;
 }
+
+/// The client sends its CONNECT as soon as h2 has applied the server's SETTINGS — an event,
+/// not a timed poll. Many fresh connections in a row must never see the flag unset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_many_times_never_misses_settings() {
+    let s = setup(false, |_, _| {});
+    let n = if cfg!(debug_assertions) { 200 } else { 500 };
+    let server = async {
+        for _ in 0..n {
+            let req = s.server.accept().await.unwrap();
+            let sess = req.accept(AcceptOptions::default()).await.unwrap();
+            drop(sess);
+        }
+    };
+    let client = async {
+        for i in 0..n {
+            match s.client.connect(&s.request).await {
+                Ok(c) => drop(c),
+                Err(e) => panic!("connect {i}: {e:?}"),
+            }
+        }
+    };
+    tokio::join!(server, client);
+}
+
+#[tokio::test]
+async fn wt_enabled_five_fails_fast_not_by_timeout() {
+    let s = setup(false, |sc, cc| {
+        sc.wt_enabled = Some(5);
+        cc.connect_timeout = Duration::from_secs(30);
+    });
+    let t = tokio::time::Instant::now();
+    let r = s.client.connect(&s.request).await;
+    assert!(matches!(r, Err(ConnectError::Protocol(_))), "{r:?}");
+    assert!(t.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn dropping_the_server_stops_accepting_sessions_continue() {
+    let s = setup(false, |_, _| {});
+    let (c, srv) = pair(&s).await;
+    let Setup {
+        client,
+        server,
+        request,
+    } = s;
+    drop(server);
+    // The accept task ends and closes the listening socket: new connections fail.
+    match client.connect(&request).await {
+        Err(ConnectError::Io(_) | ConnectError::Tls(_) | ConnectError::Connection(_)) => {}
+        r => panic!("{r:?}"),
+    }
+    // Established sessions continue.
+    spawn_echo(srv);
+    echo_checks(&c).await;
+}

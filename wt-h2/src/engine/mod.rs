@@ -32,13 +32,13 @@ mod tests;
 
 use std::collections::VecDeque;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use wt_core::capsule::{
-    Capsule, CapsuleDecoder, CapsuleError, CapsuleOptions, ResetLayout, MAX_CLOSE_REASON,
+    is_webtransport_type, Capsule, CapsuleDecoder, CapsuleError, CapsuleOptions, RawCapsule,
+    ResetLayout, MAX_CLOSE_REASON,
 };
-#[cfg(test)]
-use wt_core::codes::CapsuleType;
-use wt_core::codes::H2Code;
+use wt_core::codes::{CapsuleType, H2Code};
+use wt_core::varint;
 use wt_core::{FlowLimits, ProtocolError, SessionError, SessionStats, StreamError, StreamId};
 
 use self::flow_control::{RecvWindow, SendCredit};
@@ -360,13 +360,64 @@ impl Engine {
 
     // ---------------------------------------------------------------- input
 
-    /// DATA received on the CONNECT stream.
+    /// DATA received on the CONNECT stream, as a slice (copied into the decoder buffer).
+    #[cfg(test)]
     pub fn recv_data(&mut self, data: &[u8]) {
         if self.error.is_some() {
             self.release += data.len() as u64;
             return;
         }
         self.rx.extend_from_slice(data);
+        self.decode_rx();
+    }
+
+    /// DATA received on the CONNECT stream. Capsules that arrive whole are decoded straight
+    /// from `data` (their values are slices of it, no copy); only a capsule cut by the end of
+    /// the frame (and what follows a partial one) goes through the decoder buffer.
+    pub fn recv_bytes(&mut self, mut data: Bytes) {
+        if self.error.is_some() {
+            self.release += data.len() as u64;
+            return;
+        }
+        if self.rx.is_empty() && self.decoder.is_at_boundary(&self.rx) {
+            while !data.is_empty() {
+                let mut view = &data[..];
+                let (Ok(ty), Ok(len)) = (varint::decode(&mut view), varint::decode(&mut view))
+                else {
+                    break;
+                };
+                let header = data.len() - view.len();
+                let ty = CapsuleType(ty);
+                if len > view.len() as u64 {
+                    break; // cut by the frame's end: the decoder buffer takes over
+                }
+                let wire = header + len as usize;
+                if !is_webtransport_type(ty) {
+                    // Unknown or GREASE capsule, whole: skipped.
+                    data.advance(wire);
+                    self.release += wire as u64;
+                    continue;
+                }
+                if len > self.cfg.max_capsule_len as u64 {
+                    break; // the decoder reports it
+                }
+                let value = data.slice(header..wire);
+                data.advance(wire);
+                if !self.on_capsule(RawCapsule { ty, value }, wire as u64) {
+                    self.release += data.len() as u64;
+                    return;
+                }
+            }
+            if data.is_empty() {
+                return;
+            }
+        }
+        self.rx.extend_from_slice(&data);
+        self.decode_rx();
+    }
+
+    /// Decodes what the decoder buffer holds.
+    fn decode_rx(&mut self) {
         loop {
             let before = self.rx.len();
             let raw = match self.decoder.decode(&mut self.rx) {
@@ -381,30 +432,39 @@ impl Engine {
                 }
             };
             let wire = (before - self.rx.len()) as u64;
-            let ty = raw.ty;
-            let cap = match Capsule::parse(raw, &self.cfg.options) {
-                Ok(c) => c,
-                Err(e) => {
-                    self.fail(capsule_error(&self.cfg.codes, &e));
-                    break;
-                }
-            };
-            let held = match &cap {
-                Capsule::Stream { data, .. } => data.len() as u64,
-                _ => 0,
-            };
-            self.release += wire - held;
-            tracing::trace!(?ty, "capsule received");
-            if let Err(e) = self.handle(cap) {
-                self.fail(e);
-            }
-            if self.error.is_some() {
-                // Everything after a close or a violation is ignored.
-                self.release += self.rx.len() as u64;
-                self.rx.clear();
+            if !self.on_capsule(raw, wire) {
                 break;
             }
         }
+        if self.error.is_some() {
+            // Everything after a close or a violation is ignored.
+            self.release += self.rx.len() as u64;
+            self.rx.clear();
+        }
+    }
+
+    /// Handles one decoded capsule that took `wire` bytes of input (its own and any skipped
+    /// before it); false once the session ended (the rest of the input is ignored).
+    fn on_capsule(&mut self, raw: RawCapsule, wire: u64) -> bool {
+        let ty = raw.ty;
+        let cap = match Capsule::parse(raw, &self.cfg.options) {
+            Ok(c) => c,
+            Err(e) => {
+                self.release += wire;
+                self.fail(capsule_error(&self.cfg.codes, &e));
+                return false;
+            }
+        };
+        let held = match &cap {
+            Capsule::Stream { data, .. } => data.len() as u64,
+            _ => 0,
+        };
+        self.release += wire - held;
+        tracing::trace!(?ty, "capsule received");
+        if let Err(e) = self.handle(cap) {
+            self.fail(e);
+        }
+        self.error.is_none()
     }
 
     /// END_STREAM on the CONNECT stream.
@@ -928,17 +988,47 @@ impl Engine {
         send_half(&mut self.streams, &self.error, id)
     }
 
-    /// Queues a prefix of `data` on stream `id`.
+    /// Queues a prefix of `data` on stream `id` (payloads are chained, not copied).
     pub fn write(&mut self, id: u64, data: &Bytes) -> Result<Write, StreamError> {
-        let room = self.cfg.max_send_buffer.saturating_sub(self.tx.len()) as u64;
-        let conn = self.send_data.available();
         let max_chunk = self.cfg.max_chunk;
         let opts = self.cfg.options;
+        self.write_with(id, data.len(), |tx, n| {
+            let mut rest = data.slice(..n);
+            while !rest.is_empty() {
+                let chunk = rest.split_to(rest.len().min(max_chunk));
+                tx.stream(id, false, chunk, &opts);
+            }
+        })
+    }
+
+    /// Queues a prefix of `data` on stream `id`, copying only what is accepted: small
+    /// pieces into the output buffer directly, larger ones into one `Bytes` per capsule.
+    pub fn write_slice(&mut self, id: u64, data: &[u8]) -> Result<Write, StreamError> {
+        let max_chunk = self.cfg.max_chunk;
+        let opts = self.cfg.options;
+        self.write_with(id, data.len(), |tx, n| {
+            for chunk in data[..n].chunks(max_chunk) {
+                tx.stream_slice(id, false, chunk, &opts);
+            }
+        })
+    }
+
+    /// Credit and buffer checks of a write of `len` bytes; `queue(tx, n)` queues the first
+    /// `n` bytes once they are accounted for.
+    fn write_with(
+        &mut self,
+        id: u64,
+        len: usize,
+        queue: impl FnOnce(&mut Tx, usize),
+    ) -> Result<Write, StreamError> {
+        let room = self.cfg.max_send_buffer.saturating_sub(self.tx.len()) as u64;
+        let conn = self.send_data.available();
+        let opts = self.cfg.options;
         let send = send_half(&mut self.streams, &self.error, id)?;
-        if data.is_empty() {
+        if len == 0 {
             return Ok(Write::Written(0));
         }
-        let n = (data.len() as u64)
+        let n = (len as u64)
             .min(send.credit.available())
             .min(conn)
             .min(room) as usize;
@@ -962,11 +1052,7 @@ impl Engine {
         send.state = SendState::Send;
         self.send_data.consume(n as u64);
         self.stats.bytes_sent += n as u64;
-        let mut rest = data.slice(..n);
-        while !rest.is_empty() {
-            let chunk = rest.split_to(rest.len().min(max_chunk));
-            self.tx.stream(id, false, chunk, &opts);
-        }
+        queue(&mut self.tx, n);
         Ok(Write::Written(n))
     }
 

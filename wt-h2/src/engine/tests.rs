@@ -54,7 +54,8 @@ impl Pair {
                     to.recv_data(&[*byte]);
                 }
             } else {
-                to.recv_data(&b);
+                // Whole output chunks as DATA frames: the zero-copy path.
+                to.recv_bytes(b);
             }
         }
         if !*ended {
@@ -836,4 +837,117 @@ fn receive_buffer_bounded_by_credit_and_release_accounting() {
 fn stream_type_mapping_follows_dialect() {
     assert_eq!(stream_type(&CapsuleOptions::default(), true).0, 0x190B4D3B);
     assert_eq!(stream_type(&CapsuleOptions::LEGACY, true).0, 0x190B4D3C);
+}
+
+/// WT_STREAM capsules with `data` on stream `id` (client bidi), encoded.
+fn stream_caps(opts: CapsuleOptions, parts: &[&[u8]]) -> Vec<u8> {
+    let caps: Vec<Capsule> = parts
+        .iter()
+        .map(|p| Capsule::Stream {
+            id: 0,
+            fin: false,
+            data: Bytes::copy_from_slice(p),
+        })
+        .collect();
+    enc(&caps, opts)
+}
+
+fn server_engine() -> Engine {
+    Engine::new(cfg(
+        Side::Server,
+        CapsuleOptions::default(),
+        FlowConfig::default(),
+        FlowConfig::default(),
+    ))
+}
+
+#[test]
+fn whole_capsules_in_a_frame_are_not_copied() {
+    let opts = CapsuleOptions::default();
+    let mut wire = enc(&[Capsule::Datagram(Bytes::from_static(b"dgram"))], opts);
+    // A GREASE capsule in the middle is skipped on the fast path too.
+    wire.extend_from_slice(&[0x17, 3, 1, 2, 3]);
+    wire.extend(stream_caps(opts, &[b"hello", b" world"]));
+    let frame = Bytes::from(wire);
+    let range = frame.as_ptr() as usize..frame.as_ptr() as usize + frame.len();
+    let mut e = server_engine();
+    e.recv_bytes(frame.clone());
+    assert!(e.rx.is_empty(), "nothing buffered");
+    let d = e.recv_datagram().unwrap().unwrap();
+    assert_eq!(d, &b"dgram"[..]);
+    assert!(
+        range.contains(&(d.as_ptr() as usize)),
+        "datagram is a slice of the frame"
+    );
+    assert_eq!(e.accept(Dir::Bi).unwrap(), Some(0));
+    let Read::Data(a) = e.read(0, usize::MAX).unwrap() else {
+        panic!("no data")
+    };
+    assert_eq!(a, &b"hello"[..]);
+    assert!(
+        range.contains(&(a.as_ptr() as usize)),
+        "stream data is a slice of the frame"
+    );
+    assert_eq!(read_all(&mut e, 0).0, b" world");
+    // Everything not held by the stream was released; the stream data after reading.
+    assert_eq!(e.take_release(), frame.len());
+}
+
+#[test]
+fn capsules_split_across_frames_decode_at_every_cut() {
+    let opts = CapsuleOptions::default();
+    let mut wire = stream_caps(opts, &[b"first", b"second"]);
+    wire.extend_from_slice(&[0x17, 3, 1, 2, 3]); // GREASE
+    wire.extend(enc(&[Capsule::Datagram(Bytes::from_static(b"d"))], opts));
+    wire.extend(stream_caps(opts, &[&[9u8; 300]]));
+    let mut want = b"firstsecond".to_vec();
+    want.extend_from_slice(&[9u8; 300]);
+    for cut1 in 0..wire.len() {
+        for cut2 in [cut1, (cut1 + 7).min(wire.len()), wire.len()] {
+            let mut e = server_engine();
+            for part in [&wire[..cut1], &wire[cut1..cut2], &wire[cut2..]] {
+                e.recv_bytes(Bytes::copy_from_slice(part));
+            }
+            assert!(e.error().is_none(), "cut {cut1}/{cut2}");
+            assert_eq!(read_all(&mut e, 0).0, want, "cut {cut1}/{cut2}");
+            assert_eq!(e.recv_datagram().unwrap().unwrap(), &b"d"[..]);
+            assert!(e.rx.is_empty());
+            assert_eq!(e.take_release(), wire.len(), "cut {cut1}/{cut2}");
+        }
+    }
+}
+
+#[test]
+fn violation_on_the_fast_path_releases_the_rest() {
+    let opts = CapsuleOptions::default();
+    // WT_MAX_DATA decreasing after an increase is a flow-control error.
+    let mut wire = enc(&[Capsule::MaxData(1 << 30), Capsule::MaxData(1)], opts);
+    wire.extend(stream_caps(opts, &[b"ignored"]));
+    let n = wire.len();
+    let mut e = server_engine();
+    e.recv_bytes(Bytes::from(wire));
+    assert!(e.error().is_some());
+    assert_eq!(e.wants_reset(), Some(H2Code::FLOW_CONTROL_ERROR));
+    assert_eq!(e.take_release(), n);
+}
+
+#[test]
+fn write_slice_copies_only_the_accepted_prefix() {
+    let mut pair = Pair::new();
+    let id = pair.client.open(Dir::Bi).unwrap().unwrap();
+    let small = [1u8; 100];
+    let big = vec![2u8; 5000];
+    assert_eq!(
+        pair.client.write_slice(id, &small).unwrap(),
+        Write::Written(100)
+    );
+    assert_eq!(
+        pair.client.write_slice(id, &big).unwrap(),
+        Write::Written(5000)
+    );
+    pair.drive();
+    assert_eq!(pair.server.accept(Dir::Bi).unwrap(), Some(id));
+    let got = read_all(&mut pair.server, id).0;
+    assert_eq!(&got[..100], &small[..]);
+    assert_eq!(&got[100..], &big[..]);
 }

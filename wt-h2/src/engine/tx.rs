@@ -64,6 +64,22 @@ impl Tx {
         self.payload(data);
     }
 
+    /// Queues a WT_STREAM capsule carrying a copy of `data` (into the scratch buffer when
+    /// small, into its own `Bytes` otherwise).
+    pub fn stream_slice(&mut self, id: u64, fin: bool, data: &[u8], opts: &CapsuleOptions) {
+        if data.len() >= CHAIN_THRESHOLD {
+            self.stream(id, fin, Bytes::copy_from_slice(data), opts);
+            return;
+        }
+        let before = self.scratch.len();
+        if encode_stream_header(id, fin, data.len(), opts.fin_mapping, &mut self.scratch).is_err() {
+            self.scratch.truncate(before);
+            return;
+        }
+        self.scratch.extend_from_slice(data);
+        self.len += self.scratch.len() - before;
+    }
+
     /// Queues a DATAGRAM capsule.
     pub fn datagram(&mut self, data: Bytes) {
         let before = self.scratch.len();

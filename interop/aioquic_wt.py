@@ -11,10 +11,12 @@ prints `CLOSE <code> <reason>` on stdout. The path `/close-me` makes the server 
 session with code 4242 and reason "aioquic says bye" after the first bidi echo.
 
 Client mode: connects to URL and prints one `PASS name` / `FAIL name: why` line per check
-(bidi, uni, datagram, close), then exits 0 only if everything passed.
+(bidi, uni, datagram, close-sent, and with --close-url close-received: the server's close code
+and reason arrive), then exits 0 only if everything passed.
 
     aioquic_wt.py server --port 4433 --cert cert.pem --key key.pem
-    aioquic_wt.py client https://localhost:4433/echo --cacert cert.pem
+    aioquic_wt.py client https://localhost:4433/echo --cacert cert.pem \
+        [--close-url https://localhost:4433/close/4242/server%20bye]
 """
 
 import argparse
@@ -139,6 +141,7 @@ class ClientProtocol(QuicConnectionProtocol):
         self.session_capsules = bytearray()
         self.closed = asyncio.get_event_loop().create_future()
         self.response = asyncio.get_event_loop().create_future()
+        self.session_ended = asyncio.get_event_loop().create_future()
         self.session_id = None
 
     def quic_event_received(self, event):
@@ -164,6 +167,8 @@ class ClientProtocol(QuicConnectionProtocol):
                     if ctype == CLOSE_SESSION and not self.closed.done():
                         code = struct.unpack("!I", value[:4])[0]
                         self.closed.set_result((code, value[4:].decode()))
+                if ev.stream_ended and not self.session_ended.done():
+                    self.session_ended.set_result(True)
             elif isinstance(ev, WebTransportStreamDataReceived):
                 buf = self.stream_data.setdefault(ev.stream_id, bytearray())
                 buf.extend(ev.data)
@@ -247,8 +252,42 @@ async def run_client(args):
         client._quic.send_stream_data(sid, encode_uint_var(0) + encode_uint_var(len(capsule)) + capsule,
                                       end_stream=True)
         client.transmit()
+        # Let the server answer with its FIN before the connection goes away, so the close
+        # is not overtaken by our CONNECTION_CLOSE.
+        try:
+            await asyncio.wait_for(client.session_ended, 5)
+        except asyncio.TimeoutError:
+            pass
         report("close-sent")
+    # the server closes a session: the code and reason must arrive
+    if args.close_url:
+        report("close-received", await close_received(args, config))
     return 0 if ok else 1
+
+
+async def close_received(args, config):
+    """Opens a session on --close-url and waits for the server's WT_CLOSE_SESSION."""
+    url = urlparse(args.close_url)
+    try:
+        async with connect(url.hostname, url.port or 443, configuration=config,
+                           create_protocol=ClientProtocol, wait_connected=True) as client:
+            sid = client._quic.get_next_available_stream_id()
+            client.session_id = sid
+            client.h3.send_headers(sid, [
+                (b":method", b"CONNECT"), (b":scheme", b"https"),
+                (b":authority", url.netloc.encode()), (b":path", (url.path or "/").encode()),
+                (b":protocol", b"webtransport"), (b"sec-webtransport-http3-draft02", b"1"),
+                (b"origin", b"https://" + url.netloc.encode()),
+            ])
+            client.transmit()
+            status = await asyncio.wait_for(client.response, 10)
+            if status != b"200":
+                return f"status {status!r}"
+            code, reason = await asyncio.wait_for(client.closed, 10)
+            want = (args.close_code, args.close_reason)
+            return None if (code, reason) == want else f"closed with {code} {reason!r}, expected {want!r}"
+    except Exception as e:  # noqa: BLE001
+        return repr(e)
 
 
 def main():
@@ -262,6 +301,9 @@ def main():
     c = sub.add_parser("client")
     c.add_argument("url")
     c.add_argument("--cacert")
+    c.add_argument("--close-url", help="a URL where the server closes the session at once")
+    c.add_argument("--close-code", type=int, default=4242)
+    c.add_argument("--close-reason", default="server bye")
     args = p.parse_args()
     if args.mode == "server":
         asyncio.run(run_server(args))

@@ -5,7 +5,9 @@
 //! * `conformance` — the WebTransport conformance suite (see `conformance/`).
 #![forbid(unsafe_code)]
 
+mod bench;
 mod conformance;
+mod interop;
 
 use std::process::{Command, ExitCode};
 
@@ -24,6 +26,10 @@ enum Cmd {
     Test,
     /// Run the WebTransport conformance suite (embedded echo server by default).
     Conformance(conformance::Args),
+    /// Run our client and server against independent WebTransport implementations.
+    Interop(interop::Args),
+    /// Benchmarks against raw quinn, raw h2 and wtransport (re-runs itself in release mode).
+    Bench(bench::Args),
 }
 
 fn cargo() -> Command {
@@ -86,5 +92,7 @@ fn main() -> ExitCode {
             }
         },
         Cmd::Conformance(args) => conformance::main(args),
+        Cmd::Interop(args) => interop::main(args),
+        Cmd::Bench(args) => bench::main(args),
     }
 }

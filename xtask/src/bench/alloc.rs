@@ -1,0 +1,47 @@
+//! Allocation counting on the data path.
+//!
+//! With the `bench` feature the whole xtask binary runs on `stats_alloc`'s instrumented system
+//! allocator (a `#[global_allocator]` wrapper that counts calls; no unsafe code of ours). The
+//! counts are process-wide, so a bulk run's figure covers client and server together — the
+//! same for our stack and the baselines. Without the feature, nothing is counted.
+
+use super::common::Sample;
+
+#[cfg(feature = "bench")]
+#[global_allocator]
+static GLOBAL: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
+
+/// Allocation calls (alloc, alloc_zeroed and realloc) so far, if counted.
+pub fn allocations() -> Option<u64> {
+    #[cfg(feature = "bench")]
+    {
+        let s = GLOBAL.stats();
+        Some((s.allocations + s.reallocations) as u64)
+    }
+    #[cfg(not(feature = "bench"))]
+    {
+        None
+    }
+}
+
+/// Counts allocations from its start.
+#[derive(Copy, Clone, Debug)]
+pub struct AllocSpan(Option<u64>);
+
+impl AllocSpan {
+    /// Starts counting.
+    pub fn start() -> AllocSpan {
+        AllocSpan(allocations())
+    }
+
+    /// Adds `allocs_per_mib` (allocation calls since the start per MiB of `bytes`) to `s`.
+    pub fn add_to(self, s: Sample, bytes: u64) -> Sample {
+        match (self.0, allocations()) {
+            (Some(a), Some(b)) => s.with(
+                "allocs_per_mib",
+                b.saturating_sub(a) as f64 / (bytes as f64 / (1024.0 * 1024.0)),
+            ),
+            _ => s,
+        }
+    }
+}

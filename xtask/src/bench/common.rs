@@ -1,0 +1,425 @@
+//! Pieces every stack shares: the stream protocol of the bench servers, TLS material and QUIC
+//! tuning (identical for our stack and the baselines), sizes, errors and statistics.
+//!
+//! ## Stream protocol
+//!
+//! Every bidirectional stream (and every raw HTTP/2 request) starts with one mode byte:
+//!
+//! * [`MODE_SINK`]: the server reads to the end, then answers with the number of bytes it
+//!   received after the mode byte (`u64`, little endian) and FIN.
+//! * [`MODE_ECHO`]: the server echoes everything after the mode byte as it arrives and
+//!   answers the FIN with a FIN.
+//!
+//! Datagrams are counted by the server ([`ServerStats`]), which the client reads directly:
+//! clients and servers of the timed workloads live in the same process.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use wt_core::tls::{ClientTls, ServerTls};
+
+/// First byte of a stream: read and count everything, answer with the count.
+pub const MODE_SINK: u8 = b'S';
+/// First byte of a stream: echo everything.
+pub const MODE_ECHO: u8 = b'E';
+/// Write and read granularity of the bulk workloads.
+pub const CHUNK: usize = 64 * 1024;
+/// Payload of one latency round trip.
+pub const PING_SIZE: usize = 64;
+/// Payload of one churn stream.
+pub const CHURN_SIZE: usize = 1024;
+/// Payload of one datagram.
+pub const DGRAM_SIZE: usize = 1000;
+/// Streams in flight in the churn workload.
+pub const CHURN_IN_FLIGHT: usize = 64;
+/// Datagrams the sender keeps in flight (sent, not yet counted by the server). The send
+/// paths drop when their buffer is full, so an open-loop sender measures mostly drops; with
+/// this window (1 MB of payload, half the 2 MiB datagram send buffer) every stack sends as
+/// fast as its receiver keeps up. Losses on the way still show in `delivered_pct`.
+pub const DGRAM_WINDOW: u64 = 1000;
+/// How long the sender waits for the window to open before it counts the datagrams in flight
+/// as lost and goes on.
+pub const DGRAM_STALL: Duration = Duration::from_millis(20);
+/// Bound on any single workload run.
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// Everything that can go wrong in a run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// A WebTransport connect failed.
+    #[error("connect: {0}")]
+    Connect(#[from] wt_core::ConnectError),
+    /// A session operation failed.
+    #[error("session: {0}")]
+    Session(#[from] wt_core::SessionError),
+    /// A stream operation failed.
+    #[error("stream: {0}")]
+    Stream(#[from] wt_core::StreamError),
+    /// wt-client failed.
+    #[error("wt-client: {0}")]
+    Client(#[from] wt_client::Error),
+    /// The HTTP/3 server could not start.
+    #[error("wt-h3 server: {0}")]
+    H3Server(#[from] wt_h3::Error),
+    /// The HTTP/2 server could not start.
+    #[error("wt-h2 server: {0}")]
+    H2Server(#[from] wt_h2::Error),
+    /// A quinn connect could not start.
+    #[error("quinn connect: {0}")]
+    QuinnConnect(#[from] quinn::ConnectError),
+    /// A quinn connection failed.
+    #[error("quinn connection: {0}")]
+    QuinnConnection(#[from] quinn::ConnectionError),
+    /// A quinn write failed.
+    #[error("quinn write: {0}")]
+    QuinnWrite(#[from] quinn::WriteError),
+    /// A quinn read failed.
+    #[error("quinn read: {0}")]
+    QuinnRead(#[from] quinn::ReadError),
+    /// A quinn stream was already closed.
+    #[error("quinn: {0}")]
+    QuinnClosed(#[from] quinn::ClosedStream),
+    /// A quinn datagram could not be sent.
+    #[error("quinn datagram: {0}")]
+    QuinnDatagram(#[from] quinn::SendDatagramError),
+    /// rustls has no QUIC cipher suite (cannot happen with the ring provider).
+    #[error("TLS: {0}")]
+    NoCipher(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
+    /// The h2 crate failed.
+    #[error("h2: {0}")]
+    H2(#[from] h2::Error),
+    /// The TLS configuration could not be built.
+    #[error("TLS: {0}")]
+    Tls(#[from] wt_core::tls::TlsConfigError),
+    /// Building an HTTP request failed.
+    #[error("http: {0}")]
+    Http(#[from] http::Error),
+    /// wtransport failed to connect.
+    #[cfg(feature = "bench")]
+    #[error("wtransport connect: {0}")]
+    WtConnecting(#[from] wtransport::error::ConnectingError),
+    /// A wtransport connection failed.
+    #[cfg(feature = "bench")]
+    #[error("wtransport: {0}")]
+    WtConnection(#[from] wtransport::error::ConnectionError),
+    /// A wtransport stream could not be opened.
+    #[cfg(feature = "bench")]
+    #[error("wtransport open: {0}")]
+    WtOpening(#[from] wtransport::error::StreamOpeningError),
+    /// A wtransport write failed.
+    #[cfg(feature = "bench")]
+    #[error("wtransport write: {0}")]
+    WtWrite(#[from] wtransport::error::StreamWriteError),
+    /// A wtransport read failed.
+    #[cfg(feature = "bench")]
+    #[error("wtransport read: {0}")]
+    WtRead(#[from] wtransport::error::StreamReadError),
+    /// A wtransport datagram could not be sent.
+    #[cfg(feature = "bench")]
+    #[error("wtransport datagram: {0}")]
+    WtDatagram(#[from] wtransport::error::SendDatagramError),
+    /// Socket or process failure.
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// The peer did not follow the bench protocol.
+    #[error("protocol: {0}")]
+    Protocol(&'static str),
+    /// A run took longer than [`RUN_TIMEOUT`] (or a step its own bound).
+    #[error("timed out: {0}")]
+    Timeout(&'static str),
+    /// The workload does not apply to the stack.
+    #[error("not applicable")]
+    NotApplicable,
+}
+
+/// Result of a run.
+pub type BResult<T> = Result<T, BenchError>;
+
+/// Workload sizes.
+#[derive(Copy, Clone, Debug, serde::Serialize)]
+pub struct Sizes {
+    /// Bytes of the client → server bulk transfer.
+    pub bulk_bytes: u64,
+    /// Bytes echoed (each direction) in the bulk echo.
+    pub echo_bytes: u64,
+    /// Sequential 64-byte round trips.
+    pub latency_rounds: usize,
+    /// Streams opened in the churn workload.
+    pub churn_streams: usize,
+    /// Datagrams sent.
+    pub datagrams: usize,
+    /// Sequential session setups.
+    pub setups: usize,
+    /// Concurrent sessions of the scale workload.
+    pub scale_sessions: usize,
+    /// Seconds of the active phase of the scale workload.
+    pub scale_secs: u64,
+}
+
+impl Sizes {
+    /// The full sizes of the brief.
+    pub const FULL: Sizes = Sizes {
+        bulk_bytes: 1 << 30,
+        echo_bytes: 256 << 20,
+        latency_rounds: 10_000,
+        churn_streams: 20_000,
+        datagrams: 1_000_000,
+        setups: 500,
+        scale_sessions: 1000,
+        scale_secs: 30,
+    };
+    /// `--quick`.
+    pub const QUICK: Sizes = Sizes {
+        bulk_bytes: 128 << 20,
+        echo_bytes: 32 << 20,
+        latency_rounds: 2_000,
+        churn_streams: 4_000,
+        datagrams: 100_000,
+        setups: 100,
+        scale_sessions: 200,
+        scale_secs: 5,
+    };
+}
+
+/// A 64 KiB buffer of pattern bytes, shared (cloning it does not copy).
+pub fn chunk() -> Bytes {
+    static CHUNK_BYTES: OnceLock<Bytes> = OnceLock::new();
+    CHUNK_BYTES
+        .get_or_init(|| Bytes::from((0..CHUNK).map(|i| (i % 251) as u8).collect::<Vec<_>>()))
+        .clone()
+}
+
+/// The TLS material of every in-process server and the matching client settings.
+#[derive(Clone)]
+pub struct Tls {
+    /// Server certificate and key (self-signed ECDSA P-256).
+    pub server: ServerTls,
+    /// Client settings: the server certificate pinned by hash (same verifier for all stacks).
+    pub client: ClientTls,
+}
+
+impl Tls {
+    /// A fresh self-signed certificate for localhost.
+    pub fn new() -> BResult<Tls> {
+        let server = ServerTls::self_signed(&["localhost", "127.0.0.1", "::1"])?;
+        let client = ClientTls {
+            webpki_roots: false,
+            cert_hashes: vec![server.cert_hash()],
+            ..ClientTls::default()
+        };
+        Ok(Tls { server, client })
+    }
+
+    /// Client settings pinning `hash`.
+    pub fn pinned(hash: [u8; 32]) -> ClientTls {
+        ClientTls {
+            webpki_roots: false,
+            cert_hashes: vec![hash],
+            ..ClientTls::default()
+        }
+    }
+}
+
+/// The QUIC transport settings of wt-h3 (its `QuicConfig` defaults and idle / keep-alive
+/// values), rebuilt for the raw quinn and wtransport baselines so every HTTP/3 stack runs with
+/// the same windows and congestion controller (quinn's default, CUBIC).
+pub fn quic_transport(client: bool) -> quinn::TransportConfig {
+    let q = wt_h3::QuicConfig::default();
+    let mut t = quinn::TransportConfig::default();
+    let (idle, keep_alive) = if client {
+        let c = wt_h3::ClientConfig::default();
+        (c.max_idle_timeout, c.keep_alive_interval)
+    } else {
+        (Duration::from_secs(30), None)
+    };
+    t.stream_receive_window(q.stream_receive_window.into())
+        .receive_window(q.receive_window.into())
+        .send_window(q.send_window)
+        .datagram_receive_buffer_size(q.datagram_receive_buffer)
+        .datagram_send_buffer_size(q.datagram_send_buffer)
+        .max_concurrent_bidi_streams(q.max_concurrent_bidi_streams.into())
+        .max_concurrent_uni_streams(q.max_concurrent_uni_streams.into())
+        .keep_alive_interval(keep_alive)
+        .max_idle_timeout(quinn::IdleTimeout::try_from(idle).ok());
+    t
+}
+
+/// Datagram counters of a bench server.
+#[derive(Debug)]
+pub struct ServerStats {
+    base: Instant,
+    datagrams: AtomicU64,
+    last_datagram_ns: AtomicU64,
+    arrived: tokio::sync::Notify,
+}
+
+impl ServerStats {
+    /// Fresh counters.
+    pub fn new() -> Arc<ServerStats> {
+        Arc::new(ServerStats {
+            base: Instant::now(),
+            datagrams: AtomicU64::new(0),
+            last_datagram_ns: AtomicU64::new(0),
+            arrived: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// Counts a received datagram.
+    pub fn datagram(&self) {
+        self.datagrams.fetch_add(1, Relaxed);
+        self.last_datagram_ns
+            .store(self.base.elapsed().as_nanos() as u64, Relaxed);
+        self.arrived.notify_one();
+    }
+
+    /// Waits until fewer than [`DGRAM_WINDOW`] of the `sent` datagrams are in flight, or
+    /// [`DGRAM_STALL`] passed without progress; in that case the datagrams in flight are
+    /// written off as lost (`lost` grows) so the sender goes on.
+    pub async fn window(&self, sent: u64, lost: &mut u64) {
+        loop {
+            let in_flight = sent.saturating_sub(self.datagrams() + *lost);
+            if in_flight < DGRAM_WINDOW {
+                return;
+            }
+            if tokio::time::timeout(DGRAM_STALL, self.arrived.notified())
+                .await
+                .is_err()
+            {
+                *lost += in_flight;
+                return;
+            }
+        }
+    }
+
+    /// Datagrams received since the last reset.
+    pub fn datagrams(&self) -> u64 {
+        self.datagrams.load(Relaxed)
+    }
+
+    /// When the last datagram arrived.
+    pub fn last_datagram(&self) -> Instant {
+        self.base + Duration::from_nanos(self.last_datagram_ns.load(Relaxed))
+    }
+
+    /// Zeroes the counters.
+    pub fn reset(&self) {
+        self.datagrams.store(0, Relaxed);
+        self.last_datagram_ns.store(0, Relaxed);
+    }
+}
+
+/// Where the in-process servers listen, and their counters.
+#[derive(Clone)]
+pub struct Addrs {
+    /// TLS material.
+    pub tls: Tls,
+    /// wt-h3 server.
+    pub wt_h3: SocketAddr,
+    /// wt-h2 server.
+    pub wt_h2: SocketAddr,
+    /// Raw quinn server.
+    pub quinn: SocketAddr,
+    /// Raw h2 server.
+    pub h2: SocketAddr,
+    /// wtransport server (with the `bench` feature).
+    #[cfg_attr(not(feature = "bench"), allow(dead_code))]
+    pub wtransport: Option<SocketAddr>,
+    /// Datagram counters, one per server kind.
+    pub stats_wt_h3: Arc<ServerStats>,
+    /// wt-h2 counters.
+    pub stats_wt_h2: Arc<ServerStats>,
+    /// Raw quinn counters.
+    pub stats_quinn: Arc<ServerStats>,
+    /// wtransport counters.
+    #[cfg_attr(not(feature = "bench"), allow(dead_code))]
+    pub stats_wtransport: Arc<ServerStats>,
+}
+
+/// One measured run of a workload.
+#[derive(Clone, Debug, Default)]
+pub struct Sample {
+    /// The headline number (see the workload's metric).
+    pub primary: f64,
+    /// Secondary numbers by name (p99, % delivered, allocations per MiB, …).
+    pub extra: Vec<(&'static str, f64)>,
+}
+
+impl Sample {
+    /// A sample with only the headline number.
+    pub fn new(primary: f64) -> Sample {
+        Sample {
+            primary,
+            extra: Vec::new(),
+        }
+    }
+
+    /// Adds a secondary number.
+    pub fn with(mut self, name: &'static str, v: f64) -> Sample {
+        self.extra.push((name, v));
+        self
+    }
+}
+
+/// MiB/s of `bytes` in `d`.
+pub fn mib_per_s(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0) / d.as_secs_f64().max(1e-9)
+}
+
+/// The `q` quantile (0..=1) of `v` (sorted in place), in microseconds.
+pub fn quantile_us(v: &mut [Duration], q: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_unstable();
+    let i = ((v.len() - 1) as f64 * q).round() as usize;
+    v[i.min(v.len() - 1)].as_secs_f64() * 1e6
+}
+
+/// Latency sample: p50 as the headline, p99 beside it (microseconds).
+pub fn latency_sample(mut rtts: Vec<Duration>) -> Sample {
+    let p50 = quantile_us(&mut rtts, 0.50);
+    let p99 = quantile_us(&mut rtts, 0.99);
+    Sample::new(p50).with("p99_us", p99)
+}
+
+/// Waits until the server counted `sent` datagrams or nothing arrived for a while, and turns
+/// the counters into a sample: delivered datagrams per second (from the first send to the last
+/// arrival) and the share delivered.
+pub async fn datagram_result(stats: &ServerStats, start: Instant, sent: usize) -> Sample {
+    const QUIET: Duration = Duration::from_millis(300);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = stats.datagrams();
+    let mut last_change = Instant::now();
+    loop {
+        if stats.datagrams() >= sent as u64 || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = stats.datagrams();
+        if now != last {
+            last = now;
+            last_change = Instant::now();
+        } else if last_change.elapsed() > QUIET {
+            break;
+        }
+    }
+    let delivered = stats.datagrams();
+    let end = stats.last_datagram().max(start + Duration::from_micros(1));
+    let rate = delivered as f64 / (end - start).as_secs_f64();
+    Sample::new(rate).with(
+        "delivered_pct",
+        100.0 * delivered as f64 / sent.max(1) as f64,
+    )
+}
+
+/// The sink's answer: the byte count.
+pub fn parse_count(buf: &[u8]) -> BResult<u64> {
+    let arr: [u8; 8] = buf
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(BenchError::Protocol("short sink answer"))?;
+    Ok(u64::from_le_bytes(arr))
+}

@@ -1,0 +1,220 @@
+//! The raw HTTP/2 baseline: one h2 stream per "WebTransport stream" — an extended CONNECT
+//! whose DATA frames carry the bytes (bulk, latency, setup), or a POST per stream (churn) —
+//! over the same TLS and with wt-h2's HTTP/2 settings.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use h2::client::SendRequest;
+use rustls::pki_types::ServerName;
+
+use super::alloc::AllocSpan;
+use super::common::*;
+use super::ours::churn_payload;
+use super::server::{h2_config, h2_recv, h2_send};
+
+/// A client connection.
+#[derive(Clone)]
+pub struct H2Client {
+    send: SendRequest<Bytes>,
+    authority: String,
+}
+
+/// The rustls configuration wt-h2's client builds.
+pub fn client_tls(tls: &Tls) -> BResult<Arc<rustls::ClientConfig>> {
+    Ok(Arc::new(tls.client.build(&[b"h2"], true)?))
+}
+
+/// TCP + TLS + HTTP/2 handshake, then waits for the server's SETTINGS to allow extended
+/// CONNECT (as wt-h2 waits for them).
+pub async fn connect(tls: &Arc<rustls::ClientConfig>, addr: SocketAddr) -> BResult<H2Client> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let _ = tcp.set_nodelay(true);
+    let name = ServerName::from(addr.ip());
+    let tls = tokio_rustls::TlsConnector::from(tls.clone())
+        .connect(name, tcp)
+        .await?;
+    let c = h2_config();
+    let (send, conn) = h2::client::Builder::new()
+        .initial_window_size(c.initial_stream_window)
+        .initial_connection_window_size(c.initial_connection_window)
+        .max_frame_size(c.max_frame_size)
+        .enable_push(false)
+        .handshake::<_, Bytes>(tls)
+        .await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !send.is_extended_connect_protocol_enabled() {
+        if Instant::now() > deadline {
+            return Err(BenchError::Timeout("server SETTINGS"));
+        }
+        tokio::task::yield_now().await;
+    }
+    Ok(H2Client {
+        send,
+        authority: addr.to_string(),
+    })
+}
+
+impl H2Client {
+    /// Opens an extended CONNECT stream and waits for the 200.
+    async fn open(&self) -> BResult<(h2::SendStream<Bytes>, h2::RecvStream)> {
+        let req = http::Request::builder()
+            .method(http::Method::CONNECT)
+            .uri(format!("https://{}/bench", self.authority))
+            .extension(h2::ext::Protocol::from("webtransport"))
+            .body(())?;
+        let mut sr = self.send.clone().ready().await?;
+        let (resp, send) = sr.send_request(req, false)?;
+        let resp = resp.await?;
+        if resp.status() != http::StatusCode::OK {
+            return Err(BenchError::Protocol("CONNECT refused"));
+        }
+        Ok((send, resp.into_body()))
+    }
+}
+
+/// See [`ours::bulk_upload`](super::ours::bulk_upload).
+pub async fn bulk_upload(c: &H2Client, bytes: u64) -> BResult<Sample> {
+    let allocs = AllocSpan::start();
+    let start = Instant::now();
+    let (mut send, mut recv) = c.open().await?;
+    h2_send(&mut send, Bytes::from_static(&[MODE_SINK])).await?;
+    let ch = chunk();
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(CHUNK as u64) as usize;
+        h2_send(&mut send, ch.slice(..n)).await?;
+        left -= n as u64;
+    }
+    send.send_data(Bytes::new(), true)?;
+    let mut answer = Vec::new();
+    while let Some(c) = h2_recv(&mut recv).await? {
+        answer.extend_from_slice(&c);
+    }
+    if parse_count(&answer)? != bytes {
+        return Err(BenchError::Protocol("sink count differs"));
+    }
+    let d = start.elapsed();
+    Ok(allocs.add_to(Sample::new(mib_per_s(bytes, d)), bytes))
+}
+
+/// See [`ours::bulk_echo`](super::ours::bulk_echo).
+pub async fn bulk_echo(c: &H2Client, bytes: u64) -> BResult<Sample> {
+    let allocs = AllocSpan::start();
+    let start = Instant::now();
+    let (mut send, mut recv) = c.open().await?;
+    let writer = tokio::spawn(async move {
+        h2_send(&mut send, Bytes::from_static(&[MODE_ECHO])).await?;
+        let ch = chunk();
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(CHUNK as u64) as usize;
+            h2_send(&mut send, ch.slice(..n)).await?;
+            left -= n as u64;
+        }
+        send.send_data(Bytes::new(), true)?;
+        Ok::<_, BenchError>(send)
+    });
+    let mut got = 0u64;
+    while let Some(c) = h2_recv(&mut recv).await? {
+        got += c.len() as u64;
+    }
+    let _send = writer
+        .await
+        .map_err(|_| BenchError::Protocol("writer panicked"))??;
+    if got != bytes {
+        return Err(BenchError::Protocol("echo length differs"));
+    }
+    let d = start.elapsed();
+    Ok(allocs.add_to(Sample::new(mib_per_s(bytes, d)), 2 * bytes))
+}
+
+async fn read_exact(recv: &mut h2::RecvStream, mut want: usize) -> BResult<()> {
+    while want > 0 {
+        match h2_recv(recv).await? {
+            Some(c) => want = want.saturating_sub(c.len()),
+            None => return Err(BenchError::Protocol("echo ended early")),
+        }
+    }
+    Ok(())
+}
+
+/// See [`ours::latency`](super::ours::latency).
+pub async fn latency(c: &H2Client, rounds: usize) -> BResult<Sample> {
+    let (mut send, mut recv) = c.open().await?;
+    h2_send(&mut send, Bytes::from_static(&[MODE_ECHO])).await?;
+    let msg = Bytes::from_static(&[0x5a; PING_SIZE]);
+    let mut rtts = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let t = Instant::now();
+        // Copy, as a `write(&[u8])` API would.
+        h2_send(&mut send, Bytes::copy_from_slice(&msg)).await?;
+        read_exact(&mut recv, PING_SIZE).await?;
+        rtts.push(t.elapsed());
+    }
+    send.send_data(Bytes::new(), true)?;
+    while h2_recv(&mut recv).await?.is_some() {}
+    Ok(latency_sample(rtts))
+}
+
+/// Churn as HTTP/2 requests: POST `E` + 1 KiB, read the echoed body.
+pub async fn churn(c: &H2Client, n: usize) -> BResult<Sample> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..CHURN_IN_FLIGHT {
+        let c = c.clone();
+        let next = next.clone();
+        workers.push(tokio::spawn(async move {
+            while next.fetch_add(1, Relaxed) < n {
+                let req = http::Request::builder()
+                    .method(http::Method::POST)
+                    .uri(format!("https://{}/churn", c.authority))
+                    .body(())?;
+                let mut sr = c.send.clone().ready().await?;
+                let (resp, mut send) = sr.send_request(req, false)?;
+                h2_send(&mut send, churn_payload()).await?;
+                send.send_data(Bytes::new(), true)?;
+                let mut body = resp.await?.into_body();
+                let mut got = 0;
+                while let Some(c) = h2_recv(&mut body).await? {
+                    got += c.len();
+                }
+                if got != CHURN_SIZE {
+                    return Err(BenchError::Protocol("churn echo length differs"));
+                }
+            }
+            Ok::<_, BenchError>(())
+        }));
+    }
+    for w in workers {
+        w.await
+            .map_err(|_| BenchError::Protocol("worker panicked"))??;
+    }
+    Ok(Sample::new(n as f64 / start.elapsed().as_secs_f64()))
+}
+
+/// See [`ours::setup`](super::ours::setup): TCP, TLS, HTTP/2, CONNECT, echo, close.
+pub async fn setup(tls: &Arc<rustls::ClientConfig>, addr: SocketAddr, n: usize) -> BResult<Sample> {
+    let mut msg = vec![MODE_ECHO];
+    msg.extend_from_slice(&[0x5a; PING_SIZE]);
+    let msg = Bytes::from(msg);
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let c = connect(tls, addr).await?;
+        let (mut send, mut recv) = c.open().await?;
+        h2_send(&mut send, msg.clone()).await?;
+        read_exact(&mut recv, PING_SIZE).await?;
+        send.send_data(Bytes::new(), true)?;
+        drop((c, send, recv));
+        times.push(t.elapsed());
+    }
+    Ok(latency_sample(times))
+}

@@ -1,0 +1,616 @@
+//! `cargo xtask bench`: our stack side by side with raw quinn, raw h2 and wtransport, on
+//! loopback, in one process run.
+//!
+//! ```text
+//! cargo xtask bench [--quick] [--json FILE] [--workload NAME[,NAME…]] [--transport h3|h2]
+//!                   [--rounds N]
+//! ```
+//!
+//! The `cargo xtask` alias builds xtask in debug mode without extras, so `bench` re-invokes
+//! itself as `cargo run --release -p xtask --features bench -- bench … --no-reexec` (the
+//! feature adds allocation counting and wtransport's QUIC tuning API). `--no-reexec` runs in
+//! the current binary as it is.
+//!
+//! Workloads (`--workload`): `bulk` (= `bulk-upload` + `bulk-echo`), `latency`, `churn`,
+//! `datagrams`, `setup`, `scale`. Each workload runs every stack that applies, alternating
+//! them within a round (the order rotates every round), for 3 rounds (`--quick`: 1 round and
+//! smaller sizes), then reports median, spread, the ratio to the stack's baseline and the
+//! target of the brief:
+//!
+//! | stack | transport | API | baseline |
+//! |---|---|---|---|
+//! | `wt-h3` | h3 | `wt_h3::Session` (wt-core traits) | `quinn` |
+//! | `quinn` | h3 | raw QUIC streams, same TLS and transport config | — |
+//! | `wtransport` | h3 | wtransport 0.7 client and server | `quinn` |
+//! | `wt-client` | h3 | `wt_client::Connection` | `wt-h3` |
+//! | `wt-h2` | h2 | `wt_h2::Session` | `h2` |
+//! | `h2` | h2 | raw h2: extended CONNECT, bytes as DATA; POST per churn stream | — |
+//! | `wt-client` | h2 | `wt_client::Connection` | `wt-h2` |
+//!
+//! Servers live in this process (one per stack kind, see [`server`]), except for `scale`,
+//! which runs wt-testserver's echo handler in a child process to read its RSS and CPU time.
+#![allow(clippy::too_many_lines)]
+
+mod alloc;
+mod common;
+mod h2raw;
+mod ours;
+mod quic;
+mod report;
+mod scale;
+mod server;
+mod wtclient;
+#[cfg(feature = "bench")]
+mod wtrans;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use wt_core::{Acceptor, Connector, Session, TransportKind};
+
+use common::*;
+use report::{Cell, Report};
+
+/// Options of `cargo xtask bench`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// One round and smaller sizes (about two minutes).
+    #[arg(long)]
+    pub quick: bool,
+    /// Also write the results as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Only these workloads: bulk, bulk-upload, bulk-echo, latency, churn, datagrams, setup,
+    /// scale (repeatable or comma-separated).
+    #[arg(long = "workload", value_name = "NAME", value_delimiter = ',')]
+    pub workloads: Vec<String>,
+    /// Only this transport (h3 or h2).
+    #[arg(long, value_name = "h3|h2")]
+    pub transport: Option<String>,
+    /// Rounds per workload (default 3; 1 with --quick).
+    #[arg(long, value_name = "N")]
+    pub rounds: Option<usize>,
+    /// Run in this binary even if it is a debug build or lacks the `bench` feature.
+    #[arg(long)]
+    pub no_reexec: bool,
+    /// Internal: serve wt-testserver's echo handler for the scale workload.
+    #[arg(long, hide = true, value_name = "h3|h2")]
+    pub scale_server: Option<String>,
+}
+
+/// A workload of the bench (scale is run separately).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// Client → server bulk transfer on one stream.
+    BulkUpload,
+    /// Echo through one stream, both directions at once.
+    BulkEcho,
+    /// Sequential 64-byte round trips.
+    Latency,
+    /// Short streams, 64 in flight.
+    Churn,
+    /// Datagram flood.
+    Datagrams,
+    /// Sequential connect + echo + close.
+    Setup,
+}
+
+impl Workload {
+    const ALL: [Workload; 6] = [
+        Workload::BulkUpload,
+        Workload::BulkEcho,
+        Workload::Latency,
+        Workload::Churn,
+        Workload::Datagrams,
+        Workload::Setup,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Workload::BulkUpload => "bulk-upload",
+            Workload::BulkEcho => "bulk-echo",
+            Workload::Latency => "latency",
+            Workload::Churn => "churn",
+            Workload::Datagrams => "datagrams",
+            Workload::Setup => "setup",
+        }
+    }
+
+    /// What the headline number is, and whether more is better.
+    fn metric(self) -> (&'static str, bool) {
+        match self {
+            Workload::BulkUpload => ("MiB/s", true),
+            Workload::BulkEcho => ("MiB/s each way", true),
+            Workload::Latency => ("RTT p50 us", false),
+            Workload::Churn => ("streams/s", true),
+            Workload::Datagrams => ("delivered dgrams/s", true),
+            Workload::Setup => ("setup p50 us", false),
+        }
+    }
+
+    fn stacks(self) -> Vec<Stack> {
+        use Stack::*;
+        let all = match self {
+            Workload::BulkUpload | Workload::BulkEcho | Workload::Latency => {
+                vec![WtH3, Quinn, Wtransport, WtClientH3, WtH2, H2, WtClientH2]
+            }
+            Workload::Churn | Workload::Setup => vec![WtH3, Quinn, Wtransport, WtH2, H2],
+            Workload::Datagrams => vec![WtH3, Quinn, Wtransport, WtClientH3, WtH2, WtClientH2],
+        };
+        all.into_iter()
+            .filter(|s| cfg!(feature = "bench") || *s != Wtransport)
+            .collect()
+    }
+}
+
+/// A client/server implementation under test.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Stack {
+    /// Ours over HTTP/3, raw API.
+    WtH3,
+    /// Raw QUIC.
+    Quinn,
+    /// wtransport 0.7.
+    Wtransport,
+    /// wt-client over HTTP/3.
+    WtClientH3,
+    /// Ours over HTTP/2, raw API.
+    WtH2,
+    /// Raw HTTP/2.
+    H2,
+    /// wt-client over HTTP/2.
+    WtClientH2,
+}
+
+impl Stack {
+    fn name(self) -> &'static str {
+        match self {
+            Stack::WtH3 => "wt-h3",
+            Stack::Quinn => "quinn",
+            Stack::Wtransport => "wtransport",
+            Stack::WtClientH3 | Stack::WtClientH2 => "wt-client",
+            Stack::WtH2 => "wt-h2",
+            Stack::H2 => "h2",
+        }
+    }
+
+    fn transport(self) -> &'static str {
+        match self {
+            Stack::WtH3 | Stack::Quinn | Stack::Wtransport | Stack::WtClientH3 => "h3",
+            Stack::WtH2 | Stack::H2 | Stack::WtClientH2 => "h2",
+        }
+    }
+
+    fn baseline(self) -> Option<Stack> {
+        match self {
+            Stack::WtH3 | Stack::Wtransport => Some(Stack::Quinn),
+            Stack::WtClientH3 => Some(Stack::WtH3),
+            Stack::WtH2 => Some(Stack::H2),
+            Stack::WtClientH2 => Some(Stack::WtH2),
+            Stack::Quinn | Stack::H2 => None,
+        }
+    }
+}
+
+/// Entry point of `cargo xtask bench`.
+pub fn main(args: Args) -> ExitCode {
+    if let Some(t) = &args.scale_server {
+        return scale::child_main(t);
+    }
+    if !args.no_reexec && (cfg!(debug_assertions) || !cfg!(feature = "bench")) {
+        return reexec();
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("bench: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(run(args))
+}
+
+fn reexec() -> ExitCode {
+    eprintln!("bench: re-running in release mode: cargo run --release -p xtask --features bench");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    let status =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["run", "--release", "--quiet", "--manifest-path"])
+            .arg(&manifest)
+            .args(["-p", "xtask", "--features", "bench", "--"])
+            .args(std::env::args_os().skip(1))
+            .arg("--no-reexec")
+            .status();
+    match status {
+        Ok(s) if s.success() => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("bench: cannot run cargo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Selected workloads (and whether scale is one of them).
+fn select(names: &[String]) -> Result<(Vec<Workload>, bool), String> {
+    if names.is_empty() {
+        return Ok((Workload::ALL.to_vec(), true));
+    }
+    let mut out = Vec::new();
+    let mut scale = false;
+    for n in names {
+        let add: &[Workload] = match n.as_str() {
+            "bulk" => &[Workload::BulkUpload, Workload::BulkEcho],
+            "bulk-upload" | "upload" => &[Workload::BulkUpload],
+            "bulk-echo" | "echo" => &[Workload::BulkEcho],
+            "latency" => &[Workload::Latency],
+            "churn" => &[Workload::Churn],
+            "datagrams" | "datagram" => &[Workload::Datagrams],
+            "setup" => &[Workload::Setup],
+            "scale" => {
+                scale = true;
+                &[]
+            }
+            other => return Err(format!("unknown workload {other:?}")),
+        };
+        for w in add {
+            if !out.contains(w) {
+                out.push(*w);
+            }
+        }
+    }
+    out.sort_by_key(|w| Workload::ALL.iter().position(|x| x == w));
+    Ok((out, scale))
+}
+
+/// Clients and servers shared by the runs.
+struct Ctx {
+    addrs: Addrs,
+    sizes: Sizes,
+    h3: wt_h3::Client,
+    h2: wt_h2::Client,
+    quinn: quinn::ClientConfig,
+    h2_tls: Arc<rustls::ClientConfig>,
+    #[cfg(feature = "bench")]
+    wt_tls: rustls::ClientConfig,
+}
+
+async fn start_servers() -> BResult<Addrs> {
+    let tls = Tls::new()?;
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    let (s3, s2, sq, sw) = (
+        ServerStats::new(),
+        ServerStats::new(),
+        ServerStats::new(),
+        ServerStats::new(),
+    );
+
+    let h3 = wt_h3::Server::bind(wt_h3::ServerConfig::new(tls.server.clone(), any))?;
+    let wt_h3 = Acceptor::local_addr(&h3);
+    tokio::spawn(server::serve_wt(h3, s3.clone()));
+
+    let h2 = wt_h2::Server::bind(wt_h2::ServerConfig::new(tls.server.clone(), any))?;
+    let wt_h2 = Acceptor::local_addr(&h2);
+    tokio::spawn(server::serve_wt(h2, s2.clone()));
+
+    let q = server::bind_quinn(&tls)?;
+    let quinn = q.local_addr()?;
+    tokio::spawn(server::serve_quinn(q, sq.clone()));
+
+    let l = tokio::net::TcpListener::bind(any).await?;
+    let h2raw = l.local_addr()?;
+    let h2tls = Arc::new(tls.server.build(&[b"h2"], true)?);
+    tokio::spawn(server::serve_h2(l, h2tls));
+
+    #[cfg(feature = "bench")]
+    let wtransport = {
+        let ep = wtrans::bind(&tls)?;
+        let a = ep.local_addr()?;
+        tokio::spawn(wtrans::serve(ep, sw.clone()));
+        Some(a)
+    };
+    #[cfg(not(feature = "bench"))]
+    let wtransport = None;
+
+    Ok(Addrs {
+        tls,
+        wt_h3,
+        wt_h2,
+        quinn,
+        h2: h2raw,
+        wtransport,
+        stats_wt_h3: s3,
+        stats_wt_h2: s2,
+        stats_quinn: sq,
+        stats_wtransport: sw,
+    })
+}
+
+async fn run_session<S: Session>(
+    w: Workload,
+    s: &S,
+    stats: &ServerStats,
+    z: &Sizes,
+) -> BResult<Sample> {
+    let r = match w {
+        Workload::BulkUpload => ours::bulk_upload(s, z.bulk_bytes).await,
+        Workload::BulkEcho => ours::bulk_echo(s, z.echo_bytes).await,
+        Workload::Latency => ours::latency(s, z.latency_rounds).await,
+        Workload::Churn => ours::churn(s, z.churn_streams).await,
+        Workload::Datagrams => ours::datagrams(s, stats, z.datagrams).await,
+        Workload::Setup => Err(BenchError::NotApplicable),
+    };
+    let _ = s.close(0, "");
+    r
+}
+
+async fn run_ours<C: Connector>(
+    w: Workload,
+    c: &C,
+    addr: SocketAddr,
+    stats: &ServerStats,
+    z: &Sizes,
+) -> BResult<Sample> {
+    let req = ours::request(addr);
+    if w == Workload::Setup {
+        return ours::setup(c, &req, z.setups).await;
+    }
+    let s = c.connect(&req).await?;
+    run_session(w, &s, stats, z).await
+}
+
+async fn run_one(w: Workload, stack: Stack, ctx: &Ctx) -> BResult<Sample> {
+    let a = &ctx.addrs;
+    let z = &ctx.sizes;
+    match stack {
+        Stack::WtH3 => run_ours(w, &ctx.h3, a.wt_h3, &a.stats_wt_h3, z).await,
+        Stack::WtH2 => run_ours(w, &ctx.h2, a.wt_h2, &a.stats_wt_h2, z).await,
+        Stack::Quinn => {
+            if w == Workload::Setup {
+                return quic::setup(&ctx.quinn, a.quinn, z.setups).await;
+            }
+            let (_ep, c) = quic::connect(&ctx.quinn, a.quinn).await?;
+            let r = match w {
+                Workload::BulkUpload => quic::bulk_upload(&c, z.bulk_bytes).await,
+                Workload::BulkEcho => quic::bulk_echo(&c, z.echo_bytes).await,
+                Workload::Latency => quic::latency(&c, z.latency_rounds).await,
+                Workload::Churn => quic::churn(&c, z.churn_streams).await,
+                Workload::Datagrams => quic::datagrams(&c, &a.stats_quinn, z.datagrams).await,
+                Workload::Setup => Err(BenchError::NotApplicable),
+            };
+            c.close(0u32.into(), b"");
+            r
+        }
+        Stack::H2 => {
+            if w == Workload::Setup {
+                return h2raw::setup(&ctx.h2_tls, a.h2, z.setups).await;
+            }
+            let c = h2raw::connect(&ctx.h2_tls, a.h2).await?;
+            match w {
+                Workload::BulkUpload => h2raw::bulk_upload(&c, z.bulk_bytes).await,
+                Workload::BulkEcho => h2raw::bulk_echo(&c, z.echo_bytes).await,
+                Workload::Latency => h2raw::latency(&c, z.latency_rounds).await,
+                Workload::Churn => h2raw::churn(&c, z.churn_streams).await,
+                Workload::Datagrams | Workload::Setup => Err(BenchError::NotApplicable),
+            }
+        }
+        Stack::WtClientH3 | Stack::WtClientH2 => {
+            let (addr, stats, t) = if stack == Stack::WtClientH3 {
+                (a.wt_h3, &a.stats_wt_h3, wt_client::Transport::H3)
+            } else {
+                (a.wt_h2, &a.stats_wt_h2, wt_client::Transport::H2)
+            };
+            let c = wtclient::connect(&a.tls, addr, t).await?;
+            let r = match w {
+                Workload::BulkUpload => wtclient::bulk_upload(&c, z.bulk_bytes).await,
+                Workload::BulkEcho => wtclient::bulk_echo(&c, z.echo_bytes).await,
+                Workload::Latency => wtclient::latency(&c, z.latency_rounds).await,
+                Workload::Datagrams => wtclient::datagrams(&c, stats, z.datagrams).await,
+                Workload::Churn | Workload::Setup => Err(BenchError::NotApplicable),
+            };
+            let _ = c.close().await;
+            r
+        }
+        #[cfg(feature = "bench")]
+        Stack::Wtransport => {
+            let addr = a.wtransport.ok_or(BenchError::NotApplicable)?;
+            if w == Workload::Setup {
+                return wtrans::setup(&ctx.wt_tls, addr, z.setups).await;
+            }
+            let ep = wtrans::client(&ctx.wt_tls)?;
+            let c = wtrans::connect(&ep, addr).await?;
+            let r = match w {
+                Workload::BulkUpload => wtrans::bulk_upload(&c, z.bulk_bytes).await,
+                Workload::BulkEcho => wtrans::bulk_echo(&c, z.echo_bytes).await,
+                Workload::Latency => wtrans::latency(&c, z.latency_rounds).await,
+                Workload::Churn => wtrans::churn(&c, z.churn_streams).await,
+                Workload::Datagrams => {
+                    wtrans::datagrams(&c, &a.stats_wtransport, z.datagrams).await
+                }
+                Workload::Setup => Err(BenchError::NotApplicable),
+            };
+            c.close(0u32.into(), b"");
+            r
+        }
+        #[cfg(not(feature = "bench"))]
+        Stack::Wtransport => Err(BenchError::NotApplicable),
+    }
+}
+
+fn describe(w: Workload, s: &Sample) -> String {
+    let (metric, _) = w.metric();
+    let mut out = format!("{:.1} {metric}", s.primary);
+    for (k, v) in &s.extra {
+        out.push_str(&format!(", {k} {v:.1}"));
+    }
+    out
+}
+
+async fn run(args: Args) -> ExitCode {
+    let started = Instant::now();
+    let (workloads, with_scale) = match select(&args.workloads) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let transport = match args.transport.as_deref() {
+        None => None,
+        Some("h3") => Some("h3"),
+        Some("h2") => Some("h2"),
+        Some(other) => {
+            eprintln!("bench: unknown transport {other:?} (h3 or h2)");
+            return ExitCode::FAILURE;
+        }
+    };
+    let sizes = if args.quick {
+        Sizes::QUICK
+    } else {
+        Sizes::FULL
+    };
+    let rounds = args.rounds.unwrap_or(if args.quick { 1 } else { 3 }).max(1);
+
+    let addrs = match start_servers().await {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("bench: cannot start the servers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let ctx = match (|| -> BResult<Ctx> {
+        Ok(Ctx {
+            h3: ours::h3_client(&addrs.tls)?,
+            h2: ours::h2_client(&addrs.tls)?,
+            quinn: quic::client_config(&addrs.tls)?,
+            h2_tls: h2raw::client_tls(&addrs.tls)?,
+            #[cfg(feature = "bench")]
+            wt_tls: wtrans::client_tls(&addrs.tls)?,
+            addrs: addrs.clone(),
+            sizes,
+        })
+    })() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("bench: cannot build the clients: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if !cfg!(feature = "bench") {
+        eprintln!(
+            "bench: built without the `bench` feature: no wtransport rows, no allocation counts"
+        );
+    }
+    if cfg!(debug_assertions) {
+        eprintln!("bench: WARNING: debug build, numbers are meaningless");
+    }
+
+    let mut rows = Vec::new();
+    for w in workloads {
+        let stacks: Vec<Stack> = w
+            .stacks()
+            .into_iter()
+            .filter(|s| transport.is_none_or(|t| s.transport() == t))
+            .collect();
+        let mut cells: Vec<(Stack, Cell)> = stacks.iter().map(|s| (*s, Cell::default())).collect();
+        for round in 0..rounds {
+            for k in 0..stacks.len() {
+                let i = (k + round) % stacks.len();
+                let stack = stacks[i];
+                let t = Instant::now();
+                let r = match tokio::time::timeout(RUN_TIMEOUT, run_one(w, stack, &ctx)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(BenchError::Timeout("run")),
+                };
+                match r {
+                    Ok(s) => {
+                        println!(
+                            "[{} {}/{}] {:<3} {:<10} {} ({:.1} s)",
+                            w.name(),
+                            round + 1,
+                            rounds,
+                            stack.transport(),
+                            stack.name(),
+                            describe(w, &s),
+                            t.elapsed().as_secs_f64()
+                        );
+                        cells[i].1.samples.push(s);
+                    }
+                    Err(e) => {
+                        println!(
+                            "[{} {}/{}] {:<3} {:<10} FAILED: {e}",
+                            w.name(),
+                            round + 1,
+                            rounds,
+                            stack.transport(),
+                            stack.name()
+                        );
+                        cells[i].1.errors.push(e.to_string());
+                    }
+                }
+            }
+        }
+        rows.extend(report::rows(w, &cells));
+    }
+
+    let mut scale_results = Vec::new();
+    if with_scale {
+        for t in [TransportKind::Http3, TransportKind::Http2] {
+            if transport.is_some_and(|x| x != t.to_string()) {
+                continue;
+            }
+            let limit = std::time::Duration::from_secs(sizes.scale_secs + 180);
+            let tt = Instant::now();
+            match tokio::time::timeout(limit, scale::run(t, sizes.scale_sessions, sizes.scale_secs))
+                .await
+            {
+                Ok(Ok(r)) => {
+                    println!(
+                        "[scale] {t}: {} sessions, {:.1} KiB/session idle, {:.1}% CPU active ({:.1} s)",
+                        r.sessions,
+                        r.idle_kib_per_session,
+                        r.active_cpu_pct,
+                        tt.elapsed().as_secs_f64()
+                    );
+                    rows.extend(report::scale_rows(&r));
+                    scale_results.push(r);
+                }
+                Ok(Err(e)) => println!("[scale] {t}: FAILED: {e}"),
+                Err(_) => println!("[scale] {t}: FAILED: timed out"),
+            }
+        }
+    }
+
+    let report = Report {
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        rounds,
+        sizes,
+        total_secs: started.elapsed().as_secs_f64(),
+        allocations_counted: alloc::allocations().is_some(),
+        rows,
+        scale: scale_results,
+    };
+    report::print(&report);
+    if let Some(path) = &args.json {
+        let json = match serde_json::to_string_pretty(&report) {
+            Ok(j) => j,
+            Err(e) => {
+                eprintln!("bench: JSON: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Err(e) = std::fs::write(path, json) {
+            eprintln!("bench: cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+        println!("wrote {}", path.display());
+    }
+    ExitCode::SUCCESS
+}

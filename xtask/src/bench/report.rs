@@ -1,0 +1,364 @@
+//! Aggregation (median, spread, ratio to the baseline, targets), the table and the JSON.
+
+use std::collections::BTreeMap;
+
+use super::common::Sample;
+use super::scale::ScaleResult;
+use super::{Stack, Workload};
+
+/// A performance target, expressed on the ratio ours / baseline of the medians.
+#[derive(Copy, Clone, Debug)]
+pub struct Target {
+    /// The ratio must be at least this (throughput-like metrics).
+    pub min_ratio: Option<f64>,
+    /// The ratio must be at most this (latency-like metrics).
+    pub max_ratio: Option<f64>,
+    /// The `delivered_pct` extra must be at least this.
+    pub min_delivered_pct: Option<f64>,
+}
+
+impl Target {
+    const fn at_least(r: f64) -> Option<Target> {
+        Some(Target {
+            min_ratio: Some(r),
+            max_ratio: None,
+            min_delivered_pct: None,
+        })
+    }
+
+    const fn at_most(r: f64) -> Option<Target> {
+        Some(Target {
+            min_ratio: None,
+            max_ratio: Some(r),
+            min_delivered_pct: None,
+        })
+    }
+
+    fn text(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(r) = self.min_ratio {
+            parts.push(format!(">={r:.2}x"));
+        }
+        if let Some(r) = self.max_ratio {
+            parts.push(format!("<={r:.2}x"));
+        }
+        if let Some(p) = self.min_delivered_pct {
+            parts.push(format!(">={p:.0}%dlv"));
+        }
+        parts.join(" ")
+    }
+}
+
+/// The target of `stack` on `workload`, if the brief sets one.
+pub fn target(w: Workload, s: Stack) -> Option<Target> {
+    use Stack::*;
+    use Workload::*;
+    match (s, w) {
+        (WtH3, BulkUpload | BulkEcho) => Target::at_least(0.97),
+        (WtH3, Latency) => Target::at_most(1.05),
+        (WtH3, Churn) => Target::at_least(0.90),
+        (WtH3, Datagrams) => Some(Target {
+            min_ratio: Some(0.95),
+            max_ratio: None,
+            min_delivered_pct: Some(98.0),
+        }),
+        (WtH2, BulkUpload | BulkEcho) => Target::at_least(0.90),
+        (WtH2, Latency) => Target::at_most(1.10),
+        (WtH2, Churn) => Target::at_least(0.85),
+        (WtClientH3 | WtClientH2, BulkUpload | BulkEcho) => Target::at_least(0.90),
+        (WtClientH3 | WtClientH2, Latency) => Target::at_most(1.10),
+        _ => None,
+    }
+}
+
+/// One line of the table.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Row {
+    /// Workload name.
+    pub workload: String,
+    /// `h3` or `h2`.
+    pub transport: String,
+    /// Stack name.
+    pub stack: String,
+    /// What `median` measures.
+    pub metric: String,
+    /// Whether a larger value is better.
+    pub higher_is_better: bool,
+    /// Successful runs.
+    pub runs: usize,
+    /// Median of the runs.
+    pub median: f64,
+    /// Smallest run.
+    pub min: f64,
+    /// Largest run.
+    pub max: f64,
+    /// (max − min) / median, percent.
+    pub spread_pct: f64,
+    /// Medians of the secondary numbers.
+    pub extras: BTreeMap<String, f64>,
+    /// The stack compared against.
+    pub baseline: Option<String>,
+    /// median / baseline's median.
+    pub ratio: Option<f64>,
+    /// The target, as text.
+    pub target: Option<String>,
+    /// `MET`, `MISSED`, or `n/a` (no data).
+    pub status: Option<String>,
+    /// Failed runs.
+    pub errors: Vec<String>,
+}
+
+/// The whole report (what `--json` writes).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Report {
+    /// The command line.
+    pub command: String,
+    /// Rounds per workload.
+    pub rounds: usize,
+    /// Sizes used.
+    pub sizes: super::common::Sizes,
+    /// Wall-clock seconds of the whole run.
+    pub total_secs: f64,
+    /// Whether allocations were counted (the `bench` feature).
+    pub allocations_counted: bool,
+    /// The table.
+    pub rows: Vec<Row>,
+    /// Scale workload details.
+    pub scale: Vec<ScaleResult>,
+}
+
+/// Samples of one (workload, stack).
+#[derive(Debug, Default)]
+pub struct Cell {
+    /// Successful runs.
+    pub samples: Vec<Sample>,
+    /// Failed runs.
+    pub errors: Vec<String>,
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Builds the rows of one workload from its cells (in stack order).
+pub fn rows(w: Workload, cells: &[(Stack, Cell)]) -> Vec<Row> {
+    let med = |s: Stack| -> Option<f64> {
+        cells.iter().find(|(st, _)| *st == s).and_then(|(_, c)| {
+            let mut v: Vec<f64> = c.samples.iter().map(|x| x.primary).collect();
+            (!v.is_empty()).then(|| median(&mut v))
+        })
+    };
+    let (metric, higher) = w.metric();
+    let mut out = Vec::new();
+    for (stack, cell) in cells {
+        let mut prim: Vec<f64> = cell.samples.iter().map(|x| x.primary).collect();
+        let m = median(&mut prim);
+        let (min, max) = prim
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+                (a.min(x), b.max(x))
+            });
+        let mut extras: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for s in &cell.samples {
+            for (k, v) in &s.extra {
+                extras.entry((*k).to_owned()).or_default().push(*v);
+            }
+        }
+        let extras: BTreeMap<String, f64> = extras
+            .into_iter()
+            .map(|(k, mut v)| (k, median(&mut v)))
+            .collect();
+        let baseline = stack.baseline();
+        let ratio = baseline
+            .and_then(med)
+            .filter(|_| !prim.is_empty())
+            .map(|b| m / b);
+        let target = target(w, *stack);
+        let status = target.map(|t| match ratio {
+            None => "n/a".to_owned(),
+            Some(r) => {
+                let mut ok =
+                    t.min_ratio.is_none_or(|x| r >= x) && t.max_ratio.is_none_or(|x| r <= x);
+                if let Some(p) = t.min_delivered_pct {
+                    ok &= extras.get("delivered_pct").is_some_and(|d| *d >= p);
+                }
+                if ok { "MET" } else { "MISSED" }.to_owned()
+            }
+        });
+        out.push(Row {
+            workload: w.name().to_owned(),
+            transport: stack.transport().to_owned(),
+            stack: stack.name().to_owned(),
+            metric: metric.to_owned(),
+            higher_is_better: higher,
+            runs: prim.len(),
+            median: m,
+            min: if prim.is_empty() { f64::NAN } else { min },
+            max: if prim.is_empty() { f64::NAN } else { max },
+            spread_pct: if prim.is_empty() {
+                f64::NAN
+            } else {
+                100.0 * (max - min) / m
+            },
+            extras,
+            baseline: baseline.map(|b| b.name().to_owned()),
+            ratio,
+            target: target.map(|t| t.text()),
+            status,
+            errors: cell.errors.clone(),
+        });
+    }
+    out
+}
+
+/// Rows of the scale results.
+pub fn scale_rows(r: &ScaleResult) -> Vec<Row> {
+    let idle_ok = r.idle_kib_per_session <= 64.0;
+    let mut idle_extras = BTreeMap::new();
+    idle_extras.insert("sessions".to_owned(), r.sessions as f64);
+    idle_extras.insert("rss_base_kib".to_owned(), r.rss_base_kib as f64);
+    idle_extras.insert("rss_idle_kib".to_owned(), r.rss_idle_kib as f64);
+    idle_extras.insert("connect_s".to_owned(), r.connect_secs);
+    let mut active_extras = BTreeMap::new();
+    active_extras.insert("kib_per_session".to_owned(), r.active_kib_per_session);
+    active_extras.insert("cpu_ms_per_echo".to_owned(), r.cpu_ms_per_echo);
+    active_extras.insert("echo_p50_us".to_owned(), r.echo_p50_us);
+    active_extras.insert("echo_p99_us".to_owned(), r.echo_p99_us);
+    active_extras.insert("echoes".to_owned(), r.echoes as f64);
+    let errors = if r.errors > 0 {
+        vec![format!("{} failed sessions or echoes", r.errors)]
+    } else {
+        Vec::new()
+    };
+    let row = |workload: &str, metric: &str, v: f64, extras, target: Option<String>, status| Row {
+        workload: workload.to_owned(),
+        transport: r.transport.clone(),
+        stack: "wt-testserver".to_owned(),
+        metric: metric.to_owned(),
+        higher_is_better: false,
+        runs: 1,
+        median: v,
+        min: v,
+        max: v,
+        spread_pct: 0.0,
+        extras,
+        baseline: None,
+        ratio: None,
+        target,
+        status,
+        errors: errors.clone(),
+    };
+    vec![
+        row(
+            "scale-idle",
+            "server KiB/session",
+            r.idle_kib_per_session,
+            idle_extras,
+            Some("<=64KiB".to_owned()),
+            Some(if idle_ok { "MET" } else { "MISSED" }.to_owned()),
+        ),
+        row(
+            "scale-active",
+            "server CPU % (1 core)",
+            r.active_cpu_pct,
+            active_extras,
+            None,
+            None,
+        ),
+    ]
+}
+
+fn num(v: f64) -> String {
+    if v.is_nan() {
+        "-".to_owned()
+    } else if v.abs() >= 100_000.0 {
+        format!("{:.0}k", v / 1000.0)
+    } else if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// Prints the table.
+pub fn print(report: &Report) {
+    println!();
+    println!(
+        "{:<13} {:<3} {:<13} {:<22} {:>9} {:>7} {:<10} {:>6} {:<14} {:<7} extras",
+        "workload", "tp", "stack", "metric", "median", "spread", "vs", "ratio", "target", "status"
+    );
+    println!("{}", "-".repeat(130));
+    let mut last = String::new();
+    for r in &report.rows {
+        if !last.is_empty() && last != r.workload {
+            println!();
+        }
+        last.clone_from(&r.workload);
+        let extras: Vec<String> = r
+            .extras
+            .iter()
+            .map(|(k, v)| format!("{k}={}", num(*v)))
+            .collect();
+        let mut extras = extras.join(" ");
+        if !r.errors.is_empty() {
+            extras.push_str(&format!(" ERRORS({}): {}", r.errors.len(), r.errors[0]));
+        }
+        println!(
+            "{:<13} {:<3} {:<13} {:<22} {:>9} {:>7} {:<10} {:>6} {:<14} {:<7} {}",
+            r.workload,
+            r.transport,
+            r.stack,
+            r.metric,
+            num(r.median),
+            if r.spread_pct.is_nan() {
+                "-".to_owned()
+            } else {
+                format!("{:.1}%", r.spread_pct)
+            },
+            r.baseline.as_deref().unwrap_or(""),
+            r.ratio.map(|x| format!("{x:.3}")).unwrap_or_default(),
+            r.target.as_deref().unwrap_or(""),
+            r.status.as_deref().unwrap_or(""),
+            extras
+        );
+    }
+    println!();
+    let met = report
+        .rows
+        .iter()
+        .filter(|r| r.status.as_deref() == Some("MET"))
+        .count();
+    let missed: Vec<String> = report
+        .rows
+        .iter()
+        .filter(|r| r.status.as_deref() == Some("MISSED"))
+        .map(|r| format!("{}/{}/{}", r.workload, r.transport, r.stack))
+        .collect();
+    println!(
+        "targets: {met} met, {} missed{}{}",
+        missed.len(),
+        if missed.is_empty() { "" } else { ": " },
+        missed.join(", ")
+    );
+    println!(
+        "rounds {}, total {:.0} s, allocations {}counted",
+        report.rounds,
+        report.total_secs,
+        if report.allocations_counted {
+            ""
+        } else {
+            "not "
+        }
+    );
+}

@@ -4,6 +4,8 @@
 use bytes::Bytes;
 use wt_core::{SessionError, StreamError, StreamId, StreamKind};
 
+use crate::wake::Wakeup;
+
 /// One thing a [`Handler`](crate::Handler) callback asks the session runner to do.
 ///
 /// Callbacks return a `Vec<Action>`; the runner applies the actions in order before it looks at
@@ -47,6 +49,19 @@ pub enum Action {
     /// Ends the session normally: it is closed with code 0 and an empty reason, and `terminate`
     /// is called with [`TerminateReason::Normal`](crate::TerminateReason::Normal).
     Stop,
+    /// Asks for one [`Handler::handle_wake`](crate::Handler::handle_wake) call with `tag`:
+    /// when `wakeup` fires ([`Woken::Signalled`](crate::wake::Woken::Signalled)) or at
+    /// `deadline` ([`Woken::DeadlineReached`](crate::wake::Woken::DeadlineReached)),
+    /// whichever comes first, unless the session ends before. The session goes on meanwhile;
+    /// each such action holds one small task until then. See [`wake`](crate::wake).
+    WakeOn {
+        /// What to wait for.
+        wakeup: Wakeup,
+        /// When to give up waiting.
+        deadline: tokio::time::Instant,
+        /// Handed back to `handle_wake`, to tell several waits apart.
+        tag: u64,
+    },
 }
 
 impl Action {

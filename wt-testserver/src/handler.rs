@@ -4,6 +4,7 @@ use bytes::Bytes;
 use wt_core::{AcceptOptions, RequestInfo, SessionError, StreamId, StreamKind};
 
 use crate::action::{Action, ActionError};
+use crate::wake::Woken;
 
 /// A WebTransport application, written once and served over HTTP/3 and HTTP/2 alike.
 ///
@@ -151,6 +152,17 @@ pub trait Handler: Sized + Send + 'static {
     /// The peer asked to drain the session (WT_DRAIN_SESSION, or GOAWAY). The session keeps
     /// working; the default does nothing.
     fn handle_peer_draining(&mut self) -> Vec<Action> {
+        Vec::new()
+    }
+
+    /// A wait requested with [`Action::WakeOn`] is over: its wakeup fired or its deadline
+    /// passed (`woken` says which); `tag` is the action's. Called once per `WakeOn` (never if
+    /// the session ends first). The default does nothing.
+    ///
+    /// A handler that wraps another handler must forward this call, or the inner handler's
+    /// waits never end.
+    fn handle_wake(&mut self, tag: u64, woken: Woken) -> Vec<Action> {
+        let _ = (tag, woken);
         Vec::new()
     }
 

@@ -42,6 +42,7 @@ use crate::codes::{
 };
 use crate::handler::{CloseReason, Handler, TerminateReason};
 use crate::listener::Limits;
+use crate::wake::{Wakeup, Woken};
 
 /// Capacity of the queue from readers, accept loops and the datagram loop to the session task.
 pub const EVENT_QUEUE: usize = 16;
@@ -78,6 +79,8 @@ enum Event<S: Session> {
     Fin(StreamId),
     ReadFailed(StreamId, StreamError),
     Datagram(Bytes),
+    /// A wait requested with [`Action::WakeOn`] is over.
+    Woken(u64, Woken),
 }
 
 enum Report {
@@ -442,6 +445,16 @@ impl<S: Session, H: Handler> Runner<S, H> {
             Action::Stop => {
                 Err(self.close_with(SHUTDOWN, "", End::Terminate(TerminateReason::Normal)))
             }
+            Action::WakeOn {
+                wakeup,
+                deadline,
+                tag,
+            } => {
+                // Aborted with the session's other tasks when the session ends.
+                self.tasks
+                    .spawn(wake_later::<S>(wakeup, deadline, tag, self.events.clone()));
+                Ok(Ok(()))
+            }
         }
     }
 
@@ -595,6 +608,7 @@ impl<S: Session, H: Handler> Runner<S, H> {
                 self.forget_if_done(id).await
             }
             Event::Datagram(data) => self.callback(|h| h.handle_datagram(data)).await,
+            Event::Woken(tag, woken) => self.callback(|h| h.handle_wake(tag, woken)).await,
         }
     }
 
@@ -679,6 +693,27 @@ async fn datagram_loop<S: Session>(session: S, events: mpsc::Sender<Event<S>>) {
             return;
         }
     }
+}
+
+/// Waits for `wakeup` or `deadline`, then reports to the session task.
+async fn wake_later<S: Session>(
+    wakeup: Wakeup,
+    deadline: tokio::time::Instant,
+    tag: u64,
+    events: mpsc::Sender<Event<S>>,
+) {
+    let woken = tokio::select! {
+        biased;
+        fired = wakeup.fired() => {
+            if !fired {
+                // The signal is gone: only the deadline is left.
+                tokio::time::sleep_until(deadline).await;
+            }
+            if fired { Woken::Signalled } else { Woken::DeadlineReached }
+        }
+        _ = tokio::time::sleep_until(deadline) => Woken::DeadlineReached,
+    };
+    let _ = events.send(Event::Woken(tag, woken)).await;
 }
 
 /// Reads a stream chunk by chunk into the session's event queue, until its end, an error, or

@@ -204,9 +204,10 @@ async fn rejections_and_origin_check() {
         within(client.connect("/reject/418", None)).await.err(),
         Some(StatusCode::IM_A_TEAPOT)
     );
+    // The mock speaks the latest dialect: an unknown path is 405.
     assert_eq!(
         within(client.connect("/nowhere", None)).await.err(),
-        Some(StatusCode::NOT_FOUND)
+        Some(StatusCode::METHOD_NOT_ALLOWED)
     );
     assert_eq!(
         within(client.connect("/origin-check", None)).await.err(),
@@ -597,4 +598,60 @@ async fn many_concurrent_sessions() {
     }
     let stats = within(server.shutdown_with(Duration::from_secs(10))).await;
     assert_eq!(stats.forced, 0);
+}
+
+/// Regression: a stream the client reset used to keep the server's sending half open until
+/// the session ended, so it counted against the stream limit forever. Now the server mirrors
+/// the reset and forgets the stream.
+#[tokio::test]
+async fn reset_streams_do_not_leak_against_the_stream_limit() {
+    let options = ServeOptions {
+        limits: Limits {
+            max_streams_per_session: 1,
+            ..Limits::default()
+        },
+        ..ServeOptions::default()
+    };
+    let (client, _server) = echo_server(options, EchoConfig::default());
+    let s = within(client.connect("/echo", None)).await.unwrap();
+    for round in 0..4u32 {
+        let (mut send, mut recv) = s.open_bi().await.unwrap();
+        send.write_all(b"x").await.unwrap();
+        assert_eq!(within(recv.read_chunk(10)).await.unwrap().unwrap(), "x");
+        send.reset(20 + round).unwrap();
+        let err = read_all(&mut recv).await.unwrap_err();
+        assert!(
+            matches!(err, StreamError::Reset(Some(c)) if c == 20 + round),
+            "round {round}: {err:?}"
+        );
+    }
+}
+
+/// The observation query over the runner: it waits (without polling) for the observed
+/// session to end, even when asked before the server has processed the close.
+#[tokio::test]
+async fn observed_query_waits_for_the_session_end() {
+    let config = EchoConfig::default();
+    let log = config.observations.clone();
+    let (client, _server) = echo_server(ServeOptions::default(), config);
+    let s = within(client.connect("/echo", None)).await.unwrap();
+    let (mut send, mut recv) = s.open_bi().await.unwrap();
+    send.write_all(b"WT-CMD id\n").await.unwrap();
+    send.finish().unwrap();
+    assert_eq!(read_all(&mut recv).await.unwrap(), b"1\n");
+    // Ask first: the query is accepted and waits.
+    let q = within(client.connect("/observed/1", None)).await.unwrap();
+    let (mut send, mut recv) = s.open_bi().await.unwrap();
+    send.write_all(b"WT-CMD close 7 bye bye\n").await.unwrap();
+    let mut uni = within(q.accept_uni()).await.unwrap();
+    let reply = String::from_utf8(read_all(&mut uni).await.unwrap()).unwrap();
+    assert!(
+        reply.ends_with("terminate 1 closed 7 bye bye\n"),
+        "{reply:?}"
+    );
+    let _ = read_all(&mut recv).await;
+    let snap = log.snapshot(1).unwrap();
+    assert!(snap.terminated);
+    assert_eq!(snap.to_bytes(), reply);
+    q.close(0, "").unwrap();
 }

@@ -8,8 +8,8 @@ use bytes::Bytes;
 use http::StatusCode;
 use wt_core::tls::ClientTls;
 use wt_core::{
-    ConnectError, ConnectRequest, Connector, RecvStream, SendStream, Session, SessionError,
-    StreamError,
+    CompatMode, ConnectError, ConnectRequest, Connector, RecvStream, SendStream, Session,
+    SessionError, StreamError,
 };
 use wt_testserver::{
     codes, EchoConfig, EchoHandler, Limits, ServeOptions, TestServer, TestServerConfig,
@@ -141,6 +141,9 @@ on_both!(
     drain_seen_by_client,
     rejections_and_origin,
     large_and_parallel_transfers,
+    observations_seen_by_server,
+    subprotocols_selected,
+    unknown_path_status,
 );
 
 /// ST-7: 10 MiB each way on one stream, then 100 parallel streams, byte-exact (about a
@@ -322,6 +325,152 @@ async fn rejections_and_origin<C: Connector>(client: C, server: &TestServer) {
     .await
     .expect("allowed origin");
     s.close(0, "").unwrap();
+}
+
+/// Sends a `WT-CMD` line + FIN on a new stream; returns the stream ID and what comes back.
+async fn command_on<S: Session>(s: &S, line: &str) -> (u64, String) {
+    let (mut send, mut recv) = within(s.open_bi()).await.unwrap();
+    send.write_all(format!("WT-CMD {line}\n").as_bytes())
+        .await
+        .unwrap();
+    send.finish().unwrap();
+    let reply = String::from_utf8(read_all(&mut recv).await.unwrap()).unwrap();
+    (send.id().0, reply)
+}
+
+async fn command<S: Session>(s: &S, line: &str) -> String {
+    command_on(s, line).await.1
+}
+
+/// Runs an `/observed/...` query and returns the reply.
+async fn observed<C: Connector>(client: &C, server: &TestServer, path: &str) -> String {
+    let q = connect(client, server, path).await;
+    let mut uni = within(q.accept_uni()).await.unwrap();
+    let reply = String::from_utf8(read_all(&mut uni).await.unwrap()).unwrap();
+    q.close(0, "").unwrap();
+    reply
+}
+
+async fn observations_seen_by_server<C: Connector>(client: C, server: &TestServer) {
+    let s = connect(&client, server, "/echo").await;
+    let (id_stream, token) = command_on(&s, "id").await;
+    let token = token.strip_suffix('\n').expect("a line").to_owned();
+    // RS-2 server side: the client resets with 7; the server mirrors the reset.
+    let (mut send, mut recv) = within(s.open_bi()).await.unwrap();
+    let reset_id = send.id().0;
+    send.write_all(b"x").await.unwrap();
+    send.reset(7).unwrap();
+    let err = read_all(&mut recv).await.unwrap_err();
+    assert!(matches!(err, StreamError::Reset(Some(7))), "{err:?}");
+    // RS-3 server side: the client stops the server's half with 9; asked while live.
+    let (mut send, mut recv) = within(s.open_bi()).await.unwrap();
+    let stop_id = send.id().0;
+    send.write_all(b"y").await.unwrap();
+    assert_eq!(within(recv.read_chunk(10)).await.unwrap().unwrap(), "y");
+    recv.stop(9).unwrap();
+    let reply = observed(&client, server, &format!("/observed/{token}/{stop_id}")).await;
+    assert!(
+        reply.ends_with(&format!("stream-closed {token} {stop_id} stop 9\n")),
+        "{reply:?}"
+    );
+    // CL-1 server side: close code and reason (escaped).
+    s.close(300, "bye\n100%").unwrap();
+    let reply = observed(&client, server, &format!("/observed/{token}")).await;
+    let mut lines: Vec<&str> = reply.lines().collect();
+    assert_eq!(
+        lines.pop(),
+        Some(format!("terminate {token} peer-closed 300 bye%0A100%25").as_str()),
+        "{reply:?}"
+    );
+    lines.sort_unstable();
+    let mut want = [
+        format!("stream-closed {token} {id_stream} normal"),
+        format!("stream-closed {token} {reset_id} reset 7"),
+        format!("stream-closed {token} {stop_id} stop 9"),
+    ];
+    want.sort_unstable();
+    assert_eq!(lines, want, "{reply:?}");
+    drop(send);
+
+    // A server-side close, queried before the client even looked.
+    let s = connect(&client, server, "/echo").await;
+    let token = command(&s, "id").await.trim_end().to_owned();
+    let (mut send, _recv) = within(s.open_bi()).await.unwrap();
+    send.write_all(b"WT-CMD close 42 done\n").await.unwrap();
+    let reply = observed(&client, server, &format!("/observed/{token}")).await;
+    assert!(
+        reply.ends_with(&format!("terminate {token} closed 42 done\n")),
+        "{reply:?}"
+    );
+    assert_closed_by_peer(within(s.closed()).await, 42, "done");
+
+    // Unknown tokens are 404 on every dialect.
+    let r = within(client.connect(&request(server, "/observed/999999", None))).await;
+    assert_rejected(r, StatusCode::NOT_FOUND);
+}
+
+async fn subprotocols_selected<C: Connector>(client: C, server: &TestServer) {
+    let offer = |path: &str, protocols: &[&str]| ConnectRequest {
+        protocols: protocols.iter().map(|p| p.to_string()).collect(),
+        ..request(server, path, None)
+    };
+    // HS-8: offered "a", "b" -> "b".
+    let s = within(client.connect(&offer("/echo", &["a", "b"])))
+        .await
+        .unwrap();
+    assert_eq!(s.info().protocol.as_deref(), Some("b"));
+    assert_eq!(command(&s, "protocol").await, "b\n");
+    s.close(0, "").unwrap();
+    let s = within(client.connect(&offer("/protocol/a", &["a", "b"])))
+        .await
+        .unwrap();
+    assert_eq!(s.info().protocol.as_deref(), Some("a"));
+    assert_eq!(command(&s, "protocol").await, "a\n");
+    s.close(0, "").unwrap();
+    let s = connect(&client, server, "/echo").await;
+    assert_eq!(s.info().protocol, None);
+    assert_eq!(command(&s, "protocol").await, "\n");
+    s.close(0, "").unwrap();
+    let r = within(client.connect(&offer("/protocol/c", &["a", "b"]))).await;
+    assert_rejected(r, StatusCode::BAD_REQUEST);
+}
+
+async fn unknown_path_status<C: Connector>(client: C, server: &TestServer) {
+    let s = connect(&client, server, "/echo").await;
+    let dialect = s.info().dialect;
+    s.close(0, "").unwrap();
+    assert!(
+        matches!(
+            dialect,
+            wt_core::Dialect::H3Latest | wt_core::Dialect::H2Latest
+        ),
+        "{dialect:?}"
+    );
+    for path in ["/no-such-resource", "/echo/extra"] {
+        let r = within(client.connect(&request(server, path, None))).await;
+        assert_rejected(r, StatusCode::METHOD_NOT_ALLOWED);
+    }
+}
+
+/// A draft-02 (browser-style) HTTP/3 request for an unknown path gets 404. (Over HTTP/2 the
+/// request's dialect is the server's configured one, `H2Latest` for a [`TestServer`]; the
+/// `H2Legacy` → 404 rule is covered by the handler's unit tests.)
+#[tokio::test]
+async fn unknown_path_is_404_for_legacy_dialects() {
+    let server = default_server();
+    let h3 = wt_h3::Client::new(wt_h3::ClientConfig {
+        tls: pinned(&server),
+        compat: CompatMode::LegacyBrowserCompat,
+        connect_timeout: Duration::from_secs(60),
+        ..wt_h3::ClientConfig::default()
+    })
+    .expect("h3 client");
+    let s = connect(&h3, &server, "/echo").await;
+    assert_eq!(s.info().dialect, wt_core::Dialect::H3Draft02);
+    s.close(0, "").unwrap();
+    let r = within(h3.connect(&request(&server, "/no-such-resource", None))).await;
+    assert_rejected(r, StatusCode::NOT_FOUND);
+    server.stop().await;
 }
 
 // ---- Tests that need a specially configured server -----------------------------------------

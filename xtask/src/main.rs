@@ -1,7 +1,8 @@
 //! Project automation: `cargo xtask test | conformance | interop`.
 //!
-//! * `test` — everything CI runs: formatting, clippy with `-D warnings`, the unit and
-//!   integration tests of the workspace, then the conformance suite on the embedded server.
+//! * `test` — everything CI runs: formatting, clippy with `-D warnings`, rustdoc, the unit and
+//!   integration tests of the workspace, the conformance suite on the embedded server, and the
+//!   interop matrix (installing its peers from the package registries).
 //! * `conformance` — the WebTransport conformance suite (see `conformance/`).
 #![forbid(unsafe_code)]
 
@@ -22,7 +23,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Everything CI checks: fmt, clippy -D warnings, tests, conformance.
+    /// Everything CI checks: fmt, clippy -D warnings, rustdoc, tests, conformance, interop.
     Test,
     /// Run the WebTransport conformance suite (embedded echo server by default).
     Conformance(conformance::Args),
@@ -74,6 +75,10 @@ fn run_tests() -> Result<(), String> {
     step(
         "cargo xtask conformance",
         cargo().args(["run", "--quiet", "-p", "xtask", "--", "conformance"]),
+    )?;
+    step(
+        "cargo xtask interop",
+        cargo().args(["run", "--quiet", "-p", "xtask", "--", "interop"]),
     )?;
     Ok(())
 }

@@ -1,21 +1,37 @@
 //! The echo handler used by the conformance suite and interop runs. Its conventions (paths,
 //! in-band commands, codes, pushed bytes) are specified in the [crate docs](crate#the-echo-handler).
 
+mod observe;
 mod parse;
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use wt_core::{RequestInfo, StreamId, StreamKind};
+use http::{HeaderName, HeaderValue, StatusCode};
+use wt_core::{AcceptOptions, RequestInfo, StreamId, StreamKind};
 
+pub use observe::{
+    escape, Observation, ObservationLog, Snapshot, Until, DEFAULT_OBSERVATION_CAPACITY,
+};
 pub use parse::{
-    parse_code, parse_command, parse_route, percent_decode, Command, CommandError, Route, Sniffed,
-    Sniffer, ALLOWED_TEST_ORIGIN, COMMAND_PREFIX, MAX_COMMAND_LINE, PATTERN,
+    not_served_status, parse_code, parse_command, parse_route, percent_decode, Command,
+    CommandError, Route, Sniffed, Sniffer, ALLOWED_TEST_ORIGIN, COMMAND_PREFIX, MAX_COMMAND_LINE,
+    PATTERN,
 };
 
 use crate::action::{Action, ActionError};
 use crate::codes::{BAD_COMMAND, ECHO_TOO_LARGE};
 use crate::handler::{CloseReason, Handler, Rejection, TerminateReason};
+use crate::wake::Woken;
+
+/// Response header carrying an observed session's token (decimal), on every accepted session
+/// except `/observed/...` queries.
+pub const TOKEN_HEADER: &str = "wt-testserver-token";
+
+/// The `tag` of the echo handler's [`Action::WakeOn`] (an `/observed/...` query waiting).
+const QUERY_WAKE_TAG: u64 = 1;
 
 /// Options of the [`EchoHandler`].
 #[derive(Clone, Debug)]
@@ -35,6 +51,13 @@ pub struct EchoConfig {
     /// Honour the `WT-CMD panic` command (the handler panics; used to test isolation).
     /// Default `false`: the command is refused like an unknown one.
     pub allow_panic_command: bool,
+    /// Where sessions record their [observations](crate#observations); shared by every
+    /// session of the server, and by clones of this config. Default: a new log of
+    /// [`DEFAULT_OBSERVATION_CAPACITY`] (1024) entries.
+    pub observations: Arc<ObservationLog>,
+    /// How long an `/observed/...` query waits for what it waits for before answering with
+    /// what is there. Default 5 s.
+    pub observe_wait: Duration,
 }
 
 impl Default for EchoConfig {
@@ -45,6 +68,8 @@ impl Default for EchoConfig {
             max_push: 64 * 1024 * 1024,
             allowed_origins: None,
             allow_panic_command: false,
+            observations: Arc::new(ObservationLog::default()),
+            observe_wait: Duration::from_secs(5),
         }
     }
 }
@@ -56,6 +81,55 @@ enum Push {
     Pattern(u64),
     /// The collected contents of a unidirectional stream, then FIN.
     Echo(Bytes),
+    /// These bytes (not counted in `uni_buffered`), then FIN.
+    Data(Bytes),
+}
+
+/// Records a session's observations; records `terminate <token> aborted` if the handler is
+/// dropped without `terminate` (a panic, or a runner that gave up).
+#[derive(Debug)]
+struct Observer {
+    log: Arc<ObservationLog>,
+    /// 0: not observed (an `/observed/...` query).
+    token: u64,
+    ended: bool,
+}
+
+impl Observer {
+    fn new(log: &Arc<ObservationLog>, observed: bool) -> Self {
+        Observer {
+            log: log.clone(),
+            token: if observed { log.register() } else { 0 },
+            ended: false,
+        }
+    }
+
+    fn stream_closed(&self, id: StreamId, reason: CloseReason) {
+        if self.token != 0 {
+            self.log.stream_closed(self.token, id, reason);
+        }
+    }
+
+    fn terminate(&mut self, reason: Option<&TerminateReason>) {
+        if self.token != 0 && !self.ended {
+            self.log.terminated(self.token, reason);
+        }
+        self.ended = true;
+    }
+}
+
+impl Drop for Observer {
+    fn drop(&mut self) {
+        self.terminate(None);
+    }
+}
+
+/// A pending `/observed/...` query.
+#[derive(Debug)]
+struct Query {
+    token: u64,
+    until: Until,
+    deadline: tokio::time::Instant,
 }
 
 /// A one-shot trigger armed by `/reset/<code>` or `/stop/<code>`.
@@ -88,11 +162,31 @@ pub struct EchoHandler {
     uni_buffered: usize,
     pending_bidi: VecDeque<Push>,
     pending_uni: VecDeque<Push>,
+    observer: Observer,
+    /// The selected subprotocol.
+    protocol: Option<String>,
+    query: Option<Query>,
 }
 
 impl EchoHandler {
-    /// A handler in its initial state, as [`init`](Handler::init) creates it for `/echo`.
+    /// A handler in its initial state, as [`init`](Handler::init) creates it for `/echo`
+    /// (with a new observation token from [`EchoConfig::observations`] and no subprotocol).
     pub fn new(config: &EchoConfig) -> Self {
+        Self::with_observer(config, true)
+    }
+
+    /// The session's observation token (0 for an `/observed/...` query, which is not
+    /// observed).
+    pub fn token(&self) -> u64 {
+        self.observer.token
+    }
+
+    /// The subprotocol the handler selected, if any.
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+
+    fn with_observer(config: &EchoConfig, observed: bool) -> Self {
         EchoHandler {
             max_uni_echo: config.max_uni_echo,
             max_uni_buffered: config.max_uni_buffered,
@@ -105,6 +199,9 @@ impl EchoHandler {
             uni_buffered: 0,
             pending_bidi: VecDeque::new(),
             pending_uni: VecDeque::new(),
+            observer: Observer::new(&config.observations, observed),
+            protocol: None,
+            query: None,
         }
     }
 
@@ -136,6 +233,14 @@ impl EchoHandler {
             Command::Stop(code) => out.push(Action::StopSending(id, code)),
             Command::OpenUni(n) => out.push(self.open(StreamKind::Uni, Push::Pattern(n))),
             Command::OpenBidi(n) => out.push(self.open(StreamKind::Bidi, Push::Pattern(n))),
+            Command::Id => {
+                let reply = format!("{}\n", self.observer.token);
+                self.echo(id, Bytes::from(reply), out);
+            }
+            Command::Protocol => {
+                let reply = format!("{}\n", self.protocol.as_deref().unwrap_or(""));
+                self.echo(id, Bytes::from(reply), out);
+            }
             Command::Panic if self.allow_panic => {
                 panic!("WT-CMD panic: the echo handler panics on request")
             }
@@ -261,6 +366,7 @@ impl EchoHandler {
                 self.uni_buffered -= data.len();
                 vec![Action::SendFin(id, data)]
             }
+            Push::Data(data) => vec![Action::SendFin(id, data)],
             Push::Pattern(n) => {
                 let mut out = Vec::new();
                 let mut left = n;
@@ -274,6 +380,29 @@ impl EchoHandler {
                 out
             }
         }
+    }
+}
+
+impl EchoHandler {
+    /// Answers the pending `/observed/...` query if it can (or `give_up`): opens the
+    /// unidirectional stream that carries the reply. Otherwise waits for the next entry.
+    fn answer_query(&mut self, give_up: bool) -> Vec<Action> {
+        let Some(q) = &self.query else {
+            return Vec::new();
+        };
+        // Taken before looking, so an entry recorded in between still wakes us.
+        let wakeup = self.observer.log.wakeup();
+        let snap = self.observer.log.snapshot(q.token).unwrap_or_default();
+        let due = give_up || tokio::time::Instant::now() >= q.deadline;
+        if !due && !snap.satisfies(q.until) {
+            return vec![Action::WakeOn {
+                wakeup,
+                deadline: q.deadline,
+                tag: QUERY_WAKE_TAG,
+            }];
+        }
+        self.query = None;
+        vec![self.open(StreamKind::Uni, Push::Data(snap.to_bytes()))]
     }
 }
 
@@ -291,11 +420,41 @@ impl Handler for EchoHandler {
     }
 
     fn init(config: &EchoConfig, request: &RequestInfo) -> Result<(Self, Vec<Action>), Rejection> {
-        let route = parse_route(&request.path, config.max_push).map_err(Rejection::new)?;
-        let mut h = EchoHandler::new(config);
+        let route = parse_route(&request.path, config.max_push).map_err(|status| {
+            if status == StatusCode::NOT_FOUND {
+                not_served_status(request.dialect)
+            } else {
+                status
+            }
+        })?;
+        // Offered protocols: `/protocol/<name>` requires `<name>`; elsewhere the last offer.
+        let protocol = match &route {
+            Route::Protocol(name) if request.protocols.contains(name) => Some(name.clone()),
+            Route::Protocol(_) => return Err(Rejection::new(StatusCode::BAD_REQUEST)),
+            _ => request.protocols.last().cloned(),
+        };
+        let query = match route {
+            Route::Observed { token, stream } => {
+                if !config.observations.issued(token) {
+                    return Err(Rejection::new(StatusCode::NOT_FOUND));
+                }
+                Some(Query {
+                    token,
+                    until: stream.map_or(Until::Terminated, Until::Stream),
+                    deadline: tokio::time::Instant::now() + config.observe_wait,
+                })
+            }
+            _ => None,
+        };
+        if let Route::Reject(status) = route {
+            return Err(Rejection::new(status));
+        }
+        let mut h = EchoHandler::with_observer(config, query.is_none());
+        h.protocol = protocol;
+        h.query = query;
         let actions = match route {
-            Route::Echo | Route::OriginCheck => Vec::new(),
-            Route::Reject(status) => return Err(Rejection::new(status)),
+            Route::Echo | Route::OriginCheck | Route::Protocol(_) | Route::Reject(_) => Vec::new(),
+            Route::Observed { .. } => h.answer_query(false),
             Route::Close { code, reason } => vec![Action::CloseSession(code, reason)],
             Route::Drain => vec![Action::Drain],
             Route::OpenBidi(n) => vec![h.open(StreamKind::Bidi, Push::Pattern(n))],
@@ -310,6 +469,20 @@ impl Handler for EchoHandler {
             }
         };
         Ok((h, actions))
+    }
+
+    fn accept_options(&self, _request: &RequestInfo) -> AcceptOptions {
+        let mut options = AcceptOptions {
+            protocol: self.protocol.clone(),
+            ..AcceptOptions::default()
+        };
+        if self.observer.token != 0 {
+            options.headers.insert(
+                HeaderName::from_static(TOKEN_HEADER),
+                HeaderValue::from(self.observer.token),
+            );
+        }
+        options
     }
 
     fn handle_stream(&mut self, id: StreamId, kind: StreamKind, data: Bytes) -> Vec<Action> {
@@ -339,12 +512,18 @@ impl Handler for EchoHandler {
     }
 
     fn handle_stream_closed(&mut self, id: StreamId, reason: CloseReason) -> Vec<Action> {
+        self.observer.stream_closed(id, reason);
         match reason {
-            CloseReason::Reset(_) => {
-                self.bidi.remove(&id);
+            CloseReason::Reset(code) => {
+                let client_bidi = id.is_bidi() && id.is_client_initiated();
+                let send_open = self.bidi.remove(&id).is_none_or(|s| !s.send_closed);
                 self.own_bidi.remove(&id);
                 if let Some(b) = self.uni.remove(&id) {
                     self.uni_buffered -= b.len();
+                }
+                if client_bidi && send_open {
+                    // Mirror the reset: nothing more will be echoed, and the stream ends.
+                    return vec![Action::ResetStream(id, code)];
                 }
             }
             CloseReason::StopSending(_) => {
@@ -357,6 +536,13 @@ impl Handler for EchoHandler {
             }
         }
         Vec::new()
+    }
+
+    fn handle_wake(&mut self, tag: u64, woken: Woken) -> Vec<Action> {
+        if tag != QUERY_WAKE_TAG {
+            return Vec::new();
+        }
+        self.answer_query(woken == Woken::DeadlineReached)
     }
 
     fn handle_action_failed(&mut self, action: Action, error: ActionError) -> Vec<Action> {
@@ -373,8 +559,9 @@ impl Handler for EchoHandler {
         Vec::new()
     }
 
-    fn terminate(self, reason: TerminateReason) {
+    fn terminate(mut self, reason: TerminateReason) {
         tracing::debug!(?reason, "echo session ended");
+        self.observer.terminate(Some(&reason));
     }
 }
 

@@ -3,6 +3,7 @@
 
 use bytes::{Bytes, BytesMut};
 use http::StatusCode;
+use wt_core::{Dialect, StreamId};
 
 /// The prefix that marks a command line, recognised only at offset 0 of a client bidirectional
 /// stream.
@@ -42,13 +43,34 @@ pub enum Route {
     Stop(u32),
     /// `/origin-check`: only origin `https://allowed.example` is accepted (403 otherwise).
     OriginCheck,
+    /// `/protocol/<name>`: select the (percent-decoded) subprotocol `<name>`, which the
+    /// client must have offered (400 otherwise), then echo.
+    Protocol(String),
+    /// `/observed/<token>[/<stream-id>]`: send the observations of session `<token>` on a
+    /// unidirectional stream, once it ended (or once stream `<stream-id>` was seen closed).
+    Observed {
+        /// The observed session's token.
+        token: u64,
+        /// The stream to wait for, if any.
+        stream: Option<StreamId>,
+    },
+}
+
+/// The status for a path the echo handler does not serve: 405 for the latest dialects
+/// (HTTP/3 draft-16, HTTP/2 draft-15), 404 for the older ones.
+pub fn not_served_status(dialect: Dialect) -> StatusCode {
+    match dialect {
+        Dialect::H3Latest | Dialect::H2Latest => StatusCode::METHOD_NOT_ALLOWED,
+        _ => StatusCode::NOT_FOUND,
+    }
 }
 
 /// The only origin `/origin-check` accepts.
 pub const ALLOWED_TEST_ORIGIN: &str = "https://allowed.example";
 
 /// Parses a request path (query and fragment ignored). `Err` carries the status to reject
-/// with: 404 for an unknown path, 400 for a malformed argument.
+/// with: 404 for an unknown path (which [`EchoHandler::init`](super::EchoHandler) turns into
+/// [`not_served_status`]), 400 for a malformed argument.
 pub fn parse_route(path: &str, max_push: u64) -> Result<Route, StatusCode> {
     let path = path.split(['?', '#']).next().unwrap_or("");
     let mut parts = path.strip_prefix('/').unwrap_or(path).splitn(3, '/');
@@ -96,6 +118,21 @@ pub fn parse_route(path: &str, max_push: u64) -> Result<Route, StatusCode> {
         "open-uni" => Ok(Route::OpenUni(count(one_arg(arg, tail)?)?)),
         "reset" => Ok(Route::Reset(parse_code(one_arg(arg, tail)?).ok_or(bad)?)),
         "stop" => Ok(Route::Stop(parse_code(one_arg(arg, tail)?).ok_or(bad)?)),
+        "protocol" => {
+            let name = percent_decode(one_arg(arg, tail)?).ok_or(bad)?;
+            if name.is_empty() {
+                return Err(bad);
+            }
+            Ok(Route::Protocol(name))
+        }
+        "observed" => {
+            let token = parse_decimal(arg.ok_or(bad)?).ok_or(bad)?;
+            let stream = match tail {
+                None => None,
+                Some(t) => Some(StreamId(parse_decimal(t).ok_or(bad)?)),
+            };
+            Ok(Route::Observed { token, stream })
+        }
         _ => Err(StatusCode::NOT_FOUND),
     }
 }
@@ -108,6 +145,14 @@ pub fn parse_code(s: &str) -> Option<u32> {
         None if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s.parse().ok(),
         None => None,
     }
+}
+
+/// Parses a non-empty run of ASCII digits as a `u64`.
+fn parse_decimal(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
 }
 
 /// Decodes `%XX` escapes; `None` if an escape is malformed or the result is not UTF-8.
@@ -150,6 +195,11 @@ pub enum Command {
     OpenUni(u64),
     /// `open-bidi <n>`: open a bidirectional stream and send `n` pattern bytes + FIN.
     OpenBidi(u64),
+    /// `id`: answer with the session's observation token and `\n` on this stream.
+    Id,
+    /// `protocol`: answer with the selected subprotocol (empty if none) and `\n` on this
+    /// stream.
+    Protocol,
     /// `panic`: make the handler panic (only when
     /// [`EchoConfig::allow_panic_command`](super::EchoConfig::allow_panic_command) is set).
     Panic,
@@ -206,6 +256,8 @@ pub fn parse_command(line: &[u8], max_push: u64) -> Result<Command, CommandError
         }
         "drain" => no_args(Command::Drain),
         "panic" => no_args(Command::Panic),
+        "id" => no_args(Command::Id),
+        "protocol" => no_args(Command::Protocol),
         "reset" => Ok(Command::Reset(code(args)?)),
         "stop" => Ok(Command::Stop(code(args)?)),
         "open-uni" => Ok(Command::OpenUni(count(args)?)),
@@ -433,6 +485,58 @@ mod tests {
     }
 
     #[test]
+    fn protocol_and_observed_routes() {
+        assert_eq!(
+            parse_route("/protocol/a", MAX),
+            Ok(Route::Protocol("a".into()))
+        );
+        assert_eq!(
+            parse_route("/protocol/my%20proto%2Fv1?x", MAX),
+            Ok(Route::Protocol("my proto/v1".into()))
+        );
+        for bad in ["/protocol", "/protocol/", "/protocol/a/b", "/protocol/%zz"] {
+            assert_eq!(parse_route(bad, MAX), Err(StatusCode::BAD_REQUEST), "{bad}");
+        }
+        assert_eq!(
+            parse_route("/observed/12", MAX),
+            Ok(Route::Observed {
+                token: 12,
+                stream: None
+            })
+        );
+        assert_eq!(
+            parse_route("/observed/3/4", MAX),
+            Ok(Route::Observed {
+                token: 3,
+                stream: Some(StreamId(4))
+            })
+        );
+        for bad in [
+            "/observed",
+            "/observed/",
+            "/observed/x",
+            "/observed/+1",
+            "/observed/1/",
+            "/observed/1/0x4",
+            "/observed/1/4/5",
+            "/observed/18446744073709551616",
+        ] {
+            assert_eq!(parse_route(bad, MAX), Err(StatusCode::BAD_REQUEST), "{bad}");
+        }
+    }
+
+    #[test]
+    fn not_served() {
+        use Dialect::*;
+        for d in [H3Latest, H2Latest] {
+            assert_eq!(not_served_status(d), StatusCode::METHOD_NOT_ALLOWED);
+        }
+        for d in [H3Draft02, H3Draft07, H3Draft13, H2Legacy] {
+            assert_eq!(not_served_status(d), StatusCode::NOT_FOUND);
+        }
+    }
+
+    #[test]
     fn codes() {
         assert_eq!(parse_code("7"), Some(7));
         assert_eq!(parse_code("0xff"), Some(255));
@@ -467,6 +571,10 @@ mod tests {
             })
         );
         assert_eq!(parse_command(b"drain", MAX), Ok(Command::Drain));
+        assert_eq!(parse_command(b"id", MAX), Ok(Command::Id));
+        assert_eq!(parse_command(b"id\r", MAX), Ok(Command::Id));
+        assert_eq!(parse_command(b"id 1", MAX), Err(CommandError::BadArguments));
+        assert_eq!(parse_command(b"protocol", MAX), Ok(Command::Protocol));
         assert_eq!(
             parse_command(b"drain now", MAX),
             Err(CommandError::BadArguments)

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::codes::STREAM_LIMIT_EXCEEDED;
+use http::StatusCode;
 
 fn request(path: &str, origin: Option<&str>) -> RequestInfo {
     RequestInfo {
@@ -46,7 +47,11 @@ fn init_routes() {
         status("/reject/503"),
         Some(http::StatusCode::SERVICE_UNAVAILABLE)
     );
-    assert_eq!(status("/unknown"), Some(http::StatusCode::NOT_FOUND));
+    // H3Latest: an unknown path is 405 (404 on older dialects, see below).
+    assert_eq!(
+        status("/unknown"),
+        Some(http::StatusCode::METHOD_NOT_ALLOWED)
+    );
     assert_eq!(status("/open-uni/x"), Some(http::StatusCode::BAD_REQUEST));
     assert_eq!(start("/echo").1, vec![]);
     assert_eq!(start("/").1, vec![]);
@@ -373,4 +378,276 @@ fn peer_stop_silences_the_echo() {
     );
     assert_eq!(h.handle_stream(C0, Bidi, b(b"b")), vec![]);
     assert_eq!(h.handle_stream_fin(C0, Bidi, Bytes::new()), vec![]);
+}
+
+fn request_with(path: &str, dialect: wt_core::Dialect, protocols: &[&str]) -> RequestInfo {
+    RequestInfo {
+        dialect,
+        protocols: protocols.iter().map(|p| p.to_string()).collect(),
+        ..request(path, None)
+    }
+}
+
+#[test]
+fn unknown_paths_405_on_latest_dialects_404_before() {
+    use wt_core::Dialect::*;
+    let config = EchoConfig::default();
+    let status = |p: &str, d| {
+        EchoHandler::init(&config, &request_with(p, d, &[]))
+            .err()
+            .map(|r| r.status)
+    };
+    for d in [H3Latest, H2Latest] {
+        assert_eq!(status("/nope", d), Some(StatusCode::METHOD_NOT_ALLOWED));
+        assert_eq!(status("/echo/x", d), Some(StatusCode::METHOD_NOT_ALLOWED));
+        assert_eq!(status("/reject/404", d), Some(StatusCode::NOT_FOUND));
+        assert_eq!(status("/open-uni/x", d), Some(StatusCode::BAD_REQUEST));
+    }
+    for d in [H3Draft02, H3Draft07, H3Draft13, H2Legacy] {
+        assert_eq!(status("/nope", d), Some(StatusCode::NOT_FOUND));
+    }
+}
+
+#[test]
+fn subprotocol_selection() {
+    let config = EchoConfig::default();
+    let init = |p: &str, offered: &[&str]| {
+        let req = request_with(p, wt_core::Dialect::H3Latest, offered);
+        EchoHandler::init(&config, &req).map(|(h, _)| {
+            let opts = h.accept_options(&req);
+            assert_eq!(opts.protocol.as_deref(), h.protocol());
+            opts.protocol
+        })
+    };
+    assert_eq!(init("/echo", &["a", "b"]), Ok(Some("b".into())));
+    assert_eq!(init("/drain", &["a"]), Ok(Some("a".into())));
+    assert_eq!(init("/echo", &[]), Ok(None));
+    assert_eq!(init("/protocol/a", &["a", "b"]), Ok(Some("a".into())));
+    assert_eq!(
+        init("/protocol/x%20y", &["x y", "b"]),
+        Ok(Some("x y".into()))
+    );
+    let rejected = |r: Result<Option<String>, Rejection>| r.err().map(|r| r.status);
+    assert_eq!(
+        rejected(init("/protocol/c", &["a", "b"])),
+        Some(StatusCode::BAD_REQUEST)
+    );
+    assert_eq!(
+        rejected(init("/protocol/a", &[])),
+        Some(StatusCode::BAD_REQUEST)
+    );
+
+    // The selection can be asked for in-band.
+    let req = request_with("/echo", wt_core::Dialect::H2Latest, &["a", "b"]);
+    let (mut h, _) = EchoHandler::init(&config, &req).unwrap();
+    assert_eq!(
+        h.handle_stream_fin(C0, Bidi, b(b"WT-CMD protocol\nrest")),
+        vec![
+            Action::Send(C0, b(b"b\n")),
+            Action::Send(C0, b(b"rest")),
+            Action::CloseStream(C0)
+        ]
+    );
+    let (mut h, _) = start("/echo");
+    assert_eq!(
+        h.handle_stream(C0, Bidi, b(b"WT-CMD protocol\n")),
+        vec![Action::Send(C0, b(b"\n"))]
+    );
+}
+
+#[test]
+fn token_header_and_id_command() {
+    let config = EchoConfig::default();
+    let req = request("/echo", None);
+    let (mut h, _) = EchoHandler::init(&config, &req).unwrap();
+    let (h2, _) = EchoHandler::init(&config, &req).unwrap();
+    assert_eq!((h.token(), h2.token()), (1, 2), "tokens count sessions");
+    let opts = h.accept_options(&req);
+    assert_eq!(
+        opts.headers.get(TOKEN_HEADER).map(|v| v.as_bytes()),
+        Some(&b"1"[..])
+    );
+    assert_eq!(
+        h.handle_stream_fin(C0, Bidi, b(b"WT-CMD id\n")),
+        vec![Action::Send(C0, b(b"1\n")), Action::CloseStream(C0)]
+    );
+    // A query session is not observed: token 0, no header.
+    let req = request("/observed/1", None);
+    let (mut q, _) = EchoHandler::init(&config, &req).unwrap();
+    assert_eq!(q.token(), 0);
+    assert!(q.accept_options(&req).headers.get(TOKEN_HEADER).is_none());
+    assert_eq!(
+        q.handle_stream(C0, Bidi, b(b"WT-CMD id\n")),
+        vec![Action::Send(C0, b(b"0\n"))]
+    );
+}
+
+#[test]
+fn peer_reset_is_mirrored_on_client_bidi_streams() {
+    let (mut h, _) = start("/echo");
+    assert_eq!(
+        h.handle_stream(C0, Bidi, b(b"a")),
+        vec![Action::Send(C0, b(b"a"))]
+    );
+    assert_eq!(
+        h.handle_stream_closed(C0, CloseReason::Reset(7)),
+        vec![Action::ResetStream(C0, 7)]
+    );
+    assert!(h.bidi.is_empty());
+    // Reset before any data.
+    assert_eq!(
+        h.handle_stream_closed(C4, CloseReason::Reset(0)),
+        vec![Action::ResetStream(C4, 0)]
+    );
+    // Not when the server's half is already ended (STOP_SENDING received, or reset).
+    let c8 = StreamId(8);
+    assert_eq!(
+        h.handle_stream(c8, Bidi, b(b"b")),
+        vec![Action::Send(c8, b(b"b"))]
+    );
+    assert_eq!(
+        h.handle_stream_closed(c8, CloseReason::StopSending(3)),
+        vec![]
+    );
+    assert_eq!(h.handle_stream_closed(c8, CloseReason::Reset(4)), vec![]);
+    let c12 = StreamId(12);
+    assert_eq!(
+        h.handle_stream(c12, Bidi, b(b"WT-CMD reset 5\n")),
+        vec![Action::ResetStream(c12, 5)]
+    );
+    assert_eq!(h.handle_stream_closed(c12, CloseReason::Reset(6)), vec![]);
+    // Nor on unidirectional or server-opened streams.
+    assert_eq!(h.handle_stream_closed(CU2, CloseReason::Reset(1)), vec![]);
+    assert_eq!(h.handle_stream_closed(S1, CloseReason::Reset(1)), vec![]);
+}
+
+fn log_lines(config: &EchoConfig, token: u64) -> Vec<String> {
+    let snap = config.observations.snapshot(token).expect("issued");
+    snap.entries.into_iter().map(|e| e.line).collect()
+}
+
+#[test]
+fn observations_are_recorded() {
+    let config = EchoConfig::default();
+    let (mut h, _) = EchoHandler::init(&config, &request("/echo", None)).unwrap();
+    let t = h.token();
+    h.handle_stream_closed(C0, CloseReason::Reset(7));
+    h.handle_stream_closed(C4, CloseReason::StopSending(9));
+    h.handle_stream_closed(SU3, CloseReason::Normal);
+    h.terminate(TerminateReason::PeerClosed {
+        code: 300,
+        reason: "bye".into(),
+    });
+    assert_eq!(
+        log_lines(&config, t),
+        [
+            format!("stream-closed {t} 0 reset 7"),
+            format!("stream-closed {t} 4 stop 9"),
+            format!("stream-closed {t} 3 normal"),
+            format!("terminate {t} peer-closed 300 bye"),
+        ]
+    );
+    // Dropped without terminate (a panic): `aborted`.
+    let (h, _) = EchoHandler::init(&config, &request("/echo", None)).unwrap();
+    let t = h.token();
+    drop(h);
+    assert_eq!(log_lines(&config, t), [format!("terminate {t} aborted")]);
+    // A rejected request records nothing.
+    let before = config.observations.len();
+    assert!(EchoHandler::init(&config, &request("/reject/500", None)).is_err());
+    assert_eq!(config.observations.len(), before);
+}
+
+fn query_reply(h: &mut EchoHandler, actions: Vec<Action>) -> Bytes {
+    assert_eq!(actions, vec![Action::OpenStream(Uni)]);
+    match &h.handle_stream_opened(Uni, SU3)[..] {
+        [Action::SendFin(id, data)] if *id == SU3 => data.clone(),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn observed_query_waits_for_the_end() {
+    let config = EchoConfig::default();
+    let (mut h, _) = EchoHandler::init(&config, &request("/echo", None)).unwrap();
+    let t = h.token();
+    let status = |p: &str| {
+        EchoHandler::init(&config, &request(p, None))
+            .err()
+            .map(|r| r.status)
+    };
+    assert_eq!(status("/observed/0"), Some(StatusCode::NOT_FOUND));
+    assert_eq!(status("/observed/99"), Some(StatusCode::NOT_FOUND));
+    assert_eq!(status("/observed/x"), Some(StatusCode::BAD_REQUEST));
+
+    // Session t is live: the query waits.
+    let (mut q, actions) =
+        EchoHandler::init(&config, &request(&format!("/observed/{t}"), None)).unwrap();
+    let [Action::WakeOn { deadline, tag, .. }] = &actions[..] else {
+        panic!("expected a wait, got {actions:?}");
+    };
+    assert_eq!(
+        *deadline,
+        tokio::time::Instant::now() + Duration::from_secs(5)
+    );
+    // A stream entry does not end a whole-session query...
+    h.handle_stream_closed(C0, CloseReason::Reset(7));
+    let again = q.handle_wake(*tag, Woken::Signalled);
+    assert!(matches!(&again[..], [Action::WakeOn { .. }]), "{again:?}");
+    // ... the end does.
+    h.terminate(TerminateReason::PeerClosed {
+        code: 0,
+        reason: String::new(),
+    });
+    let actions = q.handle_wake(*tag, Woken::Signalled);
+    let reply = query_reply(&mut q, actions);
+    assert_eq!(
+        reply,
+        format!("stream-closed {t} 0 reset 7\nterminate {t} peer-closed 0 \n")
+    );
+    // Once ended, a query answers at once.
+    let (mut q, actions) =
+        EchoHandler::init(&config, &request(&format!("/observed/{t}"), None)).unwrap();
+    assert_eq!(query_reply(&mut q, actions), reply);
+    assert_eq!(q.handle_wake(QUERY_WAKE_TAG, Woken::Signalled), vec![]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn observed_stream_query_and_deadline() {
+    let config = EchoConfig {
+        observe_wait: Duration::from_millis(100),
+        ..EchoConfig::default()
+    };
+    let (mut h, _) = EchoHandler::init(&config, &request("/echo", None)).unwrap();
+    let t = h.token();
+    let (mut q, actions) =
+        EchoHandler::init(&config, &request(&format!("/observed/{t}/4"), None)).unwrap();
+    assert!(matches!(&actions[..], [Action::WakeOn { .. }]));
+    h.handle_stream_closed(C0, CloseReason::Normal);
+    assert!(matches!(
+        &q.handle_wake(QUERY_WAKE_TAG, Woken::Signalled)[..],
+        [Action::WakeOn { .. }]
+    ));
+    h.handle_stream_closed(C4, CloseReason::StopSending(9));
+    let actions = q.handle_wake(QUERY_WAKE_TAG, Woken::Signalled);
+    assert_eq!(
+        query_reply(&mut q, actions),
+        format!("stream-closed {t} 0 normal\nstream-closed {t} 4 stop 9\n")
+    );
+
+    // The deadline answers with what is there (no terminate line).
+    let (mut q, actions) =
+        EchoHandler::init(&config, &request(&format!("/observed/{t}"), None)).unwrap();
+    assert!(matches!(&actions[..], [Action::WakeOn { .. }]));
+    let actions = q.handle_wake(QUERY_WAKE_TAG, Woken::DeadlineReached);
+    assert_eq!(
+        query_reply(&mut q, actions),
+        format!("stream-closed {t} 0 normal\nstream-closed {t} 4 stop 9\n")
+    );
+    // Also when the clock says so, whatever woke the query.
+    let (mut q, _) = EchoHandler::init(&config, &request(&format!("/observed/{t}"), None)).unwrap();
+    tokio::time::advance(Duration::from_millis(100)).await;
+    let actions = q.handle_wake(QUERY_WAKE_TAG, Woken::Signalled);
+    assert_eq!(actions, vec![Action::OpenStream(Uni)]);
+    drop(h);
 }

@@ -279,6 +279,9 @@ impl Handler for Recording {
     fn handle_action_failed(&mut self, action: Action, error: ActionError) -> Vec<Action> {
         self.inner.handle_action_failed(action, error)
     }
+    fn handle_wake(&mut self, tag: u64, woken: wt_testserver::Woken) -> Vec<Action> {
+        self.inner.handle_wake(tag, woken)
+    }
     fn terminate(self, reason: TerminateReason) {
         let e = ended(&reason);
         let path = self.path.clone();

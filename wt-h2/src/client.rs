@@ -262,6 +262,8 @@ impl Client {
         let session_id = u64::from(u32::from(send.stream_id()));
         let mut ec = EngineConfig::new(Side::Client);
         ec.options = cfg.options();
+        ec.parity = cfg.parity();
+        ec.legacy_quirks = cfg.dialect() == wt_core::Dialect::H2Legacy;
         ec.local = f;
         ec.peer = peer_flow(&settings, &init);
         ec.codes = cfg.error_codes;

@@ -7,7 +7,7 @@ use wt_core::capsule::CapsuleOptions;
 use wt_core::tls::{ClientTls, ServerTls};
 use wt_core::{CompatMode, Dialect};
 
-use crate::engine::{ErrorCodes, FlowConfig};
+use crate::engine::{ErrorCodes, FlowConfig, StreamIdParity};
 use crate::settings_io::*;
 
 /// HTTP/2 transport tuning. All WebTransport traffic of a session rides one HTTP/2 stream, so
@@ -58,6 +58,12 @@ pub struct ClientConfig {
     pub capsule_options: Option<CapsuleOptions>,
     /// HTTP/2 codes for the WebTransport error conditions.
     pub error_codes: ErrorCodes,
+    /// Stream numbering in the legacy dialect (ignored by draft-15 sessions, which always
+    /// number as the draft says). Default [`StreamIdParity::AutoDetect`], which for a client
+    /// means the draft's numbering unless the server opens a stream first; set
+    /// [`StreamIdParity::Swapped`] for `@fails-components/webtransport` servers (crate docs,
+    /// "Legacy peers").
+    pub stream_id_parity: StreamIdParity,
 }
 
 impl Default for ClientConfig {
@@ -71,6 +77,7 @@ impl Default for ClientConfig {
             h2: H2Config::default(),
             capsule_options: None,
             error_codes: ErrorCodes::default(),
+            stream_id_parity: StreamIdParity::AutoDetect,
         }
     }
 }
@@ -88,6 +95,14 @@ impl ClientConfig {
             Dialect::H2Legacy
         } else {
             Dialect::H2Latest
+        }
+    }
+
+    /// The numbering sessions use: the configured one in the legacy dialect only.
+    pub(crate) fn parity(&self) -> StreamIdParity {
+        match self.dialect() {
+            Dialect::H2Legacy => self.stream_id_parity,
+            _ => StreamIdParity::Draft,
         }
     }
 }
@@ -123,6 +138,12 @@ pub struct ServerConfig {
     /// Requests waiting for [`Acceptor::accept`](wt_core::Acceptor::accept); more are refused
     /// with 503.
     pub accept_queue: usize,
+    /// Stream numbering in the legacy dialect (ignored by draft-15 sessions, which always
+    /// number as the draft says). Default [`StreamIdParity::AutoDetect`]: each session
+    /// follows the numbering of the client's first stream, so `@fails-components/webtransport`
+    /// clients (swapped) and draft-numbering clients are both served (crate docs, "Legacy
+    /// peers").
+    pub stream_id_parity: StreamIdParity,
 }
 
 impl ServerConfig {
@@ -142,6 +163,15 @@ impl ServerConfig {
             wt_enabled: Some(1),
             enable_connect_protocol: true,
             accept_queue: 64,
+            stream_id_parity: StreamIdParity::AutoDetect,
+        }
+    }
+
+    /// The numbering sessions use: the configured one in the legacy dialect only.
+    pub(crate) fn parity(&self) -> StreamIdParity {
+        match self.dialect {
+            Dialect::H2Legacy => self.stream_id_parity,
+            _ => StreamIdParity::Draft,
         }
     }
 

@@ -381,6 +381,8 @@ impl wt_core::IncomingRequest for Request {
         };
         let mut ec = EngineConfig::new(Side::Server);
         ec.options = config.options();
+        ec.parity = config.parity();
+        ec.legacy_quirks = config.dialect == wt_core::Dialect::H2Legacy;
         ec.local = local;
         ec.peer = peer_flow(&settings, &self.init);
         ec.codes = config.error_codes;

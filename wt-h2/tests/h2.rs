@@ -9,7 +9,7 @@ use wt_core::{
     AcceptOptions, Acceptor, CompatMode, ConnectError, ConnectRequest, Connector, Dialect,
     IncomingRequest, RecvStream as _, SendStream as _, Session as _, SessionError, StreamError,
 };
-use wt_h2::{Client, ClientConfig, FlowConfig, Server, ServerConfig, Session};
+use wt_h2::{Client, ClientConfig, FlowConfig, Server, ServerConfig, Session, StreamIdParity};
 
 struct Setup {
     client: Client,
@@ -153,6 +153,31 @@ async fn echo_server_opened_both_dialects() {
         let (c, srv) = pair(&s).await;
         spawn_echo(c);
         echo_checks(&srv).await;
+    }
+}
+
+#[tokio::test]
+async fn legacy_swapped_stream_ids_end_to_end() {
+    // A legacy client numbering like @fails-components (client bidi 1, uni 3) against the
+    // default legacy server, which follows it; in draft-15 mode the option is ignored.
+    for (legacy, bidi, uni, server_uni) in [(true, 1, 3, 2), (false, 0, 2, 3)] {
+        let s = setup(legacy, |_, cc| {
+            cc.stream_id_parity = StreamIdParity::Swapped
+        });
+        let (c, srv) = pair(&s).await;
+        spawn_echo(srv);
+        let (mut send, mut recv) = c.open_bi().await.unwrap();
+        assert_eq!(send.id().0, bidi);
+        send.write_all(b"hello").await.unwrap();
+        send.finish().unwrap();
+        assert_eq!(recv.read_to_end(100).await.unwrap(), b"hello");
+        let mut u = c.open_uni().await.unwrap();
+        assert_eq!(u.id().0, uni);
+        u.write_all(b"uni").await.unwrap();
+        u.finish().unwrap();
+        let mut back = c.accept_uni().await.unwrap();
+        assert_eq!(back.id().0, server_uni);
+        assert_eq!(back.read_to_end(100).await.unwrap(), b"uni");
     }
 }
 

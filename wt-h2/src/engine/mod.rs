@@ -45,7 +45,7 @@ use self::flow_control::{RecvWindow, SendCredit};
 use self::streams::recv::RecvHalf;
 use self::streams::send::SendHalf;
 use self::streams::state::{RecvState, SendState};
-use self::streams::{Dir, Side, Stream, Streams};
+use self::streams::{Dir, Numbering, Side, Stream, Streams};
 use self::tx::Tx;
 
 /// Largest datagram payload we send (one DATAGRAM capsule; HTTP/2 delivers it reliably).
@@ -123,6 +123,33 @@ impl Default for ErrorCodes {
     }
 }
 
+/// Which stream ids each side opens (bit 0 of a capsule-level stream id).
+///
+/// Draft-15 (like QUIC) gives client-initiated streams bit 0 clear: client bidi 0, 4, …, uni
+/// 2, 6, …; server bidi 1, 5, …, uni 3, 7, …. `@fails-components/webtransport` 1.6 numbers
+/// them the other way round over HTTP/2 (see the crate docs, "Legacy peers").
+///
+/// Honoured only by sessions speaking the legacy dialect ([`Dialect::H2Legacy`]); draft-15
+/// sessions always use [`Draft`](Self::Draft).
+///
+/// [`Dialect::H2Legacy`]: wt_core::Dialect::H2Legacy
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum StreamIdParity {
+    /// The draft's numbering: client-initiated ids have bit 0 clear.
+    Draft,
+    /// Swapped numbering: client-initiated ids have bit 0 set (client bidi 1, 5, …, uni 3,
+    /// 7, …; server bidi 0, 4, …, uni 2, 6, …).
+    Swapped,
+    /// Decided once per session by whichever comes first: opening a stream of our own
+    /// commits to [`Draft`](Self::Draft); the peer's first capsule naming a stream, if that id
+    /// carries the bit of *our* draft numbering, selects [`Swapped`](Self::Swapped)
+    /// (otherwise [`Draft`](Self::Draft)). A server sees the client's first stream before
+    /// opening any in the usual request/response pattern; a client usually opens first, so
+    /// to talk to a swapped server it must be configured [`Swapped`](Self::Swapped).
+    #[default]
+    AutoDetect,
+}
+
 /// Everything the engine needs to know at creation.
 #[derive(Clone, Debug)]
 pub(crate) struct EngineConfig {
@@ -130,6 +157,11 @@ pub(crate) struct EngineConfig {
     pub side: Side,
     /// Capsule dialect.
     pub options: CapsuleOptions,
+    /// Stream numbering (the glue passes [`StreamIdParity::Draft`] for draft-15 sessions).
+    pub parity: StreamIdParity,
+    /// The session speaks the legacy dialect: tolerate the known deviations of legacy peers
+    /// that are harmless (see the crate docs, "Legacy peers").
+    pub legacy_quirks: bool,
     /// Credit we grant the peer (and the peer already knows about).
     pub local: FlowConfig,
     /// Credit the peer granted us.
@@ -150,6 +182,8 @@ impl EngineConfig {
         EngineConfig {
             side,
             options: CapsuleOptions::default(),
+            parity: StreamIdParity::Draft,
+            legacy_quirks: false,
             local: FlowConfig::default(),
             peer: FlowConfig::default(),
             codes: ErrorCodes::default(),
@@ -206,6 +240,10 @@ pub(crate) struct Engine {
     decoder: CapsuleDecoder,
     rx: BytesMut,
     streams: Streams,
+    /// Which wire ids are ours.
+    ids: Numbering,
+    /// [`StreamIdParity::AutoDetect`] and nothing has committed the numbering yet.
+    parity_pending: bool,
     recv_data: RecvWindow,
     send_data: SendCredit,
     recv_streams: [RecvWindow; 2],
@@ -235,6 +273,11 @@ impl Engine {
             decoder: CapsuleDecoder::new(cfg.max_capsule_len),
             rx: BytesMut::new(),
             streams: Streams::default(),
+            ids: match cfg.parity {
+                StreamIdParity::Swapped => Numbering::draft(cfg.side).swapped(),
+                _ => Numbering::draft(cfg.side),
+            },
+            parity_pending: cfg.parity == StreamIdParity::AutoDetect,
             recv_data: RecvWindow::new(cfg.local.max_data),
             send_data: SendCredit::new(cfg.peer.max_data),
             recv_streams: [
@@ -531,8 +574,30 @@ impl Engine {
         self.events.push_back(Event::Closed);
     }
 
+    /// [`StreamIdParity::AutoDetect`]: the peer's first capsule naming a stream (`id`)
+    /// settles the numbering. Before we opened any stream every id it names must be its own;
+    /// one carrying our bit means it numbers the other way round.
+    fn settle_parity(&mut self, id: u64) {
+        if !self.parity_pending {
+            return;
+        }
+        self.parity_pending = false;
+        if self.ids.is_local(id) && self.streams.opened_local == [0, 0] {
+            tracing::debug!(id, "peer numbers streams with swapped initiator parity");
+            self.ids = self.ids.swapped();
+        }
+    }
+
     fn handle(&mut self, cap: Capsule) -> Result<(), ProtocolError> {
         let codes = self.cfg.codes;
+        match &cap {
+            Capsule::Stream { id, .. }
+            | Capsule::ResetStream { id, .. }
+            | Capsule::StopSending { id, .. }
+            | Capsule::MaxStreamData { id, .. }
+            | Capsule::StreamDataBlocked { id, .. } => self.settle_parity(*id),
+            _ => {}
+        }
         match cap {
             Capsule::Stream { id, fin, data } => self.on_stream(id, fin, data),
             Capsule::ResetStream {
@@ -543,7 +608,7 @@ impl Engine {
             Capsule::StopSending { id, code } => self.on_stop(id, code),
             Capsule::MaxStreamData { id, max } => self.on_max_stream_data(id, max),
             Capsule::StreamDataBlocked { id, .. } => {
-                if self.cfg.side.is_local(id) && Dir::of(id) == Dir::Uni {
+                if self.ids.is_local(id) && Dir::of(id) == Dir::Uni {
                     return Err(state_error(
                         &codes,
                         "WT_STREAM_DATA_BLOCKED on our uni stream",
@@ -611,10 +676,10 @@ impl Engine {
     /// Looks up a stream named by the peer, opening peer-initiated streams (and every lower
     /// id of the same kind) on first mention. `Ok(None)`: the stream existed and is closed.
     fn remote_or_local(&mut self, id: u64) -> Result<bool, ProtocolError> {
-        let side = self.cfg.side;
+        let ids = self.ids;
         let dir = Dir::of(id);
         let index = StreamId(id).index();
-        if side.is_local(id) {
+        if ids.is_local(id) {
             if index >= self.streams.opened_local[dir as usize] {
                 return Err(state_error(
                     &self.cfg.codes,
@@ -633,7 +698,7 @@ impl Engine {
                 ));
             }
             for i in next..=index {
-                let sid = side.remote_id(dir, i);
+                let sid = ids.remote_id(dir, i);
                 let stream = match dir {
                     Dir::Uni => Stream {
                         send: None,
@@ -659,7 +724,7 @@ impl Engine {
 
     fn on_stream(&mut self, id: u64, fin: bool, data: Bytes) -> Result<(), ProtocolError> {
         let codes = self.cfg.codes;
-        if self.cfg.side.is_local(id) && Dir::of(id) == Dir::Uni {
+        if self.ids.is_local(id) && Dir::of(id) == Dir::Uni {
             return Err(state_error(
                 &codes,
                 "WT_STREAM on our unidirectional stream",
@@ -724,7 +789,7 @@ impl Engine {
                 "WT_RESET_STREAM code above 32 bits",
             ));
         };
-        if self.cfg.side.is_local(id) && Dir::of(id) == Dir::Uni {
+        if self.ids.is_local(id) && Dir::of(id) == Dir::Uni {
             return Err(state_error(
                 &codes,
                 "WT_RESET_STREAM on our unidirectional stream",
@@ -782,7 +847,7 @@ impl Engine {
                 "WT_STOP_SENDING code above 32 bits",
             ));
         };
-        if !self.cfg.side.is_local(id) && Dir::of(id) == Dir::Uni {
+        if !self.ids.is_local(id) && Dir::of(id) == Dir::Uni {
             return Err(state_error(
                 &codes,
                 "WT_STOP_SENDING on the peer's uni stream",
@@ -825,7 +890,14 @@ impl Engine {
 
     fn on_max_stream_data(&mut self, id: u64, max: u64) -> Result<(), ProtocolError> {
         let codes = self.cfg.codes;
-        if !self.cfg.side.is_local(id) && Dir::of(id) == Dir::Uni {
+        if !self.ids.is_local(id) && Dir::of(id) == Dir::Uni {
+            if self.cfg.legacy_quirks {
+                // @fails-components announces the receive window of every stream it
+                // creates, its own send-only uni streams included: it opens the stream
+                // (implicitly, as any capsule naming it would) and says nothing else.
+                self.remote_or_local(id)?;
+                return Ok(());
+            }
             return Err(state_error(
                 &codes,
                 "WT_MAX_STREAM_DATA on the peer's uni stream",
@@ -893,7 +965,7 @@ impl Engine {
             return;
         }
         self.streams.map.remove(&id);
-        if !self.cfg.side.is_local(id) {
+        if !self.ids.is_local(id) {
             let dir = Dir::of(id);
             self.recv_streams[dir as usize].consume(1);
             self.grant_streams(dir);
@@ -951,9 +1023,11 @@ impl Engine {
             return Ok(None);
         }
         credit.consume(1);
+        // Our first stream fixes the numbering the peer will see.
+        self.parity_pending = false;
         let index = self.streams.opened_local[dir as usize];
         self.streams.opened_local[dir as usize] += 1;
-        let id = self.cfg.side.local_id(dir, index);
+        let id = self.ids.local_id(dir, index);
         let stream = match dir {
             Dir::Uni => {
                 self.stats.uni_opened_local += 1;

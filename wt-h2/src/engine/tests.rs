@@ -951,3 +951,290 @@ fn write_slice_copies_only_the_accepted_prefix() {
     assert_eq!(&got[..100], &small[..]);
     assert_eq!(&got[100..], &big[..]);
 }
+
+// ------------------------------------------------------------ stream-id parity (legacy peers)
+
+/// A legacy-dialect pair with the given numbering on each side.
+fn parity_pair(client: StreamIdParity, server: StreamIdParity) -> Pair {
+    let opts = CapsuleOptions::LEGACY;
+    let mut c = cfg(
+        Side::Client,
+        opts,
+        FlowConfig::default(),
+        FlowConfig::default(),
+    );
+    c.parity = client;
+    let mut s = cfg(
+        Side::Server,
+        opts,
+        FlowConfig::default(),
+        FlowConfig::default(),
+    );
+    s.parity = server;
+    Pair {
+        client: Engine::new(c),
+        server: Engine::new(s),
+        bytewise: false,
+        ended: [false; 2],
+    }
+}
+
+/// The opener and the other side of `pair`.
+fn sides(pair: &mut Pair, client_opens: bool) -> (&mut Engine, &mut Engine) {
+    if client_opens {
+        (&mut pair.client, &mut pair.server)
+    } else {
+        (&mut pair.server, &mut pair.client)
+    }
+}
+
+/// Bidi echo on a stream the client (or the server) opens; `want` is its wire id.
+fn echo_on(pair: &mut Pair, client_opens: bool, want: u64) {
+    let (a, _) = sides(pair, client_opens);
+    let id = a.open(Dir::Bi).unwrap().unwrap();
+    assert_eq!(id, want);
+    write_all(a, id, b"ping");
+    a.finish(id).unwrap();
+    pair.drive();
+    let (_, b) = sides(pair, client_opens);
+    assert_eq!(b.accept(Dir::Bi).unwrap(), Some(want));
+    assert_eq!(read_ok(b, want), b"ping".to_vec());
+    write_all(b, want, b"pong");
+    b.finish(want).unwrap();
+    pair.drive();
+    let (a, _) = sides(pair, client_opens);
+    assert_eq!(read_ok(a, want), b"pong".to_vec());
+}
+
+#[test]
+fn swapped_parity_bidi_echo_both_ways() {
+    // Our swapped client against an auto-detecting server, and against a swapped one.
+    for server in [StreamIdParity::AutoDetect, StreamIdParity::Swapped] {
+        for bytewise in [false, true] {
+            let mut pair = parity_pair(StreamIdParity::Swapped, server);
+            pair.bytewise = bytewise;
+            echo_on(&mut pair, true, 1);
+            echo_on(&mut pair, false, 0);
+            echo_on(&mut pair, true, 5);
+            echo_on(&mut pair, false, 4);
+            assert!(pair.client.error().is_none() && pair.server.error().is_none());
+            assert_eq!(pair.client.live_streams(), 0);
+            assert_eq!(pair.server.live_streams(), 0);
+        }
+    }
+}
+
+#[test]
+fn swapped_parity_uni_both_ways() {
+    let mut pair = parity_pair(StreamIdParity::Swapped, StreamIdParity::AutoDetect);
+    let cu = pair.client.open(Dir::Uni).unwrap().unwrap();
+    assert_eq!(cu, 3);
+    write_all(&mut pair.client, cu, b"up");
+    pair.client.finish(cu).unwrap();
+    pair.drive();
+    assert_eq!(pair.server.accept(Dir::Uni).unwrap(), Some(3));
+    assert_eq!(read_ok(&mut pair.server, 3), b"up".to_vec());
+    // The server answers on a uni stream of its own: 2 in the swapped numbering.
+    let su = pair.server.open(Dir::Uni).unwrap().unwrap();
+    assert_eq!(su, 2);
+    write_all(&mut pair.server, su, b"down");
+    pair.server.finish(su).unwrap();
+    pair.drive();
+    assert_eq!(pair.client.accept(Dir::Uni).unwrap(), Some(2));
+    assert_eq!(read_ok(&mut pair.client, 2), b"down".to_vec());
+    // Neither side may write on the other's uni stream.
+    assert!(pair.client.write(2, &Bytes::from_static(b"x")).is_err());
+    assert!(pair.server.write(3, &Bytes::from_static(b"x")).is_err());
+    assert_eq!(pair.client.live_streams(), 0);
+    assert_eq!(pair.server.live_streams(), 0);
+}
+
+#[test]
+fn auto_detect_client_follows_a_swapped_server_that_opens_first() {
+    let mut pair = parity_pair(StreamIdParity::AutoDetect, StreamIdParity::Swapped);
+    echo_on(&mut pair, false, 0);
+    echo_on(&mut pair, true, 1);
+    let su = pair.server.open(Dir::Uni).unwrap().unwrap();
+    assert_eq!(su, 2);
+    pair.server.finish(su).unwrap();
+    let cu = pair.client.open(Dir::Uni).unwrap().unwrap();
+    assert_eq!(cu, 3);
+    pair.client.finish(cu).unwrap();
+    pair.drive();
+    assert_eq!(pair.client.accept(Dir::Uni).unwrap(), Some(2));
+    assert_eq!(pair.server.accept(Dir::Uni).unwrap(), Some(3));
+    assert!(pair.client.error().is_none() && pair.server.error().is_none());
+}
+
+#[test]
+fn auto_detect_keeps_draft_numbering_with_draft_peers() {
+    // Legacy on both sides, both auto-detecting: the first opener fixes the draft numbering.
+    for client_first in [true, false] {
+        let mut pair = parity_pair(StreamIdParity::AutoDetect, StreamIdParity::AutoDetect);
+        if client_first {
+            echo_on(&mut pair, true, 0);
+            echo_on(&mut pair, false, 1);
+        } else {
+            echo_on(&mut pair, false, 1);
+            echo_on(&mut pair, true, 0);
+        }
+        assert!(pair.client.error().is_none() && pair.server.error().is_none());
+    }
+}
+
+/// A legacy server engine with `parity` and small stream limits.
+fn legacy_server(parity: StreamIdParity) -> Engine {
+    let limits = FlowConfig {
+        max_streams_bidi: 3,
+        max_streams_uni: 3,
+        ..Default::default()
+    };
+    let mut c = cfg(Side::Server, CapsuleOptions::LEGACY, limits, limits);
+    c.parity = parity;
+    Engine::new(c)
+}
+
+fn feed(e: &mut Engine, caps: &[Capsule]) {
+    e.recv_data(&enc(caps, CapsuleOptions::LEGACY));
+}
+
+#[test]
+fn implicit_open_with_swapped_numbering() {
+    for parity in [StreamIdParity::AutoDetect, StreamIdParity::Swapped] {
+        let mut e = legacy_server(parity);
+        // The peer's first WT_STREAM is bidi 9: 1 and 5 are open too and count.
+        feed(&mut e, &[data(9, 1, true)]);
+        assert!(e.error().is_none(), "{parity:?}: {:?}", e.error());
+        assert_eq!(e.accept(Dir::Bi).unwrap(), Some(1));
+        assert_eq!(e.accept(Dir::Bi).unwrap(), Some(5));
+        assert_eq!(e.accept(Dir::Bi).unwrap(), Some(9));
+        assert_eq!(e.accept(Dir::Bi).unwrap(), None);
+        // Uni 7 opens 3 and 7.
+        feed(&mut e, &[data(7, 1, true)]);
+        assert!(e.error().is_none());
+        assert_eq!(e.accept(Dir::Uni).unwrap(), Some(3));
+        assert_eq!(e.accept(Dir::Uni).unwrap(), Some(7));
+        // Ours are even now.
+        assert_eq!(e.open(Dir::Bi).unwrap(), Some(0));
+        assert_eq!(e.open(Dir::Uni).unwrap(), Some(2));
+        // Bidi 13 would be the fourth client stream: beyond the limit.
+        feed(&mut e, &[data(13, 1, false)]);
+        assert_eq!(e.wants_reset(), Some(H2Code::FLOW_CONTROL_ERROR));
+    }
+}
+
+#[test]
+fn swapped_numbering_still_checks_who_opened_what() {
+    let st = ErrorCodes::default().stream_state;
+    // A WT_STREAM on a bidi stream of ours that was never opened (4, server-side in the
+    // swapped numbering) after the numbering was settled by the client's stream 1.
+    let mut e = legacy_server(StreamIdParity::AutoDetect);
+    feed(&mut e, &[data(1, 1, false), data(4, 1, false)]);
+    assert_eq!(e.wants_reset(), Some(st));
+    // Data on our own (swapped) uni stream 2.
+    let mut e = legacy_server(StreamIdParity::Swapped);
+    assert_eq!(e.open(Dir::Uni).unwrap(), Some(2));
+    feed(&mut e, &[data(2, 1, false)]);
+    assert_eq!(e.wants_reset(), Some(st));
+}
+
+#[test]
+fn wrong_parity_is_a_violation_in_draft_numbering() {
+    let st = ErrorCodes::default().stream_state;
+    // Draft numbering, draft-15 or legacy capsules: the client's "stream 1" names a server
+    // stream that was never opened.
+    for opts in [CapsuleOptions::default(), CapsuleOptions::LEGACY] {
+        let mut e = Engine::new(cfg(
+            Side::Server,
+            opts,
+            FlowConfig::default(),
+            FlowConfig::default(),
+        ));
+        e.recv_data(&enc(&[data(1, 1, false)], opts));
+        assert_eq!(e.wants_reset(), Some(st), "{opts:?}");
+        match e.error() {
+            Some(SessionError::Protocol(p)) => {
+                assert!(p.to_string().contains("never opened"), "{p}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // Auto-detection commits to the draft numbering once we opened a stream ourselves...
+    let mut e = legacy_server(StreamIdParity::AutoDetect);
+    assert_eq!(e.open(Dir::Bi).unwrap(), Some(1));
+    feed(&mut e, &[data(5, 1, false)]);
+    assert_eq!(e.wants_reset(), Some(st));
+    // ...or once the peer's first stream carried the draft client bit.
+    let mut e = legacy_server(StreamIdParity::AutoDetect);
+    feed(&mut e, &[data(0, 1, false), data(1, 1, false)]);
+    assert_eq!(e.wants_reset(), Some(st));
+    // A client with draft numbering rejects a server's "stream 0".
+    let mut c = cfg(
+        Side::Client,
+        CapsuleOptions::LEGACY,
+        FlowConfig::default(),
+        FlowConfig::default(),
+    );
+    c.parity = StreamIdParity::Draft;
+    let mut e = Engine::new(c);
+    feed(&mut e, &[data(0, 1, false)]);
+    assert_eq!(e.wants_reset(), Some(st));
+}
+
+#[test]
+fn auto_detect_settles_on_any_capsule_naming_a_stream() {
+    // The client's first mention of a stream is a WT_MAX_STREAM_DATA for its bidi stream 1.
+    let mut e = legacy_server(StreamIdParity::AutoDetect);
+    feed(
+        &mut e,
+        &[Capsule::MaxStreamData {
+            id: 1,
+            max: 1 << 21,
+        }],
+    );
+    assert!(e.error().is_none(), "{:?}", e.error());
+    assert_eq!(e.accept(Dir::Bi).unwrap(), Some(1));
+    assert_eq!(e.open(Dir::Bi).unwrap(), Some(0));
+}
+
+#[test]
+fn fails_components_client_capsule_sequence() {
+    // What @fails-components 1.6 sends as a client: every new stream (its uni streams too)
+    // first announces its receive window, then carries data; ids with swapped parity.
+    let mut c = cfg(
+        Side::Server,
+        CapsuleOptions::LEGACY,
+        FlowConfig::default(),
+        FlowConfig::default(),
+    );
+    c.parity = StreamIdParity::AutoDetect;
+    c.legacy_quirks = true;
+    let mut e = Engine::new(c);
+    let window = 1 << 21;
+    feed(
+        &mut e,
+        &[
+            Capsule::MaxStreamData { id: 1, max: window },
+            data(1, 3, true),
+            Capsule::MaxStreamData { id: 3, max: window },
+            data(3, 2, true),
+        ],
+    );
+    assert!(e.error().is_none(), "{:?}", e.error());
+    assert_eq!(e.accept(Dir::Bi).unwrap(), Some(1));
+    assert_eq!(e.accept(Dir::Uni).unwrap(), Some(3));
+    assert_eq!(read_ok(&mut e, 1), b"aaa".to_vec());
+    assert_eq!(read_ok(&mut e, 3), b"aa".to_vec());
+    assert_eq!(e.open(Dir::Uni).unwrap(), Some(2));
+    // Without the legacy quirks the window announcement on its uni stream is a violation.
+    let mut c = cfg(
+        Side::Server,
+        CapsuleOptions::LEGACY,
+        FlowConfig::default(),
+        FlowConfig::default(),
+    );
+    c.parity = StreamIdParity::Swapped;
+    let mut e = Engine::new(c);
+    feed(&mut e, &[Capsule::MaxStreamData { id: 3, max: window }]);
+    assert_eq!(e.wants_reset(), Some(ErrorCodes::default().stream_state));
+}

@@ -13,9 +13,9 @@ use self::send::SendHalf;
 /// Which side of the session we are.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Side {
-    /// Opened the session (even stream ids).
+    /// Opened the session (even stream ids in the draft's numbering).
     Client,
-    /// Accepted it (odd stream ids).
+    /// Accepted it (odd stream ids in the draft's numbering).
     Server,
 }
 
@@ -39,20 +39,43 @@ impl Dir {
     }
 }
 
-impl Side {
+/// How stream ids map to initiators: the value of bit 0 in the ids this side opens. The
+/// engine reasons in "local"/"remote" streams only; this is the one place that knows which
+/// wire ids those are. The draft gives client-initiated streams bit 0 clear; some legacy
+/// peers number the other way round ([`Numbering::swapped`]).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Numbering {
+    local_bit: u64,
+}
+
+impl Numbering {
+    /// The draft's numbering for `side`.
+    pub fn draft(side: Side) -> Self {
+        Numbering {
+            local_bit: u64::from(side == Side::Server),
+        }
+    }
+
+    /// The same side with the initiator bit inverted.
+    pub fn swapped(self) -> Self {
+        Numbering {
+            local_bit: self.local_bit ^ 1,
+        }
+    }
+
     /// Whether `id` was opened by this side.
     pub fn is_local(self, id: u64) -> bool {
-        (id & 1 == 0) == (self == Side::Client)
+        id & 1 == self.local_bit
     }
 
     /// The id of the `index`-th stream of `dir` opened by this side.
     pub fn local_id(self, dir: Dir, index: u64) -> u64 {
-        index << 2 | (dir as u64) << 1 | u64::from(self == Side::Server)
+        index << 2 | (dir as u64) << 1 | self.local_bit
     }
 
     /// The id of the `index`-th stream of `dir` opened by the peer.
     pub fn remote_id(self, dir: Dir, index: u64) -> u64 {
-        index << 2 | (dir as u64) << 1 | u64::from(self == Side::Client)
+        index << 2 | (dir as u64) << 1 | (self.local_bit ^ 1)
     }
 }
 

@@ -5,6 +5,16 @@
 //! the server over the network — through a raw peer (`peer/`) when the case needs exact bytes,
 //! or through our client — and checks the bytes and codes the reference gives. Cases run per
 //! transport (`h3`, `h2`) and, where the behaviour differs, per dialect (`latest`, `legacy`).
+//! Cases beyond §8 (`X-n` for both transports, `X-H3-n`, `X-H2-n`) check the HTTP/3, QPACK,
+//! HTTP/2 and extended-CONNECT rules a WebTransport server relies on and every capsule rule of
+//! the reference on its own; their titles name the rule.
+//!
+//! What the *server* saw (reset and STOP_SENDING codes, how a session ended) is checked
+//! through the wt-testserver observation convention: the session's token from the
+//! `wt-testserver-token` response header, then a new session on `/observed/<token>[/<id>]`
+//! that returns the server's entries on a uni stream. Some HTTP/2 cases drive a raw
+//! frame-level client (`peer::h2::RawH2Client`) to send SETTINGS the h2 crate cannot
+//! (WebTransport initial limits, changes mid-connection) and malformed requests.
 //!
 //! With no `--url`, the suite starts the embedded `wt-testserver` echo server on loopback over
 //! both transports. Against another server (`--url`), the server must follow the

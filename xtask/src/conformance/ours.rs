@@ -10,7 +10,10 @@ use wt_core::tls::{ClientTls, ServerTls};
 use wt_core::{
     CompatMode, ConnectError, ConnectRequest, Connector, Dialect, RequestInfo, StreamId, StreamKind,
 };
-use wt_testserver::{Action, EchoConfig, EchoHandler, Handler, Listener, Rejection, ServeOptions};
+use wt_testserver::{
+    Action, ActionError, CloseReason, EchoConfig, EchoHandler, Handler, Listener, Rejection,
+    ServeOptions, TerminateReason, Woken,
+};
 
 use super::ctx::{Context, Ctx, Dl, Target, Tp, Verdict};
 
@@ -29,6 +32,10 @@ pub enum ServerVariant {
     WrongBidiEcho,
     /// Broken on purpose: the "latest" HTTP/2 server uses the legacy WT_STREAM FIN mapping.
     H2LegacyFinAsLatest,
+    /// Broken on purpose: the echo server whose application misreports what the client did
+    /// (reset and STOP_SENDING codes + 1, close codes + 1), so its observations lie.
+    #[cfg_attr(not(test), allow(dead_code))]
+    LyingEcho,
 }
 
 /// A running embedded server.
@@ -43,7 +50,29 @@ pub struct EmbeddedServer {
 enum Stop {
     Echo(Listener<EchoHandler>),
     Wrong(Listener<WrongBidiEcho>),
+    Lying(Listener<LyingEcho>),
 }
+
+/// The embedded HTTP/3 server's session flow control: small enough that the flow-control
+/// cases (FC-1, FC-3, MS-4) can reach every limit quickly.
+pub const H3_FLOW: wt_h3::FlowControlConfig = wt_h3::FlowControlConfig {
+    max_data: 1 << 20,
+    max_streams_bidi: 10,
+    max_streams_uni: 10,
+};
+
+/// The embedded HTTP/2 servers' credit. The session limit (256 KiB) is below the bidi
+/// per-stream limits (1 MiB) so one WT_STREAM capsule can cross the session limit alone
+/// (X-H2-3), and the uni per-stream limit (64 KiB) is below the session limit so FC-8 crosses
+/// the per-stream limit alone.
+pub const H2_FLOW: wt_h2::FlowConfig = wt_h2::FlowConfig {
+    max_data: 256 << 10,
+    max_stream_data_uni: 64 << 10,
+    max_stream_data_bidi_local: 1 << 20,
+    max_stream_data_bidi_remote: 1 << 20,
+    max_streams_uni: 100,
+    max_streams_bidi: 100,
+};
 
 fn loopback() -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
@@ -55,9 +84,11 @@ impl EmbeddedServer {
         let tls = ServerTls::self_signed(&["localhost", "127.0.0.1"])
             .map_err(|e| format!("certificate: {e}"))?;
         let cert_hash = tls.cert_hash();
-        let h3 = wt_h3::Server::bind(wt_h3::ServerConfig::new(tls.clone(), loopback()))
-            .map_err(|e| format!("HTTP/3 server: {e}"))?;
+        let mut h3_cfg = wt_h3::ServerConfig::new(tls.clone(), loopback());
+        h3_cfg.flow_control = Some(H3_FLOW);
+        let h3 = wt_h3::Server::bind(h3_cfg).map_err(|e| format!("HTTP/3 server: {e}"))?;
         let mut h2_cfg = wt_h2::ServerConfig::new(tls.clone(), loopback());
+        h2_cfg.flow = H2_FLOW;
         if variant == ServerVariant::H2LegacyFinAsLatest {
             h2_cfg.capsule_options = Some(wt_core::capsule::CapsuleOptions {
                 fin_mapping: wt_core::capsule::FinMapping::Legacy,
@@ -67,6 +98,7 @@ impl EmbeddedServer {
         let h2 = wt_h2::Server::bind(h2_cfg).map_err(|e| format!("HTTP/2 server: {e}"))?;
         let mut legacy_cfg = wt_h2::ServerConfig::new(tls, loopback());
         legacy_cfg.dialect = Dialect::H2Legacy;
+        legacy_cfg.flow = H2_FLOW;
         let h2_legacy =
             wt_h2::Server::bind(legacy_cfg).map_err(|e| format!("HTTP/2 legacy server: {e}"))?;
         let (h3_addr, h2_addr, h2_legacy_addr) =
@@ -86,6 +118,14 @@ impl EmbeddedServer {
                 l.serve(h2);
                 l.serve(h2_legacy);
                 Stop::Wrong(l)
+            }
+            ServerVariant::LyingEcho => {
+                let mut l =
+                    Listener::<LyingEcho>::new(EchoConfig::default(), ServeOptions::default());
+                l.serve(h3);
+                l.serve(h2);
+                l.serve(h2_legacy);
+                Stop::Lying(l)
             }
         };
         Ok(EmbeddedServer {
@@ -120,6 +160,9 @@ impl EmbeddedServer {
                 l.shutdown_with(grace).await;
             }
             Stop::Wrong(l) => {
+                l.shutdown_with(grace).await;
+            }
+            Stop::Lying(l) => {
                 l.shutdown_with(grace).await;
             }
         }
@@ -271,5 +314,73 @@ impl Handler for WrongBidiEcho {
             (StreamKind::Bidi, Some(buf)) => vec![Action::SendFin(id, Bytes::from(buf))],
             _ => Vec::new(),
         }
+    }
+}
+
+/// Broken on purpose: the echo handler, told the wrong codes (+1) for the client's resets,
+/// STOP_SENDINGs and closes, so the observations it records lie.
+pub struct LyingEcho(EchoHandler);
+
+impl Handler for LyingEcho {
+    type Config = EchoConfig;
+
+    fn check_origin(config: &EchoConfig, request: &RequestInfo, origin: Option<&str>) -> bool {
+        EchoHandler::check_origin(config, request, origin)
+    }
+
+    fn init(config: &EchoConfig, request: &RequestInfo) -> Result<(Self, Vec<Action>), Rejection> {
+        EchoHandler::init(config, request).map(|(h, a)| (LyingEcho(h), a))
+    }
+
+    fn accept_options(&self, request: &RequestInfo) -> wt_core::AcceptOptions {
+        self.0.accept_options(request)
+    }
+
+    fn handle_stream(&mut self, id: StreamId, kind: StreamKind, data: Bytes) -> Vec<Action> {
+        self.0.handle_stream(id, kind, data)
+    }
+
+    fn handle_stream_fin(&mut self, id: StreamId, kind: StreamKind, data: Bytes) -> Vec<Action> {
+        self.0.handle_stream_fin(id, kind, data)
+    }
+
+    fn handle_datagram(&mut self, data: Bytes) -> Vec<Action> {
+        self.0.handle_datagram(data)
+    }
+
+    fn handle_stream_opened(&mut self, kind: StreamKind, id: StreamId) -> Vec<Action> {
+        self.0.handle_stream_opened(kind, id)
+    }
+
+    fn handle_stream_closed(&mut self, id: StreamId, reason: CloseReason) -> Vec<Action> {
+        let lie = match reason {
+            CloseReason::Reset(c) => CloseReason::Reset(c.wrapping_add(1)),
+            CloseReason::StopSending(c) => CloseReason::StopSending(c.wrapping_add(1)),
+            other => other,
+        };
+        self.0.handle_stream_closed(id, lie)
+    }
+
+    fn handle_peer_draining(&mut self) -> Vec<Action> {
+        self.0.handle_peer_draining()
+    }
+
+    fn handle_wake(&mut self, tag: u64, woken: Woken) -> Vec<Action> {
+        self.0.handle_wake(tag, woken)
+    }
+
+    fn handle_action_failed(&mut self, action: Action, error: ActionError) -> Vec<Action> {
+        self.0.handle_action_failed(action, error)
+    }
+
+    fn terminate(self, reason: TerminateReason) {
+        let lie = match reason {
+            TerminateReason::PeerClosed { code, reason } => TerminateReason::PeerClosed {
+                code: code.wrapping_add(1),
+                reason,
+            },
+            other => other,
+        };
+        self.0.terminate(lie)
     }
 }

@@ -92,6 +92,37 @@ async fn swapped_h2_fin_codepoint_fails_the_fin_cases() {
     assert_eq!(cl2.outcome, Outcome::Pass, "{}", show(&rows));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_misreports_fails_the_observation_cases() {
+    let rows = run_cases(
+        ServerVariant::LyingEcho,
+        &["RS-3", "CL-1", "X-2"],
+        Some("h3"),
+        Some("latest"),
+    )
+    .await;
+    assert_eq!(rows.len(), 3, "{}", show(&rows));
+    for r in &rows {
+        match &r.outcome {
+            Outcome::Fail(why) => assert!(
+                why.contains("expected the server to record"),
+                "{}",
+                show(&rows)
+            ),
+            other => panic!("{} should fail against a lying server, got {other:?}", r.id),
+        }
+    }
+    // The stream cases do not depend on observations: unaffected.
+    let rows = run_cases(
+        ServerVariant::LyingEcho,
+        &["ST-1"],
+        Some("h3"),
+        Some("latest"),
+    )
+    .await;
+    assert_eq!(rows[0].outcome, Outcome::Pass, "{}", show(&rows));
+}
+
 #[test]
 fn every_case_has_an_id_group_and_a_transport() {
     let all = super::cases::all();

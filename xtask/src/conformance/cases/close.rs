@@ -30,7 +30,7 @@ pub(super) fn cases() -> Vec<Case> {
 const BYE: [u8; 10] = [0x68, 0x43, 0x07, 0x00, 0x00, 0x01, 0x2c, b'b', b'y', b'e'];
 
 async fn cl1(cx: &Ctx) -> CaseResult {
-    let (conn, mut s) = cx.h3_session("/echo").await?;
+    let (conn, mut s, tok) = super::h3_session_tok(cx, "/echo").await?;
     // An open stream that must be reset with WT_SESSION_GONE when the session ends.
     let (mut a_send, mut a_recv) = conn.open_wt_bi(s.id).await?;
     a_send.write_all(b"open").await.ctx("write")?;
@@ -64,11 +64,28 @@ async fn cl1(cx: &Ctx) -> CaseResult {
         .await?;
     ensure(a_end == End::Reset(codes::WT_SESSION_GONE), || {
         format!("expected the session's open stream reset with WT_SESSION_GONE (0x170d7b68), got {a_end}")
-    })
+    })?;
+    super::expect_observed(cx, tok, None, &format!("terminate {tok} closed 300 bye")).await?;
+    // The other direction: our close capsule reaches the server's application as (300, "bye").
+    let (_conn2, mut s2, tok2) = super::h3_session_tok(cx, "/echo").await?;
+    s2.send_data(&BYE).await?;
+    s2.finish();
+    let (_, end) = h3_session_end(cx, &mut s2).await?;
+    ensure(
+        matches!(end, ContentEvent::Fin | ContentEvent::Reset(_)),
+        || format!("expected the server to end its side after our close capsule, got {end}"),
+    )?;
+    super::expect_observed(
+        cx,
+        tok2,
+        None,
+        &format!("terminate {tok2} peer-closed 300 bye"),
+    )
+    .await
 }
 
 async fn cl2(cx: &Ctx) -> CaseResult {
-    let (_c, mut s) = cx.h2_session("/echo").await?;
+    let (_c, mut s, tok) = super::h2_session_tok(cx, "/echo").await?;
     s.send(h2_stream(cx.fin_mapping(), 0, false, &cmd("close 300 bye")))?;
     let mut view = H2View::default();
     h2_until(
@@ -92,13 +109,33 @@ async fn cl2(cx: &Ctx) -> CaseResult {
             "expected END_STREAM after the close capsule{}",
             super::end_note(&view)
         )
-    })
+    })?;
+    super::expect_observed(cx, tok, None, &format!("terminate {tok} closed 300 bye")).await?;
+    // The other direction: our close capsule + END_STREAM; the server replies END_STREAM and
+    // its application sees (300, "bye").
+    let (_c2, mut s2, tok2) = super::h2_session_tok(cx, "/echo").await?;
+    s2.send_fin(BYE.to_vec())?;
+    let mut view = H2View::default();
+    h2_until(cx, &mut s2, &mut view, "END_STREAM in reply", |_| false).await?;
+    ensure(matches!(view.end, Some(ContentEvent::Fin)), || {
+        format!(
+            "expected END_STREAM in reply to our close{}",
+            super::end_note(&view)
+        )
+    })?;
+    super::expect_observed(
+        cx,
+        tok2,
+        None,
+        &format!("terminate {tok2} peer-closed 300 bye"),
+    )
+    .await
 }
 
 async fn cl3(cx: &Ctx) -> CaseResult {
     match cx.tp {
         Tp::H3 => {
-            let (conn, mut s) = cx.h3_session("/echo").await?;
+            let (conn, mut s, tok) = super::h3_session_tok(cx, "/echo").await?;
             let (mut a_send, mut a_recv) = conn.open_wt_bi(s.id).await?;
             a_send.write_all(b"open").await.ctx("write")?;
             let mut buf = [0u8; 4];
@@ -120,19 +157,22 @@ async fn cl3(cx: &Ctx) -> CaseResult {
             ensure(a_end == End::Reset(codes::WT_SESSION_GONE), || {
                 format!("expected the open stream reset with WT_SESSION_GONE, got {a_end}")
             })?;
+            super::expect_observed(cx, tok, None, &format!("terminate {tok} peer-closed 0 "))
+                .await?;
             if cx.target.embedded.is_some() {
                 client_sees_clean_fin(cx).await?;
             }
             Ok(())
         }
         Tp::H2 => {
-            let (_c, mut s) = cx.h2_session("/echo").await?;
+            let (_c, mut s, tok) = super::h2_session_tok(cx, "/echo").await?;
             s.send_fin(Vec::new())?;
             let mut view = H2View::default();
             h2_until(cx, &mut s, &mut view, "the server's END_STREAM", |_| false).await?;
             ensure(matches!(view.end, Some(ContentEvent::Fin)), || {
                 format!("expected END_STREAM in reply{}", super::end_note(&view))
-            })
+            })?;
+            super::expect_observed(cx, tok, None, &format!("terminate {tok} peer-closed 0 ")).await
         }
     }
 }
@@ -246,7 +286,7 @@ async fn cl5(cx: &Ctx) -> CaseResult {
 async fn cl6(cx: &Ctx) -> CaseResult {
     match cx.tp {
         Tp::H3 => {
-            let (conn, mut s) = cx.h3_session("/echo").await?;
+            let (conn, mut s, tok) = super::h3_session_tok(cx, "/echo").await?;
             let (mut a_send, mut a_recv) = conn.open_wt_bi(s.id).await?;
             a_send.write_all(b"open").await.ctx("write")?;
             let mut buf = [0u8; 4];
@@ -264,14 +304,16 @@ async fn cl6(cx: &Ctx) -> CaseResult {
             ensure(a_end == End::Reset(codes::WT_SESSION_GONE), || {
                 format!("expected the session's stream reset with WT_SESSION_GONE, got {a_end}")
             })?;
+            reset_observed(cx, tok).await?;
             // The connection is unaffected.
             let (s2, _) = cx.h3_accept(&conn, "/echo", &[]).await?;
             h3_echo(cx, &conn, s2.id, b"new session").await
         }
         Tp::H2 => {
-            let (mut c, mut s) = cx.h2_session("/echo").await?;
+            let (mut c, mut s, tok) = super::h2_session_tok(cx, "/echo").await?;
             s.send(h2_stream(cx.fin_mapping(), 0, false, b"open"))?;
             s.reset(0x8);
+            reset_observed(cx, tok).await?;
             let mut s2 = cx.h2_open(&mut c, "/echo", None, true).await?;
             ensure(s2.status == 200, || {
                 format!(
@@ -282,6 +324,16 @@ async fn cl6(cx: &Ctx) -> CaseResult {
             h2_echo(cx, &mut s2, 0, b"new session").await
         }
     }
+}
+
+/// A reset CONNECT stream ends the session on the server with no application close code:
+/// the server records an error (not a close by either application, not a shutdown).
+async fn reset_observed(cx: &Ctx, tok: u64) -> CaseResult {
+    let end = super::observed_end(cx, tok).await?;
+    let how = end.split(' ').nth(2).unwrap_or("");
+    ensure(how == "error", || {
+        format!("expected the server to record the reset as a session error (terminate {tok} error ...), got {end:?}")
+    })
 }
 
 const DRAIN: [u8; 5] = [0x80, 0x00, 0x78, 0xae, 0x00];

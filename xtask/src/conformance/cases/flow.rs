@@ -87,7 +87,7 @@ pub(super) fn cases() -> Vec<Case> {
         case!(
             "FC-11",
             "flow",
-            "SETTINGS updated mid-connection apply to new sessions only",
+            "client SETTINGS changed mid-connection apply to new sessions only",
             Applies::H2,
             fc11
         ),
@@ -102,7 +102,7 @@ pub(super) fn cases() -> Vec<Case> {
 }
 
 /// Our flow-control SETTINGS (latest dialect, flow control on).
-fn fc_settings(max_data: u64, bidi: u64, uni: u64) -> Vec<(u64, u64)> {
+pub(super) fn fc_settings(max_data: u64, bidi: u64, uni: u64) -> Vec<(u64, u64)> {
     vec![
         (ids::QPACK_MAX_TABLE_CAPACITY, 0),
         (ids::H3_DATAGRAM, 1),
@@ -114,7 +114,7 @@ fn fc_settings(max_data: u64, bidi: u64, uni: u64) -> Vec<(u64, u64)> {
 }
 
 /// The server's initial limits, or SKIP when it does not enable WT flow control.
-async fn server_fc(cx: &Ctx) -> Result<(u64, u64, u64), Verdict> {
+pub(super) async fn server_fc(cx: &Ctx) -> Result<(u64, u64, u64), Verdict> {
     let mut opts = cx.h3_options();
     opts.settings = fc_settings(1 << 20, 100, 100);
     let mut conn = cx.h3_conn(opts).await?;
@@ -243,7 +243,13 @@ async fn fc2(cx: &Ctx) -> CaseResult {
 
 async fn fc3(cx: &Ctx) -> CaseResult {
     let (max_data, bidi, _) = server_fc(cx).await?;
-    if bidi <= 50 {
+    if bidi == 0 || bidi > 50 || max_data == 0 || max_data > 4 << 20 {
+        return skip(format!(
+            "the server's initial limits (WT_MAX_DATA {max_data}, bidi streams {bidi}) are outside what the case reaches (1..=4 MiB, 1..=50)"
+        ));
+    }
+    // A stream beyond the stream limit.
+    {
         let (conn, mut s) = fc_session(cx, fc_settings(1 << 20, 100, 100)).await?;
         let mut keep = Vec::new();
         for _ in 0..=bidi {
@@ -252,15 +258,64 @@ async fn fc3(cx: &Ctx) -> CaseResult {
         for (send, _) in keep.iter_mut() {
             let _ = send.write_all(b"x").await;
         }
-        expect_connect_reset(cx, &mut s, codes::WT_FLOW_CONTROL_ERROR).await?;
+        expect_connect_reset(cx, &mut s, codes::WT_FLOW_CONTROL_ERROR)
+            .await
+            .map_err(|v| {
+                super::prefix(v, &format!("bidi stream {} of {bidi} allowed", bidi + 1))
+            })?;
     }
-    if max_data > 0 && max_data <= 4 << 20 {
-        let (conn, mut s) = fc_session(cx, fc_settings(64 << 20, 100, 100)).await?;
-        let (mut send, _recv) = conn.open_wt_bi(s.id).await?;
-        let _ = send.write_all(&vec![0u8; max_data as usize + 1]).await;
-        expect_connect_reset(cx, &mut s, codes::WT_FLOW_CONTROL_ERROR).await?;
+    // Data beyond WT_MAX_DATA: max_data + 1 payload bytes on one bidi stream, sent at once;
+    // we read the echo as it comes so the server's application keeps reading.
+    let (conn, mut s) = fc_session(cx, fc_settings(64 << 20, 100, 100)).await?;
+    let (mut send, mut recv) = conn.open_wt_bi(s.id).await?;
+    let data = vec![0x5a; max_data as usize + 1];
+    let writer = tokio::spawn(async move {
+        let _ = send.write_all(&data).await;
+        send
+    });
+    let echoed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let reader = {
+        let echoed = echoed.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 64 << 10];
+            while let Ok(Some(n)) = recv.read(&mut buf).await {
+                echoed.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            }
+        })
+    };
+    // Record the WT_MAX_DATA updates the server sends meanwhile, for the diagnosis.
+    let mut raised = Vec::new();
+    let wait = cx.timeout.min(Duration::from_secs(5));
+    let outcome = tokio::time::timeout(wait, async {
+        loop {
+            match s.next_capsule().await {
+                super::ContentEvent::Capsule { ty, value, .. }
+                    if ty == CapsuleType::WT_MAX_DATA.0 =>
+                {
+                    let mut v = &value[..];
+                    raised.push(wt_core::varint::decode(&mut v).unwrap_or(0));
+                }
+                super::ContentEvent::Capsule { .. } => {}
+                end => return end,
+            }
+        }
+    })
+    .await;
+    writer.abort();
+    reader.abort();
+    let echoed = echoed.load(std::sync::atomic::Ordering::Relaxed);
+    match outcome {
+        Ok(super::ContentEvent::Reset(c)) if c == codes::WT_FLOW_CONTROL_ERROR => Ok(()),
+        other => Err(Verdict::Fail(format!(
+            "{} payload bytes sent at once with WT_MAX_DATA {max_data}: expected the CONNECT stream reset with {}, got {} ({echoed} bytes echoed; WT_MAX_DATA updates from the server meanwhile: {raised:?})",
+            max_data + 1,
+            super::code_name(codes::WT_FLOW_CONTROL_ERROR),
+            match other {
+                Ok(e) => e.to_string(),
+                Err(_) => format!("nothing within {wait:?}"),
+            }
+        ))),
     }
-    Ok(())
 }
 
 async fn fc4(cx: &Ctx) -> CaseResult {
@@ -394,18 +449,29 @@ async fn fc7(cx: &Ctx) -> CaseResult {
 
 async fn fc8(cx: &Ctx) -> CaseResult {
     let st = cx.h2_settings().await?;
-    let limit = st
-        .get(h2ids::WT_INITIAL_MAX_STREAM_DATA_BIDI_REMOTE)
-        .unwrap_or(0) as usize;
-    if limit == 0 || limit > 4 << 20 {
-        return skip(format!("the server's per-stream limit for client bidi streams is {limit}; the case needs 1..=4 MiB"));
-    }
+    let md = u64::from(st.get(h2ids::WT_INITIAL_MAX_DATA).unwrap_or(0));
+    // A per-stream limit below the session limit, so only the per-stream limit is crossed.
+    let pick = [
+        (h2ids::WT_INITIAL_MAX_STREAM_DATA_UNI, 2u64, "uni"),
+        (h2ids::WT_INITIAL_MAX_STREAM_DATA_BIDI_REMOTE, 0, "bidi"),
+    ]
+    .into_iter()
+    .map(|(id, stream, kind)| (u64::from(st.get(id).unwrap_or(0)), stream, kind))
+    .find(|(limit, _, _)| *limit > 0 && *limit < md && *limit <= 4 << 20);
+    let Some((limit, stream, kind)) = pick else {
+        return skip(format!("no per-stream limit of the server for client streams is in 1..min(4 MiB, its session limit {md}); the case needs one"));
+    };
     let (_c, mut s) = cx.h2_session("/echo").await?;
-    s.send(h2_stream(cx.fin_mapping(), 0, false, &vec![0u8; limit + 1]))?;
+    s.send(h2_stream(
+        cx.fin_mapping(),
+        stream,
+        false,
+        &vec![0u8; limit as usize + 1],
+    ))?;
     let code = expect_h2_session_error(
         cx,
         &mut s,
-        "WT_FLOW_CONTROL_ERROR for data beyond the per-stream limit",
+        &format!("WT_FLOW_CONTROL_ERROR for {} bytes on a {kind} stream with a per-stream limit of {limit}", limit + 1),
     )
     .await?;
     ensure(code == 3, || {
@@ -413,8 +479,110 @@ async fn fc8(cx: &Ctx) -> CaseResult {
     })
 }
 
-async fn fc9(_cx: &Ctx) -> CaseResult {
-    skip("needs WebTransport SETTINGS from the client, which the h2 crate cannot send")
+/// The WebTransport SETTINGS a raw HTTP/2 client sends: `bidi_local` bytes per client-opened
+/// bidi stream for the server, 1 MiB of session data, 100 streams of each kind.
+pub(super) fn h2_client_wt_settings(bidi_local: u32) -> Vec<(u16, u32)> {
+    vec![
+        (h2ids::WT_INITIAL_MAX_DATA, 1 << 20),
+        (h2ids::WT_INITIAL_MAX_STREAM_DATA_UNI, 1 << 20),
+        (h2ids::WT_INITIAL_MAX_STREAM_DATA_BIDI_LOCAL, bidi_local),
+        (h2ids::WT_INITIAL_MAX_STREAM_DATA_BIDI_REMOTE, 1 << 20),
+        (h2ids::WT_INITIAL_MAX_STREAMS_UNI, 100),
+        (h2ids::WT_INITIAL_MAX_STREAMS_BIDI, 100),
+    ]
+}
+
+/// On raw session `sid`, sends `n` bytes + FIN on WT stream 0 and checks the server echoes
+/// exactly `limit` of them, then the rest once WT_MAX_STREAM_DATA(0, n) arrives.
+pub(super) async fn h2_raw_stops_at(
+    cx: &Ctx,
+    c: &mut super::super::peer::h2::RawH2Client,
+    sid: u32,
+    n: usize,
+    limit: usize,
+    what: &str,
+) -> CaseResult {
+    let fm = cx.fin_mapping();
+    let data = super::pattern(n);
+    c.data(sid, &h2_stream(fm, 0, true, &data), false)
+        .await
+        .map_err(|e| Verdict::Fail(e.to_string()))?;
+    let mut view = H2View::default();
+    super::h2_raw_until(
+        cx,
+        c,
+        sid,
+        &mut view,
+        &format!("{what}: the first {limit} echoed bytes"),
+        |v| v.stream(0).data.len() >= limit || v.stream(0).fin,
+    )
+    .await?;
+    let _ = cx
+        .quiet(
+            Duration::from_millis(200),
+            super::h2_raw_until(cx, c, sid, &mut view, "more echo", |v| {
+                v.stream(0).data.len() > limit || v.stream(0).fin
+            }),
+        )
+        .await;
+    let st = view.stream(0);
+    ensure(st.data.len() == limit && !st.fin, || {
+        format!(
+            "{what}: expected the server to send exactly {limit} bytes on WT stream 0 and wait for credit, got {} bytes (fin {}){}",
+            st.data.len(),
+            st.fin,
+            super::end_note(&view)
+        )
+    })?;
+    c.data(
+        sid,
+        &capsule(
+            CapsuleType::WT_MAX_STREAM_DATA.0,
+            &[vi(0), vi(n as u64)].concat(),
+        ),
+        false,
+    )
+    .await
+    .map_err(|e| Verdict::Fail(e.to_string()))?;
+    super::h2_raw_until(
+        cx,
+        c,
+        sid,
+        &mut view,
+        &format!("{what}: the rest of the echo"),
+        |v| v.stream(0).fin,
+    )
+    .await?;
+    let st = view.stream(0);
+    ensure(st.fin && st.data == data, || {
+        format!(
+            "{what}: expected the whole {n}-byte echo + FIN after WT_MAX_STREAM_DATA, got {} bytes (fin {}){}",
+            st.data.len(),
+            st.fin,
+            super::end_note(&view)
+        )
+    })
+}
+
+async fn fc9(cx: &Ctx) -> CaseResult {
+    for (setting, header, what) in [
+        (
+            100u32,
+            "bl=500",
+            "SETTINGS 0x2b63=100 and webtransport-init bl=500",
+        ),
+        (
+            500,
+            "bl=100",
+            "SETTINGS 0x2b63=500 and webtransport-init bl=100",
+        ),
+    ] {
+        let mut c = super::h2_raw(cx, &h2_client_wt_settings(setting)).await?;
+        let sid = super::h2_raw_session(cx, &mut c, "/echo", &[("webtransport-init", header)], &[])
+            .await?;
+        h2_raw_stops_at(cx, &mut c, sid, 600, 500, what).await?;
+    }
+    Ok(())
 }
 
 async fn fc10(cx: &Ctx) -> CaseResult {
@@ -443,8 +611,20 @@ async fn fc10(cx: &Ctx) -> CaseResult {
     Ok(())
 }
 
-async fn fc11(_cx: &Ctx) -> CaseResult {
-    skip("needs a mid-connection SETTINGS update with WebTransport settings, which the h2 crate cannot send")
+async fn fc11(cx: &Ctx) -> CaseResult {
+    // Session 1 is opened once the server acknowledged 0x2b63=10, session 2 once it
+    // acknowledged 0x2b63=20; each keeps the value in force when it was accepted.
+    let mut c = super::h2_raw(cx, &h2_client_wt_settings(10)).await?;
+    let s1 = super::h2_raw_session(cx, &mut c, "/echo", &[], &[]).await?;
+    c.send_settings(&[(h2ids::WT_INITIAL_MAX_STREAM_DATA_BIDI_LOCAL, 20)])
+        .await
+        .map_err(|e| Verdict::Fail(e.to_string()))?;
+    cx.within("the ACK of our second SETTINGS", c.until(|c| c.acks >= 2))
+        .await?
+        .map_err(|e| Verdict::Fail(e.to_string()))?;
+    let s2 = super::h2_raw_session(cx, &mut c, "/echo", &[], &[]).await?;
+    h2_raw_stops_at(cx, &mut c, s2, 30, 20, "the session opened after 0x2b63=20").await?;
+    h2_raw_stops_at(cx, &mut c, s1, 30, 10, "the session opened under 0x2b63=10").await
 }
 
 async fn fc12(cx: &Ctx) -> CaseResult {

@@ -65,7 +65,7 @@ pub(super) fn cases() -> Vec<Case> {
         case!(
             "HS-8",
             "handshake",
-            "wt-available-protocols \"a\", \"b\": wt-protocol is an offered sf-string",
+            "wt-available-protocols \"a\", \"b\": server selects \"b\" (sf-string), client exposes b",
             Applies::BOTH,
             hs8
         ),
@@ -496,13 +496,56 @@ async fn hs7(cx: &Ctx) -> CaseResult {
 
 async fn hs8(cx: &Ctx) -> CaseResult {
     let offer = "\"a\", \"b\"";
-    let selected = match cx.tp {
+    // Plain paths select the last offered protocol; /protocol/a selects "a".
+    for (path, want) in [("/echo", "\"b\""), ("/protocol/a", "\"a\"")] {
+        let selected = offered_select(cx, path, offer).await?;
+        ensure(selected.as_deref() == Some(want), || {
+            format!("{path}: expected wt-protocol: {want} (an sf-string among the offered), got {selected:?}")
+        })?;
+    }
+    // Our client exposes the selection.
+    let mut req = ours::request(cx, "/echo");
+    req.protocols = vec!["a".into(), "b".into()];
+    let info = match cx.tp {
+        Tp::H3 => client_info(cx, ours::h3_client(cx)?, req).await?,
+        Tp::H2 => client_info(cx, ours::h2_client(cx)?, req).await?,
+    };
+    ensure(info.protocol.as_deref() == Some("b"), || {
+        format!(
+            "expected our client to expose the selected protocol \"b\", got {:?}",
+            info.protocol
+        )
+    })
+}
+
+async fn client_info<C: wt_core::Connector>(
+    cx: &Ctx,
+    client: C,
+    req: wt_core::ConnectRequest,
+) -> Result<wt_core::SessionInfo, super::super::ctx::Verdict> {
+    use wt_core::Session;
+    let sess = cx
+        .within("our client's connect", client.connect(&req))
+        .await?
+        .ctx("our client: connect")?;
+    let info = sess.info();
+    let _ = sess.close(0, "");
+    Ok(info)
+}
+
+/// CONNECT `path` offering `offer` in wt-available-protocols; the answered wt-protocol.
+async fn offered_select(
+    cx: &Ctx,
+    path: &str,
+    offer: &str,
+) -> Result<Option<String>, super::super::ctx::Verdict> {
+    Ok(match cx.tp {
         Tp::H3 => {
             let mut conn = cx.h3_conn(cx.h3_options()).await?;
             cx.within("the server's SETTINGS", conn.server_settings())
                 .await??;
             let (_s, resp) = cx
-                .h3_accept(&conn, "/echo", &[("wt-available-protocols", offer)])
+                .h3_accept(&conn, path, &[("wt-available-protocols", offer)])
                 .await?;
             resp.get("wt-protocol").map(str::to_owned)
         }
@@ -510,21 +553,13 @@ async fn hs8(cx: &Ctx) -> CaseResult {
             let mut conn = cx.h2_conn().await?;
             let mut h = cx.h2_headers();
             h.push(("wt-available-protocols".into(), offer.into()));
-            let s = cx.h2_open(&mut conn, "/echo", Some(h), true).await?;
+            let s = cx.h2_open(&mut conn, path, Some(h), true).await?;
             ensure(s.status == 200, || {
-                format!("expected 200, got {}", s.status)
+                format!("{path}: expected 200, got {}", s.status)
             })?;
             s.header("wt-protocol")
         }
-    };
-    match selected {
-        None => skip(
-            "the server selected no subprotocol (wt-testserver has no convention to select one)",
-        ),
-        Some(v) => ensure(v == "\"a\"" || v == "\"b\"", || {
-            format!("expected wt-protocol to be an offered sf-string (\"a\" or \"b\"), got {v:?}")
-        }),
-    }
+    })
 }
 
 async fn hs9(cx: &Ctx) -> CaseResult {

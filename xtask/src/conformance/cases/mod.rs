@@ -1,5 +1,6 @@
-//! The cases, one small async function each, grouped as in the wire reference's §8, and the
-//! helpers they share (echo round trips, capsule collection, expectations on codes).
+//! The cases, one small async function each, grouped as in the wire reference's §8 (plus the
+//! `X-*` cases beyond it, in `x*.rs`), and the helpers they share (echo round trips, capsule
+//! collection, expectations on codes, server observations, the raw HTTP/2 frame client).
 
 pub mod close;
 pub mod datagram;
@@ -9,6 +10,9 @@ pub mod limits;
 pub mod reset;
 pub mod robustness;
 pub mod streams;
+pub mod x;
+pub mod x_h2;
+pub mod x_h3;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -102,6 +106,9 @@ pub fn all() -> &'static [Case] {
         v.extend(flow::cases());
         v.extend(limits::cases());
         v.extend(robustness::cases());
+        v.extend(x::cases());
+        v.extend(x_h3::cases());
+        v.extend(x_h2::cases());
         v
     })
 }
@@ -371,6 +378,14 @@ pub async fn h2_echo(cx: &Ctx, s: &mut H2Session, id: u64, data: &[u8]) -> CaseR
     })
 }
 
+/// Prefixes a failure message with `what: `.
+pub fn prefix(v: Verdict, what: &str) -> Verdict {
+    match v {
+        Verdict::Fail(m) => Verdict::Fail(format!("{what}: {m}")),
+        o => o,
+    }
+}
+
 /// ", then the CONNECT stream ended: …" when it did.
 pub fn end_note(view: &H2View) -> String {
     match &view.end {
@@ -400,4 +415,284 @@ pub async fn expect_h2_session_error(
         )),
         None => fail(format!("expected {what}, the stream did not end")),
     }
+}
+
+// ----- server observations (wt-testserver conventions) -----
+
+/// Response header carrying the session's observation token.
+pub const TOKEN_HEADER: &str = "wt-testserver-token";
+
+/// Parses the observation token from the response header value `v`.
+pub fn token_of(v: Option<&str>) -> Result<u64, Verdict> {
+    match v.and_then(|t| t.trim().parse::<u64>().ok()) {
+        Some(t) if t > 0 => Ok(t),
+        _ => fail(format!(
+            "expected a {TOKEN_HEADER} response header with the session's observation token, got {v:?}"
+        )),
+    }
+}
+
+/// A raw HTTP/3 session on `path` and its observation token.
+pub async fn h3_session_tok(cx: &Ctx, path: &str) -> Result<(H3Conn, H3Stream, u64), Verdict> {
+    let mut conn = cx.h3_conn(cx.h3_options()).await?;
+    cx.within("the server's SETTINGS", conn.server_settings())
+        .await?
+        .ctx("server SETTINGS")?;
+    let (s, resp) = cx.h3_accept(&conn, path, &[]).await?;
+    let tok = token_of(resp.get(TOKEN_HEADER))?;
+    Ok((conn, s, tok))
+}
+
+/// A raw HTTP/2 session on `path` and its observation token.
+pub async fn h2_session_tok(
+    cx: &Ctx,
+    path: &str,
+) -> Result<(super::peer::h2::H2Conn, H2Session, u64), Verdict> {
+    let (c, s) = cx.h2_session(path).await?;
+    let tok = token_of(s.header(TOKEN_HEADER).as_deref())?;
+    Ok((c, s, tok))
+}
+
+/// The server's observations of session `token` (once it ended, or once one is about
+/// `stream`), read from a new `/observed/...` session over the case's transport: one entry a
+/// line.
+pub async fn observed(cx: &Ctx, token: u64, stream: Option<u64>) -> Result<Vec<String>, Verdict> {
+    let path = match stream {
+        Some(id) => format!("/observed/{token}/{id}"),
+        None => format!("/observed/{token}"),
+    };
+    let bytes = match cx.tp {
+        Tp::H3 => {
+            let (mut conn, s) = cx.h3_session(&path).await?;
+            loop {
+                let mut inc = cx
+                    .within(
+                        "the observations on a server uni stream",
+                        conn.accept_wt_uni(),
+                    )
+                    .await?
+                    .ctx("the observations")?;
+                if inc.session_id != s.id {
+                    continue;
+                }
+                let (got, end) = cx
+                    .within("the observations", read_all(&mut inc.recv, 256 << 10))
+                    .await?;
+                ensure(end == End::Fin, || {
+                    format!("expected the observations to end with FIN, got {end}")
+                })?;
+                conn.shutdown().await;
+                break got;
+            }
+        }
+        Tp::H2 => {
+            let (_c, mut s) = cx.h2_session(&path).await?;
+            let mut view = H2View::default();
+            h2_until(
+                cx,
+                &mut s,
+                &mut view,
+                "the observations on a server uni stream",
+                |v| v.streams.values().any(|st| st.fin),
+            )
+            .await?;
+            match view.streams.values().find(|st| st.fin) {
+                Some(st) => st.data.clone(),
+                None => {
+                    return fail(format!(
+                        "expected the observations on a server uni stream{}",
+                        end_note(&view)
+                    ))
+                }
+            }
+        }
+    };
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Verdict::Fail("the observations are not UTF-8".into()))?;
+    Ok(text.lines().map(str::to_owned).collect())
+}
+
+/// Checks that the server recorded `want` (an exact line) for session `token`.
+pub async fn expect_observed(cx: &Ctx, token: u64, stream: Option<u64>, want: &str) -> CaseResult {
+    let lines = observed(cx, token, stream).await?;
+    ensure(lines.iter().any(|l| l == want), || {
+        format!("expected the server to record {want:?}, it recorded {lines:?}")
+    })
+}
+
+/// The `terminate` line of session `token` as the server recorded it.
+pub async fn observed_end(cx: &Ctx, token: u64) -> Result<String, Verdict> {
+    let lines = observed(cx, token, None).await?;
+    match lines.iter().find(|l| l.starts_with("terminate ")) {
+        Some(l) => Ok(l.clone()),
+        None => fail(format!(
+            "expected a terminate line for session {token} once it ended, the server recorded {lines:?}"
+        )),
+    }
+}
+
+// ----- raw frame-level HTTP/2 client helpers -----
+
+/// A raw frame-level HTTP/2 connection with our `settings`, once the server's SETTINGS and
+/// the ACK of ours arrived.
+pub async fn h2_raw(
+    cx: &Ctx,
+    settings: &[(u16, u32)],
+) -> Result<super::peer::h2::RawH2Client, Verdict> {
+    let t = &cx.target;
+    let mut c = cx
+        .within(
+            "the HTTP/2 handshake",
+            super::peer::h2::RawH2Client::connect(cx.h2_addr(), &t.host, &t.tls, settings),
+        )
+        .await?
+        .ctx("raw HTTP/2 connection")?;
+    cx.within(
+        "the server's SETTINGS and ACK",
+        c.until(|c| c.server_settings.is_some() && c.acks >= 1),
+    )
+    .await?
+    .ctx("HTTP/2 handshake")?;
+    Ok(c)
+}
+
+/// The extended CONNECT fields of the raw HTTP/2 client for `path`, plus `extra`.
+pub fn h2_raw_fields(cx: &Ctx, path: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut f: Vec<(String, String)> = vec![
+        (":method".into(), "CONNECT".into()),
+        (":protocol".into(), "webtransport".into()),
+        (":scheme".into(), "https".into()),
+        (":authority".into(), cx.target.authority.clone()),
+        (":path".into(), cx.path(path)),
+        ("origin".into(), cx.origin()),
+    ];
+    for (n, v) in extra {
+        f.push(((*n).into(), (*v).into()));
+    }
+    f
+}
+
+/// Sends `fields` as a request on the raw client and waits for the response status (or the
+/// stream's reset).
+pub async fn h2_raw_request(
+    cx: &Ctx,
+    c: &mut super::peer::h2::RawH2Client,
+    fields: &[(String, String)],
+) -> Result<(u32, Result<u16, u32>), Verdict> {
+    let refs: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let id = c.request(&refs).await.ctx("sending HEADERS")?;
+    cx.within(
+        "the response",
+        c.until(|c| {
+            c.streams
+                .get(&id)
+                .is_some_and(|s| s.status.is_some() || s.reset.is_some())
+        }),
+    )
+    .await?
+    .ctx("waiting for the response")?;
+    let st = c.stream(id);
+    Ok((
+        id,
+        match (st.status, st.reset) {
+            (Some(s), _) => Ok(s),
+            (None, r) => Err(r.unwrap_or(0)),
+        },
+    ))
+}
+
+/// Opens a WT session with the raw client (extra headers `extra`, then `first` content
+/// bytes); fails unless 200.
+pub async fn h2_raw_session(
+    cx: &Ctx,
+    c: &mut super::peer::h2::RawH2Client,
+    path: &str,
+    extra: &[(&str, &str)],
+    first: &[u8],
+) -> Result<u32, Verdict> {
+    let fields = h2_raw_fields(cx, path, extra);
+    let refs: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let id = c.request(&refs).await.ctx("sending HEADERS")?;
+    if !first.is_empty() {
+        c.data(id, first, false).await.ctx("sending capsules")?;
+    }
+    cx.within(
+        "the response",
+        c.until(|c| {
+            c.streams
+                .get(&id)
+                .is_some_and(|s| s.status.is_some() || s.reset.is_some())
+        }),
+    )
+    .await?
+    .ctx("waiting for the response")?;
+    let st = c.stream(id);
+    ensure(st.status == Some(200), || {
+        format!(
+            "expected :status 200 for CONNECT {path}, got {:?} (RST_STREAM {:?})",
+            st.status, st.reset
+        )
+    })?;
+    Ok(id)
+}
+
+/// Reads the raw client's session `id` into `view` until `done(view)` or the stream ends.
+pub async fn h2_raw_until(
+    cx: &Ctx,
+    c: &mut super::peer::h2::RawH2Client,
+    id: u32,
+    view: &mut H2View,
+    what: &str,
+    done: impl Fn(&H2View) -> bool,
+) -> CaseResult {
+    let fm = cx.fin_mapping();
+    let go = async {
+        loop {
+            loop {
+                let st = c.stream(id);
+                match st.content.next() {
+                    Ok(Some(ContentEvent::Capsule { ty, value, wire })) => {
+                        view.absorb(fm, ty, value, wire).map_err(Verdict::Fail)?
+                    }
+                    Ok(_) => break,
+                    Err(e) => {
+                        view.end = Some(ContentEvent::Error(e));
+                        return Ok(());
+                    }
+                }
+            }
+            if done(view) {
+                return Ok(());
+            }
+            let st = c.stream(id);
+            if let Some(code) = st.reset {
+                view.end = Some(ContentEvent::Reset(code as u64));
+                return Ok(());
+            }
+            if st.end_stream {
+                view.end = Some(st.content.at_fin());
+                return Ok(());
+            }
+            match c.step().await {
+                Ok(true) => {}
+                Ok(false) => {
+                    view.end = Some(ContentEvent::Error(super::peer::PeerError::Closed(
+                        "connection ended".into(),
+                    )));
+                    return Ok(());
+                }
+                Err(e) => {
+                    view.end = Some(ContentEvent::Error(e));
+                    return Ok(());
+                }
+            }
+        }
+    };
+    cx.within(what, go).await?
 }

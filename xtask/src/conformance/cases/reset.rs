@@ -29,7 +29,7 @@ pub(super) fn cases() -> Vec<Case> {
         case!(
             "RS-3",
             "reset",
-            "STOP_SENDING carries map(9) = 0x52e4a40fa8e4",
+            "STOP_SENDING carries map(9) = 0x52e4a40fa8e4; server app sees 9",
             Applies::H3_L,
             rs3
         ),
@@ -100,7 +100,60 @@ async fn rs2(cx: &Ctx) -> CaseResult {
     if cx.tp == Tp::H3 && cx.target.embedded.is_some() {
         out_of_range_reset(cx).await?;
     }
-    Ok(())
+    // The server's application sees the unmapped code of a client reset (and "no code",
+    // recorded as 0, for a code outside the WebTransport range).
+    server_sees_reset(cx).await
+}
+
+/// The raw client resets a stream after its echo arrived; the server must record the app code.
+async fn server_sees_reset(cx: &Ctx) -> CaseResult {
+    match cx.tp {
+        Tp::H3 => {
+            let (conn, s, tok) = super::h3_session_tok(cx, "/echo").await?;
+            let mut seen = Vec::new();
+            for (code, app) in [(wt_to_h3(7), 7u64), (0x10c, 0)] {
+                let (mut send, mut recv) = conn.open_wt_bi(s.id).await?;
+                send.write_all(b"abc").await.ctx("write")?;
+                // The echo proves the server attributed the stream to the session before the
+                // reset (a plain RESET_STREAM may overtake the stream header otherwise).
+                let mut buf = [0u8; 3];
+                cx.within("the echo before the reset", recv.read_exact(&mut buf))
+                    .await?
+                    .ctx("echo")?;
+                let id: u64 = send.id().into();
+                send.reset(quinn::VarInt::from_u64(code).ctx("code")?)
+                    .ctx("reset")?;
+                seen.push((id, app, code));
+            }
+            for (id, app, code) in seen {
+                super::expect_observed(
+                    cx,
+                    tok,
+                    Some(id),
+                    &format!("stream-closed {tok} {id} reset {app}"),
+                )
+                .await
+                .map_err(|v| super::prefix(v, &format!("RESET_STREAM {}", code_name(code))))?;
+            }
+            Ok(())
+        }
+        Tp::H2 => {
+            let fm = cx.fin_mapping();
+            let (_c, mut s, tok) = super::h2_session_tok(cx, "/echo").await?;
+            s.send(h2_stream(fm, 0, false, b"abc"))?;
+            let mut view = H2View::default();
+            h2_until(cx, &mut s, &mut view, "the echo", |v| {
+                v.stream(0).data.len() >= 3
+            })
+            .await?;
+            s.send(capsule(
+                CapsuleType::WT_RESET_STREAM.0,
+                &[vi(0), vi(7), vi(3)].concat(),
+            ))?;
+            super::expect_observed(cx, tok, Some(0), &format!("stream-closed {tok} 0 reset 7"))
+                .await
+        }
+    }
 }
 
 async fn client_sees_reset<C: Connector>(cx: &Ctx, client: C) -> CaseResult {
@@ -176,14 +229,34 @@ async fn rs3(cx: &Ctx) -> CaseResult {
     send.write_all(b"hello").await.ctx("write")?;
     let stopped = cx.within("STOP_SENDING", send.stopped()).await?;
     match stopped {
-        Ok(Some(code)) if code.into_inner() == wt_to_h3(9) => Ok(()),
-        Ok(Some(code)) => fail(format!(
-            "expected STOP_SENDING with {} (map(9)), got {}",
-            code_name(wt_to_h3(9)),
-            code_name(code.into_inner())
-        )),
-        other => fail(format!("expected STOP_SENDING with map(9), got {other:?}")),
+        Ok(Some(code)) if code.into_inner() == wt_to_h3(9) => {}
+        Ok(Some(code)) => {
+            return fail(format!(
+                "expected STOP_SENDING with {} (map(9)), got {}",
+                code_name(wt_to_h3(9)),
+                code_name(code.into_inner())
+            ))
+        }
+        other => return fail(format!("expected STOP_SENDING with map(9), got {other:?}")),
     }
+    // The other way: our STOP_SENDING with map(9) reaches the server's application as 9.
+    let (conn, s, tok) = super::h3_session_tok(cx, "/echo").await?;
+    let (mut send, mut recv) = conn.open_wt_bi(s.id).await?;
+    send.write_all(b"abc").await.ctx("write")?;
+    let mut buf = [0u8; 3];
+    cx.within("the echo", recv.read_exact(&mut buf))
+        .await?
+        .ctx("echo")?;
+    let id: u64 = recv.id().into();
+    recv.stop(quinn::VarInt::from_u64(wt_to_h3(9)).ctx("code")?)
+        .ctx("stop")?;
+    super::expect_observed(
+        cx,
+        tok,
+        Some(id),
+        &format!("stream-closed {tok} {id} stop 9"),
+    )
+    .await
 }
 
 async fn rs4(cx: &Ctx) -> CaseResult {

@@ -373,12 +373,14 @@ async fn large<C: Connector>(cx: &Ctx, client: C, big: usize) -> CaseResult {
 async fn st8(cx: &Ctx) -> CaseResult {
     for (bidi, sid) in [(true, 1u64), (false, 2), (true, 3)] {
         let (conn, _s) = cx.h3_session("/echo").await?;
+        // The server may close the connection as soon as it reads the header: a failing
+        // write is fine, the close code is what counts.
         if bidi {
-            let (mut send, _recv) = conn.open_wt_bi(sid).await?;
-            send.write_all(b"x").await.ctx("write")?;
-        } else {
-            let mut send = conn.open_wt_uni(sid).await?;
-            send.write_all(b"x").await.ctx("write")?;
+            if let Ok((mut send, _recv)) = conn.open_wt_bi(sid).await {
+                let _ = send.write_all(b"x").await;
+            }
+        } else if let Ok(mut send) = conn.open_wt_uni(sid).await {
+            let _ = send.write_all(b"x").await;
         }
         expect_conn_close(cx, &conn, codes::H3_ID_ERROR)
             .await

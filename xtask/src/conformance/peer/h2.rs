@@ -619,3 +619,232 @@ pub fn goaway_code(payload: &[u8]) -> Option<u32> {
     p.advance(4);
     Some(p.get_u32())
 }
+
+/// The `:status` of an HPACK-encoded response header block: only the first field is decoded
+/// (servers put the pseudo-header first), after any dynamic table size updates. Static-table
+/// indexes 8–14 carry :status; literals with those name indexes carry the value.
+pub fn hpack_status(block: &[u8]) -> Option<u16> {
+    fn int(b: &[u8], pos: &mut usize, prefix: u8) -> Option<usize> {
+        let max = (1usize << prefix) - 1;
+        let mut v = (*b.get(*pos)? as usize) & max;
+        *pos += 1;
+        if v < max {
+            return Some(v);
+        }
+        let mut shift = 0;
+        loop {
+            let c = *b.get(*pos)?;
+            *pos += 1;
+            v = v.checked_add(((c & 0x7f) as usize).checked_shl(shift)?)?;
+            if c & 0x80 == 0 {
+                return Some(v);
+            }
+            shift += 7;
+            if shift > 28 {
+                return None;
+            }
+        }
+    }
+    const STATUS: [(usize, u16); 7] = [
+        (8, 200),
+        (9, 204),
+        (10, 206),
+        (11, 304),
+        (12, 400),
+        (13, 404),
+        (14, 500),
+    ];
+    let mut pos = 0;
+    while block.get(pos)? & 0xe0 == 0x20 {
+        int(block, &mut pos, 5)?;
+    }
+    let first = *block.get(pos)?;
+    let (name_idx, literal) = if first & 0x80 != 0 {
+        (int(block, &mut pos, 7)?, false)
+    } else if first & 0x40 != 0 {
+        (int(block, &mut pos, 6)?, true)
+    } else {
+        (int(block, &mut pos, 4)?, true)
+    };
+    if !literal {
+        return STATUS.iter().find(|(i, _)| *i == name_idx).map(|(_, s)| *s);
+    }
+    if !(8..=14).contains(&name_idx) {
+        return None;
+    }
+    let huff = block.get(pos)? & 0x80 != 0;
+    let len = int(block, &mut pos, 7)?;
+    let raw = block.get(pos..pos.checked_add(len)?)?;
+    let mut value = Vec::new();
+    if huff {
+        wt_h3::proto::huffman::decode(raw, &mut value).ok()?;
+    } else {
+        value.extend_from_slice(raw);
+    }
+    std::str::from_utf8(&value).ok()?.parse().ok()
+}
+
+/// What a [`RawH2Client`] saw on one HTTP/2 stream.
+#[derive(Debug, Default)]
+pub struct RawH2Stream {
+    /// The response `:status`, once HEADERS arrived (0 if it could not be decoded).
+    pub status: Option<u16>,
+    /// Capsule parser over the DATA payloads.
+    pub content: ContentReader,
+    /// END_STREAM received.
+    pub end_stream: bool,
+    /// RST_STREAM code received.
+    pub reset: Option<u32>,
+}
+
+/// A raw HTTP/2 client writing every frame by hand: it sends its own SETTINGS (WebTransport
+/// ones included) whenever a case wants, and requests that the h2 crate would refuse to send.
+/// Our receive windows are huge, so the server is never blocked by them.
+pub struct RawH2Client {
+    io: FrameIo<tokio_rustls::client::TlsStream<TcpStream>>,
+    /// The server's SETTINGS (the last frame received).
+    pub server_settings: Option<H2Settings>,
+    /// SETTINGS ACKs received (each acknowledges one of our SETTINGS frames, in order).
+    pub acks: usize,
+    /// GOAWAY code received.
+    pub goaway: Option<u32>,
+    /// Per HTTP/2 stream ID.
+    pub streams: std::collections::HashMap<u32, RawH2Stream>,
+    next_stream: u32,
+}
+
+impl RawH2Client {
+    /// Connects, sends the preface, `settings` (plus INITIAL_WINDOW_SIZE 2^31−1) and a large
+    /// connection WINDOW_UPDATE.
+    pub async fn connect(
+        addr: SocketAddr,
+        server_name: &str,
+        tls: &ClientTls,
+        settings: &[(u16, u32)],
+    ) -> Result<Self, PeerError> {
+        let stream = tls_connect(addr, server_name, tls).await?;
+        let mut io = FrameIo::new(stream);
+        io.write_raw(PREFACE).await?;
+        let mut all = vec![(0x4u16, 0x7fff_ffffu32)];
+        all.extend_from_slice(settings);
+        io.write_frame(frames::SETTINGS, 0, 0, &settings_payload(&all))
+            .await?;
+        io.write_frame(
+            frames::WINDOW_UPDATE,
+            0,
+            0,
+            &(0x7fff_ffffu32 - 65_535).to_be_bytes(),
+        )
+        .await?;
+        Ok(RawH2Client {
+            io,
+            server_settings: None,
+            acks: 0,
+            goaway: None,
+            streams: Default::default(),
+            next_stream: 1,
+        })
+    }
+
+    /// Sends another SETTINGS frame.
+    pub async fn send_settings(&mut self, settings: &[(u16, u32)]) -> Result<(), PeerError> {
+        self.io
+            .write_frame(frames::SETTINGS, 0, 0, &settings_payload(settings))
+            .await
+    }
+
+    /// Reads and processes one frame; `Ok(false)` when the connection ended.
+    pub async fn step(&mut self) -> Result<bool, PeerError> {
+        let Some(f) = self.io.read_frame().await? else {
+            return Ok(false);
+        };
+        match f.ty {
+            frames::SETTINGS if f.flags & 1 == 0 => {
+                self.server_settings = Some(H2Settings::parse(&f.payload));
+                self.io.write_frame(frames::SETTINGS, 1, 0, &[]).await?;
+            }
+            frames::SETTINGS => self.acks += 1,
+            frames::PING if f.flags & 1 == 0 => {
+                self.io.write_frame(frames::PING, 1, 0, &f.payload).await?;
+            }
+            frames::GOAWAY => self.goaway = goaway_code(&f.payload),
+            frames::HEADERS => {
+                let st = self.streams.entry(f.stream).or_default();
+                if st.status.is_none() {
+                    st.status = Some(hpack_status(&f.payload).unwrap_or(0));
+                }
+                if f.flags & 1 != 0 {
+                    st.end_stream = true;
+                }
+            }
+            frames::DATA => {
+                let st = self.streams.entry(f.stream).or_default();
+                let mut p = &f.payload[..];
+                if f.flags & 0x8 != 0 {
+                    let pad = *p.first().unwrap_or(&0) as usize;
+                    p = p.get(1..p.len().saturating_sub(pad)).unwrap_or(&[]);
+                }
+                st.content.push(p);
+                if f.flags & 1 != 0 {
+                    st.end_stream = true;
+                }
+            }
+            frames::RST_STREAM => {
+                let code = f
+                    .payload
+                    .get(..4)
+                    .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+                    .unwrap_or(0);
+                self.streams.entry(f.stream).or_default().reset = Some(code);
+            }
+            _ => {}
+        }
+        Ok(true)
+    }
+
+    /// Processes frames until `done(self)`; fails if the connection ends first.
+    pub async fn until(&mut self, done: impl Fn(&Self) -> bool) -> Result<(), PeerError> {
+        while !done(self) {
+            if !self.step().await? {
+                return Err(PeerError::Closed(match self.goaway {
+                    Some(c) => format!("GOAWAY with code {c:#x}"),
+                    None => "connection ended".into(),
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a request HEADERS (END_HEADERS) with `fields` as given, on the next stream ID.
+    pub async fn request(&mut self, fields: &[(&str, &str)]) -> Result<u32, PeerError> {
+        let id = self.next_stream;
+        self.next_stream += 2;
+        self.streams.insert(id, RawH2Stream::default());
+        self.io
+            .write_frame(frames::HEADERS, 0x4, id, &hpack_encode(fields))
+            .await?;
+        Ok(id)
+    }
+
+    /// Sends DATA on `stream` (`end` sets END_STREAM).
+    pub async fn data(&mut self, stream: u32, bytes: &[u8], end: bool) -> Result<(), PeerError> {
+        for (i, chunk) in bytes.chunks(16_384).enumerate() {
+            let last = (i + 1) * 16_384 >= bytes.len();
+            let flags = if end && last { 1 } else { 0 };
+            self.io
+                .write_frame(frames::DATA, flags, stream, chunk)
+                .await?;
+        }
+        if bytes.is_empty() {
+            self.io
+                .write_frame(frames::DATA, u8::from(end), stream, &[])
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The stream's state.
+    pub fn stream(&mut self, id: u32) -> &mut RawH2Stream {
+        self.streams.entry(id).or_default()
+    }
+}

@@ -54,8 +54,18 @@ pub mod ids {
 pub mod codes {
     /// H3_NO_ERROR.
     pub const H3_NO_ERROR: u64 = 0x100;
+    /// H3_STREAM_CREATION_ERROR.
+    pub const H3_STREAM_CREATION_ERROR: u64 = 0x103;
+    /// H3_CLOSED_CRITICAL_STREAM.
+    pub const H3_CLOSED_CRITICAL_STREAM: u64 = 0x104;
+    /// H3_FRAME_UNEXPECTED.
+    pub const H3_FRAME_UNEXPECTED: u64 = 0x105;
     /// H3_FRAME_ERROR.
     pub const H3_FRAME_ERROR: u64 = 0x106;
+    /// H3_MISSING_SETTINGS.
+    pub const H3_MISSING_SETTINGS: u64 = 0x10a;
+    /// QPACK_ENCODER_STREAM_ERROR.
+    pub const QPACK_ENCODER_STREAM_ERROR: u64 = 0x201;
     /// H3_ID_ERROR.
     pub const H3_ID_ERROR: u64 = 0x108;
     /// H3_SETTINGS_ERROR.
@@ -292,6 +302,19 @@ pub fn headers_frame(fields: &[(&str, &str)]) -> Vec<u8> {
     out.to_vec()
 }
 
+/// A HEADERS frame with the given fields, every string Huffman-encoded.
+pub fn headers_frame_huffman(fields: &[(&str, &str)]) -> Vec<u8> {
+    let pairs: Vec<(&[u8], &[u8])> = fields
+        .iter()
+        .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
+        .collect();
+    let mut block = BytesMut::new();
+    qpack::encode_field_section(&pairs, true, &mut block);
+    let mut out = BytesMut::new();
+    frame::encode_frame(frame::HEADERS, &block, &mut out);
+    out.to_vec()
+}
+
 /// A SETTINGS frame.
 pub fn settings_frame(pairs: &[(u64, u64)]) -> Vec<u8> {
     let mut out = BytesMut::new();
@@ -479,6 +502,20 @@ impl H3Conn {
         }
         let ctl = self.control.as_mut().expect("just opened");
         ctl.write_all(bytes).await.map_err(write_err)
+    }
+
+    /// Ends our control stream with FIN.
+    pub fn finish_control(&mut self) {
+        if let Some(c) = self.control.as_mut() {
+            let _ = c.finish();
+        }
+    }
+
+    /// Opens a unidirectional stream and writes `bytes` (stream type included) on it.
+    pub async fn open_uni_raw(&self, bytes: &[u8]) -> Result<quinn::SendStream, PeerError> {
+        let mut send = self.conn.open_uni().await.map_err(quinn_err)?;
+        send.write_all(bytes).await.map_err(write_err)?;
+        Ok(send)
     }
 
     /// Waits for the server's SETTINGS.

@@ -222,7 +222,7 @@ impl Client {
                 status: resp.status,
             });
         }
-        let selected = resp.selected_protocol();
+        let selected = resp.selected_protocol_for(dialect);
         if let Some(p) = &selected {
             if !req.protocols.contains(p) {
                 let _ = send.reset(varint(H3Code::WT_ALPN_ERROR.0));

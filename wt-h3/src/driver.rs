@@ -67,7 +67,8 @@ pub(crate) struct Conn {
     pub quic: quinn::Connection,
     pub role: Role,
     peer_settings: watch::Sender<Option<Arc<Settings>>>,
-    peer_control: std::sync::atomic::AtomicBool,
+    /// The peer's control / QPACK streams seen (each allowed once).
+    peer_critical: stream_type::CriticalStreams,
     state: Mutex<State>,
     control_send: tokio::sync::Mutex<Option<quinn::SendStream>>,
     local_error: OnceLock<ProtocolError>,
@@ -91,7 +92,7 @@ impl Conn {
             quic,
             role,
             peer_settings: watch::channel(None).0,
-            peer_control: Default::default(),
+            peer_critical: Default::default(),
             state: Mutex::new(State {
                 sessions: HashMap::new(),
                 pending: HashSet::new(),
@@ -468,19 +469,12 @@ async fn handle_uni(conn: Arc<Conn>, mut recv: quinn::RecvStream) {
         }
         Err(PreambleError::Other) => return,
     };
-    match stream_type::route_uni(ty, conn.role) {
-        UniRoute::Control => {
-            if conn
-                .peer_control
-                .swap(true, std::sync::atomic::Ordering::SeqCst)
-            {
-                return conn.fail(ProtocolError::h3(
-                    H3Code::H3_STREAM_CREATION_ERROR,
-                    "second control stream",
-                ));
-            }
-            run_control(conn, recv).await;
-        }
+    let route = stream_type::route_uni(ty, conn.role);
+    if let Err(e) = conn.peer_critical.claim(route) {
+        return conn.fail(e);
+    }
+    match route {
+        UniRoute::Control => run_control(conn, recv).await,
         UniRoute::QpackEncoder => drain_encoder(conn, recv).await,
         UniRoute::QpackDecoder => {
             // Nothing to learn with a zero-capacity table: discard.

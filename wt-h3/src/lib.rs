@@ -50,6 +50,7 @@ pub mod conn;
 mod driver;
 mod error;
 pub mod proto;
+mod readahead;
 mod server;
 mod session;
 mod stream;

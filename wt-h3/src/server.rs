@@ -249,7 +249,7 @@ async fn handle_request(
         path: req.path.clone().unwrap_or_default(),
         protocol: req.protocol.clone().unwrap_or_default(),
         origin: req.origin(),
-        protocols: req.offered_protocols(),
+        protocols: req.offered_protocols_for(dialect),
         headers: req.headers.clone(),
         dialect,
         peer_addr: conn.quic.remote_address(),

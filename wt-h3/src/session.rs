@@ -32,7 +32,7 @@ use crate::conn::flow::{Credit, FlowError, SessionFlow};
 use crate::driver::{varint, Conn, FrameReader, Incoming, ReadFail};
 use crate::proto::frame::{self, Frame};
 use crate::proto::stream_type::{self, Role};
-use crate::stream::{RecvStream, SendStream};
+use crate::stream::{RecvStream, SendStream, Source};
 
 #[derive(Default)]
 struct Ctrl {
@@ -62,10 +62,10 @@ pub(crate) struct SessionShared {
     pub ended: CancellationToken,
     reason: OnceLock<SessionError>,
     pub draining: CancellationToken,
-    bidi_tx: mpsc::Sender<(quinn::SendStream, quinn::RecvStream)>,
-    bidi_rx: tokio::sync::Mutex<mpsc::Receiver<(quinn::SendStream, quinn::RecvStream)>>,
-    uni_tx: mpsc::Sender<quinn::RecvStream>,
-    uni_rx: tokio::sync::Mutex<mpsc::Receiver<quinn::RecvStream>>,
+    bidi_tx: mpsc::Sender<(quinn::SendStream, Source)>,
+    bidi_rx: tokio::sync::Mutex<mpsc::Receiver<(quinn::SendStream, Source)>>,
+    uni_tx: mpsc::Sender<Source>,
+    uni_rx: tokio::sync::Mutex<mpsc::Receiver<Source>>,
     datagrams: Mutex<VecDeque<Bytes>>,
     dgram_notify: Notify,
     ctrl: Mutex<Ctrl>,
@@ -191,21 +191,35 @@ impl SessionShared {
         }
     }
 
-    /// The peer sent (and the application consumed) `n` payload bytes. `false` when that
-    /// exceeds the credit we granted: the session is then being aborted.
-    pub(crate) fn on_peer_data(&self, n: u64) -> bool {
+    /// Whether session flow control is on (peer stream data is then read ahead).
+    pub(crate) fn has_flow_control(&self) -> bool {
+        self.flow.is_some()
+    }
+
+    /// `n` payload bytes arrived from the peer (counted on arrival, against the limit we have
+    /// advertised so far). `false` when that exceeds it: the session is then being aborted.
+    pub(crate) fn on_peer_received(&self, n: u64) -> bool {
         let Some(flow) = &self.flow else {
             return true;
         };
-        let mut f = lock(flow);
-        if let Err(e) = f.on_received(Credit::Data, n) {
-            drop(f);
-            self.flow_violation(e);
-            return false;
+        let r = lock(flow).on_received(Credit::Data, n);
+        match r {
+            Ok(()) => true,
+            Err(e) => {
+                self.flow_violation(e);
+                false
+            }
         }
-        f.release(Credit::Data, n);
-        self.kick_if_pending(&f);
-        true
+    }
+
+    /// `n` received payload bytes were consumed (read by the application, or dropped unread):
+    /// their credit may be granted again.
+    pub(crate) fn on_peer_consumed(&self, n: u64) {
+        if let (Some(flow), true) = (&self.flow, n > 0) {
+            let mut f = lock(flow);
+            f.release(Credit::Data, n);
+            self.kick_if_pending(&f);
+        }
     }
 
     /// The peer opened a stream of this session. `false` when beyond its stream credit: the
@@ -271,19 +285,21 @@ impl SessionShared {
         self.draining.cancel();
         lock(&self.datagrams).clear();
         if let Ok(mut rx) = self.bidi_rx.try_lock() {
-            while let Ok((s, r)) = rx.try_recv() {
-                Incoming::Bidi(s, r).refuse(H3Code::WT_SESSION_GONE);
+            while let Ok((mut s, r)) = rx.try_recv() {
+                let _ = s.reset(varint(H3Code::WT_SESSION_GONE.0));
+                r.refuse(H3Code::WT_SESSION_GONE);
             }
         }
         if let Ok(mut rx) = self.uni_rx.try_lock() {
             while let Ok(r) = rx.try_recv() {
-                Incoming::Uni(r).refuse(H3Code::WT_SESSION_GONE);
+                r.refuse(H3Code::WT_SESSION_GONE);
             }
         }
     }
 
-    /// Hands an incoming stream to the accept queue, waiting for room (backpressure).
-    pub(crate) async fn deliver(&self, stream: Incoming) {
+    /// Hands an incoming stream to the accept queue, waiting for room (backpressure). With
+    /// flow control its data is read ahead (and counted) from now on.
+    pub(crate) async fn deliver(self: &Arc<Self>, stream: Incoming) {
         if self.ended.is_cancelled() {
             return stream.refuse(H3Code::WT_SESSION_GONE);
         }
@@ -294,18 +310,28 @@ impl SessionShared {
         if !self.on_peer_stream(credit) {
             return stream.refuse(H3Code::WT_SESSION_GONE);
         }
-        let r = match stream {
-            Incoming::Bidi(s, r) => tokio::select! {
-                r = self.bidi_tx.send((s, r)) => r.map_err(|e| Incoming::Bidi(e.0 .0, e.0 .1)),
-                _ = self.ended.cancelled() => Ok(()),
-            },
-            Incoming::Uni(r) => tokio::select! {
-                r = self.uni_tx.send(r) => r.map_err(|e| Incoming::Uni(e.0)),
-                _ = self.ended.cancelled() => Ok(()),
-            },
-        };
-        if let Err(s) = r {
-            s.refuse(H3Code::WT_SESSION_GONE);
+        match stream {
+            Incoming::Bidi(s, r) => {
+                let r = Source::new(r, self);
+                let sent = tokio::select! {
+                    r = self.bidi_tx.send((s, r)) => r,
+                    _ = self.ended.cancelled() => Ok(()),
+                };
+                if let Err(mpsc::error::SendError((mut s, r))) = sent {
+                    let _ = s.reset(varint(H3Code::WT_SESSION_GONE.0));
+                    r.refuse(H3Code::WT_SESSION_GONE);
+                }
+            }
+            Incoming::Uni(r) => {
+                let r = Source::new(r, self);
+                let sent = tokio::select! {
+                    r = self.uni_tx.send(r) => r,
+                    _ = self.ended.cancelled() => Ok(()),
+                };
+                if let Err(mpsc::error::SendError(r)) = sent {
+                    r.refuse(H3Code::WT_SESSION_GONE);
+                }
+            }
         }
         if self.ended.is_cancelled() {
             // Raced with the end: whatever is queued is refused.
@@ -786,7 +812,7 @@ impl wt_core::Session for Session {
         let id = stream_id(send.id());
         Ok((
             SendStream::new(send, id, self.shared.clone()),
-            RecvStream::new(recv, id, self.shared.clone()),
+            RecvStream::new(Source::new(recv, &self.shared), id, self.shared.clone()),
         ))
     }
 
@@ -837,7 +863,7 @@ impl wt_core::Session for Session {
             r = rx.recv() => match r {
                 Some(recv) => {
                     self.shared.stats.uni_remote.fetch_add(1, Relaxed);
-                    let id = stream_id(recv.id());
+                    let id = stream_id(recv.quinn_id());
                     let slot = PeerStreamSlot::new(&self.shared, Credit::Uni);
                     Ok(RecvStream::new(recv, id, self.shared.clone()).with_slot(slot))
                 }

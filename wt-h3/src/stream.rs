@@ -15,6 +15,7 @@ use wt_core::{StreamError, StreamId};
 
 use crate::conn::flow::Credit;
 use crate::driver::varint;
+use crate::readahead::{EndKind, ReadAhead};
 use crate::session::{PeerStreamSlot, SessionShared};
 
 /// The send half of a WebTransport stream.
@@ -193,9 +194,49 @@ impl Drop for SendStream {
     }
 }
 
+/// Where a receive half's bytes come from.
+pub(crate) enum Source {
+    /// Straight from quinn (no session flow control).
+    Quinn(quinn::RecvStream),
+    /// From the read-ahead queue (session flow control: bytes are counted on arrival).
+    Ahead(Arc<ReadAhead>),
+}
+
+impl Source {
+    /// Reads `recv` ahead when `session` has flow control, else hands it through.
+    pub(crate) fn new(recv: quinn::RecvStream, session: &Arc<SessionShared>) -> Self {
+        if session.has_flow_control() {
+            Source::Ahead(ReadAhead::spawn(recv, session.clone()))
+        } else {
+            Source::Quinn(recv)
+        }
+    }
+
+    /// The quinn stream ID.
+    pub(crate) fn quinn_id(&self) -> quinn::StreamId {
+        match self {
+            Source::Quinn(r) => r.id(),
+            Source::Ahead(ra) => ra.id,
+        }
+    }
+
+    /// STOP_SENDING with `code`; returns the bytes read ahead and dropped unread.
+    fn stop(&mut self, code: u64) -> Result<u64, quinn::ClosedStream> {
+        match self {
+            Source::Quinn(r) => r.stop(varint(code)).map(|()| 0),
+            Source::Ahead(ra) => Ok(ra.request_stop(code)),
+        }
+    }
+
+    /// Refuses a stream never handed to the application.
+    pub(crate) fn refuse(mut self, code: H3Code) {
+        let _ = self.stop(code.0);
+    }
+}
+
 /// The receive half of a WebTransport stream.
 pub struct RecvStream {
-    inner: quinn::RecvStream,
+    inner: Source,
     id: StreamId,
     session: Arc<SessionShared>,
     done: bool,
@@ -210,8 +251,8 @@ impl std::fmt::Debug for RecvStream {
 }
 
 impl RecvStream {
-    pub(crate) fn new(inner: quinn::RecvStream, id: StreamId, session: Arc<SessionShared>) -> Self {
-        let pre_reset = session.take_pre_reset(inner.id());
+    pub(crate) fn new(inner: Source, id: StreamId, session: Arc<SessionShared>) -> Self {
+        let pre_reset = session.take_pre_reset(inner.quinn_id());
         RecvStream {
             inner,
             id,
@@ -231,9 +272,63 @@ impl RecvStream {
     fn gone(&mut self) -> StreamError {
         if !self.done {
             self.done = true;
-            let _ = self.inner.stop(varint(H3Code::WT_SESSION_GONE.0));
+            let _ = self.inner.stop(H3Code::WT_SESSION_GONE.0);
         }
         StreamError::SessionGone(self.session.end_reason())
+    }
+
+    /// STOP_SENDING with `code`; credit of bytes read ahead but never read is given back.
+    fn stop_inner(&mut self, code: u64) -> Result<(), quinn::ClosedStream> {
+        let dropped = self.inner.stop(code)?;
+        self.session.on_peer_consumed(dropped);
+        Ok(())
+    }
+
+    fn lost(&self, e: &quinn::ConnectionError) -> StreamError {
+        if self.session.ended.is_cancelled() {
+            StreamError::SessionGone(self.session.end_reason())
+        } else {
+            StreamError::SessionGone(wt_core::SessionError::Connection(
+                self.session.conn.map_error(e),
+            ))
+        }
+    }
+
+    /// The read-ahead path (session flow control on): bytes were counted when they arrived;
+    /// reading them here counts them as consumed.
+    async fn read_ahead(
+        &mut self,
+        ra: Arc<ReadAhead>,
+        max: usize,
+    ) -> Result<Option<Bytes>, StreamError> {
+        loop {
+            match ra.try_read(max) {
+                Some(Ok(c)) => {
+                    let n = c.len() as u64;
+                    self.session.on_peer_consumed(n);
+                    self.session.stats.bytes_received.fetch_add(n, Relaxed);
+                    return Ok(Some(c));
+                }
+                Some(Err(end)) => {
+                    self.done = true;
+                    return match end {
+                        EndKind::Fin => Ok(None),
+                        EndKind::Reset(code) => Err(StreamError::Reset(wt_from_h3(code))),
+                        EndKind::Lost(e) => Err(self.lost(&e)),
+                        EndKind::Other if self.session.ended.is_cancelled() => {
+                            Err(StreamError::SessionGone(self.session.end_reason()))
+                        }
+                        EndKind::Other => Err(StreamError::ClosedLocally),
+                    };
+                }
+                None => {}
+            }
+            tokio::select! {
+                biased;
+                _ = self.session.ended.cancelled() => return Err(self.gone()),
+                _ = ra.readable() => {}
+            }
+        }
     }
 }
 
@@ -252,18 +347,21 @@ impl wt_core::RecvStream for RecvStream {
         if self.session.ended.is_cancelled() {
             return Err(self.gone());
         }
+        let inner = match &mut self.inner {
+            Source::Quinn(r) => r,
+            Source::Ahead(ra) => {
+                let ra = ra.clone();
+                return self.read_ahead(ra, max).await;
+            }
+        };
         let r = tokio::select! {
             biased;
-            r = self.inner.read_chunk(max, true) => r,
+            r = inner.read_chunk(max, true) => r,
             _ = self.session.ended.cancelled() => return Err(self.gone()),
         };
         match r {
             Ok(Some(c)) => {
                 let n = c.bytes.len() as u64;
-                if !self.session.on_peer_data(n) {
-                    // Beyond the session's credit: the session is being aborted.
-                    return Err(self.gone());
-                }
                 self.session.stats.bytes_received.fetch_add(n, Relaxed);
                 Ok(Some(c.bytes))
             }
@@ -275,22 +373,13 @@ impl wt_core::RecvStream for RecvStream {
                 self.done = true;
                 Err(StreamError::Reset(wt_from_h3(code.into_inner())))
             }
-            Err(quinn::ReadError::ConnectionLost(e)) => {
-                if self.session.ended.is_cancelled() {
-                    Err(StreamError::SessionGone(self.session.end_reason()))
-                } else {
-                    Err(StreamError::SessionGone(wt_core::SessionError::Connection(
-                        self.session.conn.map_error(&e),
-                    )))
-                }
-            }
+            Err(quinn::ReadError::ConnectionLost(e)) => Err(self.lost(&e)),
             Err(_) => Err(StreamError::ClosedLocally),
         }
     }
 
     fn stop(&mut self, code: u32) -> Result<(), StreamError> {
-        self.inner
-            .stop(varint(wt_to_h3(code)))
+        self.stop_inner(wt_to_h3(code))
             .map_err(|_| StreamError::ClosedLocally)?;
         self.done = true;
         Ok(())
@@ -305,7 +394,7 @@ impl Drop for RecvStream {
             } else {
                 wt_to_h3(0)
             };
-            let _ = self.inner.stop(varint(code));
+            let _ = self.stop_inner(code);
         }
     }
 }

@@ -386,6 +386,36 @@ async fn second_control_stream_and_bad_settings() {
     assert_eq!(p.closed_code().await, H3Code::H3_SETTINGS_ERROR.0);
 }
 
+#[tokio::test]
+async fn second_qpack_encoder_or_decoder_stream_is_a_creation_error() {
+    // RFC 9204 §4.2: each QPACK stream type at most once.
+    let (server, tls) = server_with(|_| {});
+    for ty in [stream_type::QPACK_ENCODER, stream_type::QPACK_DECODER] {
+        let p = raw(&server, &tls).await;
+        let mut first = p.conn.open_uni().await.unwrap();
+        first.write_all(&[ty as u8]).await.unwrap();
+        let mut second = p.conn.open_uni().await.unwrap();
+        second.write_all(&[ty as u8]).await.unwrap();
+        assert_eq!(
+            p.closed_code().await,
+            H3Code::H3_STREAM_CREATION_ERROR.0,
+            "stream type {ty}"
+        );
+    }
+    // One of each is fine: the connection still serves a session.
+    let p = raw(&server, &tls).await;
+    let mut keep = Vec::new();
+    for ty in [stream_type::QPACK_ENCODER, stream_type::QPACK_DECODER] {
+        let mut s = p.conn.open_uni().await.unwrap();
+        s.write_all(&[ty as u8]).await.unwrap();
+        keep.push(s);
+    }
+    let (_s, mut r) = p.connect().await;
+    let req = timeout(server.accept()).await.unwrap();
+    let _session = req.accept(AcceptOptions::default()).await.unwrap();
+    assert_eq!(read_status(&mut r).await.unwrap(), 200);
+}
+
 // ---- Session flow control (draft-16 §5.6) ----
 
 fn fc_settings(max_data: u64, bidi: u64, uni: u64) -> Settings {
@@ -476,6 +506,25 @@ async fn peer_data_beyond_max_data_is_a_flow_control_error() {
     u.finish().unwrap();
     let mut r = timeout(session.accept_uni()).await.unwrap();
     assert!(timeout(r.read_to_end(1 << 20)).await.is_err());
+    assert_eq!(reset_code(&mut cr).await, H3Code::WT_FLOW_CONTROL_ERROR.0);
+    assert!(is_flow_error(&timeout(session.closed()).await));
+}
+
+#[tokio::test]
+async fn peer_data_beyond_max_data_is_caught_on_arrival_without_reads() {
+    // Bytes count when they arrive, not when the application reads them: nobody accepts or
+    // reads these streams, and the overrun still closes the session.
+    let (server, tls) = fc_server(1000, 10, 10);
+    let (p, cs, mut cr, session) = fc_session(&server, &tls).await;
+    let sid = sid_of(&cs);
+    let mut keep = Vec::new();
+    for n in [600usize, 401] {
+        let (mut s, r) = p.conn.open_bi().await.unwrap();
+        let mut out = BytesMut::from(&stream_type::wt_stream_header(true, sid)[..]);
+        out.extend_from_slice(&vec![7u8; n]);
+        s.write_all(&out).await.unwrap();
+        keep.push((s, r));
+    }
     assert_eq!(reset_code(&mut cr).await, H3Code::WT_FLOW_CONTROL_ERROR.0);
     assert!(is_flow_error(&timeout(session.closed()).await));
 }

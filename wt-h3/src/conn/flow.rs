@@ -498,6 +498,49 @@ mod tests {
     }
 
     #[test]
+    fn arrivals_are_judged_against_the_advertised_limit_not_later_grants() {
+        // Received (on arrival) and consumed (on read) are separate: a byte past the limit
+        // that arrives before the application read anything is a violation, whatever would
+        // have been granted had the reads come first.
+        let mut f = SessionFlow::new(
+            limits(1000, 1, 1),
+            limits(1000, 1, 1),
+            limits(1000, 1, 1),
+            true,
+        );
+        assert_eq!(f.on_received(Credit::Data, 1000), Ok(()));
+        assert_eq!(
+            f.on_received(Credit::Data, 1),
+            Err(FlowError::Exceeded {
+                what: Credit::Data,
+                max: 1000
+            })
+        );
+        // Same arrivals, but the application consumes half before the last byte arrives: the
+        // re-grant is advertised first, so the byte is within the (new) limit.
+        let mut f = SessionFlow::new(
+            limits(1000, 1, 1),
+            limits(1000, 1, 1),
+            limits(1000, 1, 1),
+            true,
+        );
+        assert_eq!(f.on_received(Credit::Data, 1000), Ok(()));
+        f.release(Credit::Data, 500);
+        assert_eq!(drain(&mut f), vec![Capsule::MaxData(1500)]);
+        assert_eq!(f.on_received(Credit::Data, 1), Ok(()));
+        // Consumption alone never raises what may arrive before the grant is advertised.
+        let mut f = SessionFlow::new(
+            limits(1000, 1, 1),
+            limits(1000, 1, 1),
+            limits(1000, 1, 1),
+            true,
+        );
+        assert_eq!(f.on_received(Credit::Data, 1000), Ok(()));
+        f.release(Credit::Data, 1000);
+        assert!(f.on_received(Credit::Data, 1).is_err());
+    }
+
+    #[test]
     fn session_flow_violations() {
         let mut f = SessionFlow::new(limits(1000, 10, 10), limits(0, 0, 0), limits(0, 0, 0), true);
         assert_eq!(

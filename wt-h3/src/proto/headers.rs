@@ -4,6 +4,8 @@
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
+use wt_core::Dialect;
+
 use super::qpack::{self, HeaderField};
 
 /// `:protocol` of H3 draft-15+.
@@ -85,12 +87,27 @@ impl Request {
         self.headers.contains_key(DRAFT02_REQUEST)
     }
 
-    /// The offered subprotocols (sf-list of strings; tokens accepted). A malformed field is
-    /// ignored (treated as absent), as the drafts say.
+    /// The offered subprotocols (sf-list of strings; tokens accepted, as draft-10…12 used
+    /// them). A malformed field is ignored (treated as absent), as the drafts say.
     pub fn offered_protocols(&self) -> Vec<String> {
+        self.offered(false)
+    }
+
+    /// The offered subprotocols as `dialect` reads them: on the latest dialect (draft-15+) the
+    /// field must be an sf-list of strings, and a field of the wrong type (any token member) is
+    /// ignored (wire reference §3.3); older dialects also accept tokens.
+    pub fn offered_protocols_for(&self, dialect: Dialect) -> Vec<String> {
+        self.offered(strings_only(dialect))
+    }
+
+    fn offered(&self, strings_only: bool) -> Vec<String> {
         let mut out = Vec::new();
         for v in self.headers.get_all(AVAILABLE_PROTOCOLS) {
-            match v.to_str().ok().and_then(parse_sf_list) {
+            match v
+                .to_str()
+                .ok()
+                .and_then(|v| parse_sf_items(v, strings_only))
+            {
                 Some(list) => out.extend(list),
                 None => return Vec::new(),
             }
@@ -181,8 +198,19 @@ pub struct Response {
 impl Response {
     /// The selected subprotocol (`wt-protocol`, sf-string or token). Malformed → `None`.
     pub fn selected_protocol(&self) -> Option<String> {
+        self.selected(false)
+    }
+
+    /// The selected subprotocol as `dialect` reads it: on the latest dialect (draft-15+)
+    /// `wt-protocol` must be an sf-string, and a field of another type (a token) is ignored
+    /// (wire reference §3.3); older dialects also accept a token. Malformed → `None`.
+    pub fn selected_protocol_for(&self, dialect: Dialect) -> Option<String> {
+        self.selected(strings_only(dialect))
+    }
+
+    fn selected(&self, strings_only: bool) -> Option<String> {
         let v = self.headers.get(SELECTED_PROTOCOL)?.to_str().ok()?;
-        let mut list = parse_sf_list(v)?;
+        let mut list = parse_sf_items(v, strings_only)?;
         if list.len() == 1 {
             list.pop()
         } else {
@@ -317,9 +345,26 @@ pub fn sf_string(s: &str) -> String {
     out
 }
 
+/// Whether `dialect` types `wt-available-protocols` / `wt-protocol` strictly as sf-strings
+/// (draft-15+; older drafts used tokens).
+fn strings_only(dialect: Dialect) -> bool {
+    matches!(dialect, Dialect::H3Latest | Dialect::H2Latest)
+}
+
 /// Parses an sf-list whose members are strings or tokens (parameters are ignored). `None`
 /// if malformed.
 pub fn parse_sf_list(input: &str) -> Option<Vec<String>> {
+    parse_sf_items(input, false)
+}
+
+/// Parses an sf-list whose members are all sf-strings (parameters are ignored). `None` if
+/// malformed or if a member is of another type (a token).
+pub fn parse_sf_string_list(input: &str) -> Option<Vec<String>> {
+    parse_sf_items(input, true)
+}
+
+/// The sf-list parser; with `strings_only` a token member makes the list `None`.
+fn parse_sf_items(input: &str, strings_only: bool) -> Option<Vec<String>> {
     let b = input.as_bytes();
     let mut i = 0;
     let mut out = Vec::new();
@@ -360,6 +405,9 @@ pub fn parse_sf_list(input: &str) -> Option<Vec<String>> {
             }
             out.push(s);
         } else {
+            if strings_only {
+                return None;
+            }
             let start = i;
             let first = *b.get(i)?;
             if !(first.is_ascii_alphabetic() || first == b'*') {
@@ -544,5 +592,84 @@ mod tests {
             assert!(parse_sf_list(bad).is_none(), "{bad}");
         }
         assert_eq!(sf_string("a\"b\\"), "\"a\\\"b\\\\\"");
+        // Strings only (draft-15+): any token member makes the field the wrong type.
+        assert_eq!(
+            parse_sf_string_list("\"a\";q=1, \"b\"").unwrap(),
+            vec!["a".to_owned(), "b".to_owned()]
+        );
+        assert_eq!(parse_sf_string_list("").unwrap(), Vec::<String>::new());
+        for bad in ["a, b", "\"a\", b", "tok", "\"a\",", "\"unterminated"] {
+            assert!(parse_sf_string_list(bad).is_none(), "{bad}");
+        }
+    }
+
+    fn offer(value: &str) -> Request {
+        let mut r = Request::default();
+        r.headers
+            .append(AVAILABLE_PROTOCOLS, HeaderValue::from_str(value).unwrap());
+        r
+    }
+
+    #[test]
+    fn offered_protocols_by_dialect() {
+        let tokens = offer("a, b");
+        assert_eq!(
+            tokens.offered_protocols_for(Dialect::H3Latest),
+            Vec::<String>::new()
+        );
+        let legacy = ["a".to_owned(), "b".to_owned()];
+        for d in [Dialect::H3Draft13, Dialect::H3Draft07, Dialect::H3Draft02] {
+            assert_eq!(tokens.offered_protocols_for(d), legacy, "{d:?}");
+        }
+        assert_eq!(tokens.offered_protocols(), legacy);
+        let mixed = offer("\"a\", b");
+        assert_eq!(
+            mixed.offered_protocols_for(Dialect::H3Latest),
+            Vec::<String>::new()
+        );
+        assert_eq!(mixed.offered_protocols_for(Dialect::H3Draft07), legacy);
+        let strings = offer("\"a\", \"b\"");
+        for d in [Dialect::H3Latest, Dialect::H3Draft13, Dialect::H3Draft02] {
+            assert_eq!(strings.offered_protocols_for(d), legacy, "{d:?}");
+        }
+        // A second field line of the wrong type discards the whole offer.
+        let mut two = offer("\"a\"");
+        two.headers
+            .append(AVAILABLE_PROTOCOLS, HeaderValue::from_static("b"));
+        assert_eq!(
+            two.offered_protocols_for(Dialect::H3Latest),
+            Vec::<String>::new()
+        );
+        assert_eq!(two.offered_protocols_for(Dialect::H3Draft13), legacy);
+    }
+
+    #[test]
+    fn selected_protocol_by_dialect() {
+        let resp = |v: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(SELECTED_PROTOCOL, HeaderValue::from_str(v).unwrap());
+            Response {
+                status: StatusCode::OK,
+                headers,
+            }
+        };
+        let token = resp("tok");
+        assert_eq!(token.selected_protocol_for(Dialect::H3Latest), None);
+        assert_eq!(
+            token.selected_protocol_for(Dialect::H3Draft07).as_deref(),
+            Some("tok")
+        );
+        let string = resp("\"tok\"");
+        for d in [Dialect::H3Latest, Dialect::H3Draft13, Dialect::H3Draft02] {
+            assert_eq!(
+                string.selected_protocol_for(d).as_deref(),
+                Some("tok"),
+                "{d:?}"
+            );
+        }
+        assert_eq!(
+            resp("\"a\", \"b\"").selected_protocol_for(Dialect::H3Latest),
+            None
+        );
     }
 }

@@ -66,6 +66,30 @@ pub fn route_uni(ty: u64, role: Role) -> UniRoute {
     }
 }
 
+/// The peer's critical unidirectional streams seen so far: each of the control, QPACK
+/// encoder and QPACK decoder streams may be opened once (RFC 9114 §6.2.1, RFC 9204 §4.2).
+/// Lock-free so the per-stream tasks can share it.
+#[derive(Debug, Default)]
+pub struct CriticalStreams(std::sync::atomic::AtomicU8);
+
+impl CriticalStreams {
+    /// Records a peer stream routed as `route`. A second control, encoder or decoder stream is
+    /// a connection error of type H3_STREAM_CREATION_ERROR; other routes are always fine.
+    pub fn claim(&self, route: UniRoute) -> Result<(), ProtocolError> {
+        let (bit, what) = match route {
+            UniRoute::Control => (1u8, "second control stream"),
+            UniRoute::QpackEncoder => (2, "second QPACK encoder stream"),
+            UniRoute::QpackDecoder => (4, "second QPACK decoder stream"),
+            _ => return Ok(()),
+        };
+        let seen = self.0.fetch_or(bit, std::sync::atomic::Ordering::SeqCst);
+        if seen & bit != 0 {
+            return Err(ProtocolError::h3(H3Code::H3_STREAM_CREATION_ERROR, what));
+        }
+        Ok(())
+    }
+}
+
 /// What to do with an incoming bidirectional stream, decided from its first varint.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum BidiRoute {
@@ -149,6 +173,41 @@ pub fn decode_datagram(mut data: Bytes) -> Result<(u64, Bytes), ProtocolError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn critical_streams_once_each() {
+        let c = CriticalStreams::default();
+        for r in [
+            UniRoute::Control,
+            UniRoute::QpackEncoder,
+            UniRoute::QpackDecoder,
+        ] {
+            assert!(c.claim(r).is_ok());
+        }
+        for r in [
+            UniRoute::WebTransport,
+            UniRoute::Ignore,
+            UniRoute::WebTransport,
+        ] {
+            assert!(c.claim(r).is_ok());
+        }
+        for r in [
+            UniRoute::QpackEncoder,
+            UniRoute::QpackDecoder,
+            UniRoute::Control,
+        ] {
+            let e = c.claim(r).unwrap_err();
+            assert_eq!(
+                e.code,
+                wt_core::WireCode::H3(H3Code::H3_STREAM_CREATION_ERROR)
+            );
+        }
+        // Independent per type.
+        let c = CriticalStreams::default();
+        assert!(c.claim(UniRoute::QpackDecoder).is_ok());
+        assert!(c.claim(UniRoute::QpackEncoder).is_ok());
+        assert!(c.claim(UniRoute::QpackDecoder).is_err());
+    }
 
     #[test]
     fn wire_reference_examples() {

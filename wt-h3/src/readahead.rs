@@ -1,0 +1,287 @@
+//! Read-ahead of peer stream data under session flow control.
+//!
+//! quinn reports stream bytes only when they are read, but session flow control must judge
+//! bytes against the WT_MAX_DATA the peer had been granted when they *arrived*, not when the
+//! application gets round to reading them (by then we may have granted more). So when flow
+//! control is on, every receive side of a session stream gets a small pump task that reads
+//! from quinn as soon as data arrives, counts it as received (a violation aborts the session),
+//! and queues it; the application's reads then take from that queue and count as consumed,
+//! which drives the re-grants.
+//!
+//! ```text
+//!   quinn ──read──▶ pump task ──received (vs. advertised limit)──▶ RecvBuffer ──▶ application
+//!                                                                      └── consumed → re-grant
+//! ```
+//!
+//! Memory stays bounded: a peer within its limit can have at most the granted window
+//! unconsumed across all streams of a session, and one byte more aborts the session. Without
+//! flow control none of this exists: the application reads quinn directly.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+use wt_core::codes::H3Code;
+
+use crate::driver::varint;
+use crate::session::SessionShared;
+
+/// Bytes read ahead from a stream but not yet by the application, and how the stream ended.
+/// Sans-IO: the pump pushes, the reader pops.
+#[derive(Debug)]
+pub struct RecvBuffer<E> {
+    chunks: VecDeque<Bytes>,
+    len: u64,
+    end: Option<E>,
+    /// The application stopped reading: nothing more is queued.
+    closed: bool,
+}
+
+impl<E> Default for RecvBuffer<E> {
+    fn default() -> Self {
+        RecvBuffer {
+            chunks: VecDeque::new(),
+            len: 0,
+            end: None,
+            closed: false,
+        }
+    }
+}
+
+impl<E> RecvBuffer<E> {
+    /// Queues a chunk read from the stream; `false` (chunk dropped) once the end is known or
+    /// the buffer was [`discard`](Self::discard)ed.
+    pub fn push(&mut self, chunk: Bytes) -> bool {
+        if self.end.is_some() || self.closed {
+            return false;
+        }
+        if !chunk.is_empty() {
+            self.len += chunk.len() as u64;
+            self.chunks.push_back(chunk);
+        }
+        true
+    }
+
+    /// Takes up to `max` bytes (at least one when anything is queued and `max > 0`).
+    pub fn pop(&mut self, max: usize) -> Option<Bytes> {
+        let front = self.chunks.front_mut()?;
+        let c = if front.len() <= max {
+            self.chunks.pop_front()?
+        } else {
+            front.split_to(max)
+        };
+        self.len -= c.len() as u64;
+        Some(c)
+    }
+
+    /// Records how the stream ended (the first end wins).
+    pub fn finish(&mut self, end: E) {
+        if self.end.is_none() {
+            self.end = Some(end);
+        }
+    }
+
+    /// How the stream ended, once every queued byte has been taken.
+    pub fn end(&self) -> Option<&E> {
+        if self.chunks.is_empty() {
+            self.end.as_ref()
+        } else {
+            None
+        }
+    }
+
+    /// Drops everything queued and refuses later pushes (the application stopped reading);
+    /// returns the byte count dropped.
+    pub fn discard(&mut self) -> u64 {
+        self.closed = true;
+        self.chunks.clear();
+        std::mem::take(&mut self.len)
+    }
+
+    /// Bytes queued.
+    #[cfg(test)]
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// True when no bytes are queued.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// How a read-ahead stream ended.
+#[derive(Debug)]
+pub(crate) enum End {
+    Fin,
+    Reset(u64),
+    Lost(quinn::ConnectionError),
+    Other,
+}
+
+/// State shared by a pump task and the [`RecvStream`](crate::RecvStream) reading from it.
+pub(crate) struct ReadAhead {
+    /// The quinn stream ID.
+    pub id: quinn::StreamId,
+    buf: Mutex<RecvBuffer<End>>,
+    /// Pump → reader: data or the end arrived.
+    readable: Notify,
+    /// Reader → pump: STOP_SENDING with this code and quit.
+    stop: Mutex<Option<u64>>,
+    stop_notify: Notify,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl ReadAhead {
+    /// Starts reading `recv` ahead for `session` (which must have flow control).
+    pub(crate) fn spawn(recv: quinn::RecvStream, session: Arc<SessionShared>) -> Arc<Self> {
+        let ra = Arc::new(ReadAhead {
+            id: recv.id(),
+            buf: Mutex::new(RecvBuffer::default()),
+            readable: Notify::new(),
+            stop: Mutex::new(None),
+            stop_notify: Notify::new(),
+        });
+        tokio::spawn(pump(ra.clone(), recv, session));
+        ra
+    }
+
+    /// Asks the pump to stop the stream with `code`; returns the bytes dropped unread.
+    pub(crate) fn request_stop(&self, code: u64) -> u64 {
+        {
+            let mut s = lock(&self.stop);
+            if s.is_none() {
+                *s = Some(code);
+            }
+        }
+        self.stop_notify.notify_one();
+        lock(&self.buf).discard()
+    }
+
+    /// Waits until data or the end is queued (cancel safe). Returns at once if there is some.
+    pub(crate) async fn readable(&self) {
+        let notified = self.readable.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        {
+            let b = lock(&self.buf);
+            if !b.is_empty() || b.end().is_some() {
+                return;
+            }
+        }
+        notified.await
+    }
+
+    /// Takes up to `max` queued bytes, or the end (`Err`) when all were taken.
+    pub(crate) fn try_read(&self, max: usize) -> Option<Result<Bytes, EndKind>> {
+        let mut b = lock(&self.buf);
+        if let Some(c) = b.pop(max) {
+            return Some(Ok(c));
+        }
+        b.end().map(|e| {
+            Err(match e {
+                End::Fin => EndKind::Fin,
+                End::Reset(c) => EndKind::Reset(*c),
+                End::Lost(e) => EndKind::Lost(e.clone()),
+                End::Other => EndKind::Other,
+            })
+        })
+    }
+
+    fn finish(&self, end: End) {
+        lock(&self.buf).finish(end);
+        self.readable.notify_one();
+    }
+}
+
+/// How the stream ended, as the reader sees it.
+pub(crate) enum EndKind {
+    Fin,
+    Reset(u64),
+    Lost(quinn::ConnectionError),
+    Other,
+}
+
+async fn pump(ra: Arc<ReadAhead>, mut recv: quinn::RecvStream, session: Arc<SessionShared>) {
+    loop {
+        let stop = ra.stop_notify.notified();
+        let r = tokio::select! {
+            biased;
+            _ = stop => {
+                let code = lock(&ra.stop).unwrap_or(0);
+                let _ = recv.stop(varint(code));
+                return;
+            }
+            _ = session.ended.cancelled() => {
+                let _ = recv.stop(varint(H3Code::WT_SESSION_GONE.0));
+                return ra.finish(End::Other);
+            }
+            r = recv.read_chunk(usize::MAX, true) => r,
+        };
+        match r {
+            Ok(Some(c)) => {
+                // Counted on arrival, against the limit the peer has been granted so far.
+                if !session.on_peer_received(c.bytes.len() as u64) {
+                    // The session is being aborted; the next turn stops the stream.
+                    continue;
+                }
+                let n = c.bytes.len() as u64;
+                if lock(&ra.buf).push(c.bytes) {
+                    ra.readable.notify_one();
+                } else {
+                    // Stopped meanwhile: dropped unread, which frees the credit.
+                    session.on_peer_consumed(n);
+                }
+            }
+            Ok(None) => return ra.finish(End::Fin),
+            Err(quinn::ReadError::Reset(code)) => return ra.finish(End::Reset(code.into_inner())),
+            Err(quinn::ReadError::ConnectionLost(e)) => return ra.finish(End::Lost(e)),
+            Err(_) => return ra.finish(End::Other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffer_pops_splits_and_ends() {
+        let mut b = RecvBuffer::<u8>::default();
+        assert_eq!(b.pop(10), None);
+        assert_eq!(b.end(), None);
+        assert!(b.push(Bytes::from_static(b"hello")));
+        assert!(b.push(Bytes::new()));
+        assert!(b.push(Bytes::from_static(b"world")));
+        assert_eq!(b.len(), 10);
+        assert_eq!(b.pop(3).unwrap(), &b"hel"[..]);
+        assert_eq!(b.pop(100).unwrap(), &b"lo"[..]);
+        assert_eq!(b.len(), 5);
+        b.finish(1);
+        b.finish(2);
+        assert_eq!(b.end(), None, "the end comes after the data");
+        assert!(!b.push(Bytes::from_static(b"ignored")));
+        assert_eq!(b.pop(5).unwrap(), &b"world"[..]);
+        assert_eq!(b.end(), Some(&1));
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn buffer_discard_reports_dropped_bytes() {
+        let mut b = RecvBuffer::<()>::default();
+        assert!(b.push(Bytes::from_static(b"abc")));
+        assert!(b.push(Bytes::from_static(b"de")));
+        let _ = b.pop(1);
+        assert_eq!(b.discard(), 4);
+        assert!(
+            !b.push(Bytes::from_static(b"late")),
+            "refused after a discard"
+        );
+        assert_eq!(b.pop(10), None);
+        assert_eq!(b.discard(), 0);
+    }
+}

@@ -190,32 +190,32 @@ async fn fc1(cx: &Ctx) -> CaseResult {
 
 async fn fc2(cx: &Ctx) -> CaseResult {
     server_fc(cx).await?;
-    let (conn, mut s) = fc_session(cx, fc_settings(1000, 100, 100)).await?;
+    let (conn, mut s) = fc_session(cx, fc_settings(400, 100, 100)).await?;
     let (mut send, mut recv) = conn.open_wt_bi(s.id).await?;
-    let data = super::pattern(1500);
+    let data = super::pattern(600);
     send.write_all(&data)
         .await
         .map_err(|e| Verdict::Fail(e.to_string()))?;
     let _ = send.finish();
     let mut got = Vec::new();
     let mut buf = [0u8; 2048];
-    while got.len() < 1000 {
+    while got.len() < 400 {
         match cx
-            .within("the first 1000 echoed bytes", recv.read(&mut buf))
+            .within("the first 400 echoed bytes", recv.read(&mut buf))
             .await?
         {
             Ok(Some(n)) => got.extend_from_slice(&buf[..n]),
             other => {
                 return Err(Verdict::Fail(format!(
-                    "expected 1000 bytes of echo, got {} then {other:?}",
+                    "expected 400 bytes of echo, got {} then {other:?}",
                     got.len()
                 )))
             }
         }
     }
-    ensure(got.len() == 1000, || {
+    ensure(got.len() == 400, || {
         format!(
-            "expected the server to stop at 1000 bytes (our WT_MAX_DATA), got {}",
+            "expected the server to stop at 400 bytes (our WT_MAX_DATA), got {}",
             got.len()
         )
     })?;
@@ -224,18 +224,17 @@ async fn fc2(cx: &Ctx) -> CaseResult {
         .await
     {
         return Err(Verdict::Fail(format!(
-            "expected the server to stop at 1000 bytes, it sent {n} more"
+            "expected the server to stop at 400 bytes, it sent {n} more"
         )));
     }
-    s.send_capsule(CapsuleType::WT_MAX_DATA.0, &vi(2000))
-        .await?;
+    s.send_capsule(CapsuleType::WT_MAX_DATA.0, &vi(800)).await?;
     let (rest, end) = cx
         .within("the rest of the echo", super::read_all(&mut recv, 4096))
         .await?;
     got.extend(rest);
     ensure(got == data && end == super::End::Fin, || {
         format!(
-            "expected the full 1500-byte echo + FIN after WT_MAX_DATA(2000), got {} bytes + {end}",
+            "expected the full 600-byte echo + FIN after WT_MAX_DATA(800), got {} bytes + {end}",
             got.len()
         )
     })
@@ -266,6 +265,13 @@ async fn fc3(cx: &Ctx) -> CaseResult {
     }
     // Data beyond WT_MAX_DATA: max_data + 1 payload bytes on one bidi stream, sent at once;
     // we read the echo as it comes so the server's application keeps reading.
+    //
+    // A receiver judges arriving bytes against the credit it has advertised so far; if its
+    // application consumes and re-grants while the overrun is still in flight, the last byte
+    // is legal by the time it arrives. The check is exact only when the overrun arrives in one
+    // QUIC packet (WT_MAX_DATA ≤ 1100, as on the embedded server); above that a server that
+    // re-grants early can pass the byte, and the case says so when it fails.
+    let one_packet = max_data <= 1100;
     let (conn, mut s) = fc_session(cx, fc_settings(64 << 20, 100, 100)).await?;
     let (mut send, mut recv) = conn.open_wt_bi(s.id).await?;
     let data = vec![0x5a; max_data as usize + 1];
@@ -307,8 +313,9 @@ async fn fc3(cx: &Ctx) -> CaseResult {
     match outcome {
         Ok(super::ContentEvent::Reset(c)) if c == codes::WT_FLOW_CONTROL_ERROR => Ok(()),
         other => Err(Verdict::Fail(format!(
-            "{} payload bytes sent at once with WT_MAX_DATA {max_data}: expected the CONNECT stream reset with {}, got {} ({echoed} bytes echoed; WT_MAX_DATA updates from the server meanwhile: {raised:?})",
+            "{} payload bytes sent at once{} with WT_MAX_DATA {max_data}: expected the CONNECT stream reset with {}, got {} ({echoed} bytes echoed; WT_MAX_DATA updates from the server meanwhile: {raised:?})",
             max_data + 1,
+            if one_packet { " in one packet" } else { " (over several packets: a server that re-grants while they are in flight may legally accept the last byte)" },
             super::code_name(codes::WT_FLOW_CONTROL_ERROR),
             match other {
                 Ok(e) => e.to_string(),

@@ -143,9 +143,9 @@ async fn ms4(cx: &Ctx) -> CaseResult {
             "the server's initial bidi stream limit is {bidi}; the case needs 1..=50"
         ));
     }
-    // Our WT_MAX_DATA of 1000 applies to each session separately.
+    // Our WT_MAX_DATA of 400 (the sizes stay below the server's own limit) applies to each session separately.
     let mut opts = cx.h3_options();
-    opts.settings = super::flow::fc_settings(1000, 100, 100);
+    opts.settings = super::flow::fc_settings(400, 100, 100);
     let mut conn = cx.h3_conn(opts).await?;
     cx.within("the server's SETTINGS", conn.server_settings())
         .await??;
@@ -155,60 +155,58 @@ async fn ms4(cx: &Ctx) -> CaseResult {
         .await
         .map_err(|v| super::prefix(v, "a second session with flow control on"))?;
     let (mut a_send, mut a_recv) = conn.open_wt_bi(a.id).await?;
-    a_send.write_all(&pattern(1500)).await.ctx("write")?;
+    a_send.write_all(&pattern(600)).await.ctx("write")?;
     let _ = a_send.finish();
     let got = read_upto(
         cx,
         &mut a_recv,
-        1000,
-        "session A: the first 1000 echoed bytes",
+        400,
+        "session A: the first 400 echoed bytes",
     )
     .await?;
     quiet_stream(cx, &mut a_recv, "session A, before more credit").await?;
-    // Session B has its own 1000 bytes, untouched by A.
+    // Session B has its own 400 bytes, untouched by A.
     let (mut b_send, mut b_recv) = conn.open_wt_bi(b.id).await?;
-    b_send.write_all(&pattern(800)).await.ctx("write")?;
+    b_send.write_all(&pattern(320)).await.ctx("write")?;
     let _ = b_send.finish();
     let (echo, end) = cx
-        .within("session B: the 800-byte echo", read_all(&mut b_recv, 4096))
+        .within("session B: the 320-byte echo", read_all(&mut b_recv, 4096))
         .await?;
-    ensure(echo == pattern(800) && end == End::Fin, || {
-        format!("expected session B to echo 800 bytes + FIN with its own credit while session A is blocked, got {} bytes + {end}", echo.len())
+    ensure(echo == pattern(320) && end == End::Fin, || {
+        format!("expected session B to echo 320 bytes + FIN with its own credit while session A is blocked, got {} bytes + {end}", echo.len())
     })?;
     let (mut b2_send, mut b2_recv) = conn.open_wt_bi(b.id).await?;
-    b2_send.write_all(&pattern(300)).await.ctx("write")?;
+    b2_send.write_all(&pattern(120)).await.ctx("write")?;
     let _ = b2_send.finish();
     read_upto(
         cx,
         &mut b2_recv,
-        200,
-        "session B: the last 200 bytes of its credit",
+        80,
+        "session B: the last 80 bytes of its credit",
     )
     .await?;
-    quiet_stream(cx, &mut b2_recv, "session B at 1000 bytes").await?;
+    quiet_stream(cx, &mut b2_recv, "session B at 400 bytes").await?;
     // Credit for A unblocks A only.
-    a.send_capsule(CapsuleType::WT_MAX_DATA.0, &vi(2000))
-        .await?;
+    a.send_capsule(CapsuleType::WT_MAX_DATA.0, &vi(800)).await?;
     let (rest, end) = cx
         .within(
             "session A: the rest of the echo",
             read_all(&mut a_recv, 4096),
         )
         .await?;
-    ensure(got.len() + rest.len() == 1500 && end == End::Fin, || {
-        format!("expected session A to finish its 1500-byte echo after WT_MAX_DATA(2000), got {} bytes + {end}", got.len() + rest.len())
+    ensure(got.len() + rest.len() == 600 && end == End::Fin, || {
+        format!("expected session A to finish its 600-byte echo after WT_MAX_DATA(800), got {} bytes + {end}", got.len() + rest.len())
     })?;
     quiet_stream(cx, &mut b2_recv, "session B after credit for session A").await?;
-    b.send_capsule(CapsuleType::WT_MAX_DATA.0, &vi(2000))
-        .await?;
+    b.send_capsule(CapsuleType::WT_MAX_DATA.0, &vi(800)).await?;
     let (rest, end) = cx
         .within(
             "session B: the rest of the echo",
             read_all(&mut b2_recv, 4096),
         )
         .await?;
-    ensure(rest.len() == 100 && end == End::Fin, || {
-        format!("expected session B's last 100 bytes + FIN after its own WT_MAX_DATA(2000), got {} bytes + {end}", rest.len())
+    ensure(rest.len() == 40 && end == End::Fin, || {
+        format!("expected session B's last 40 bytes + FIN after its own WT_MAX_DATA(800), got {} bytes + {end}", rest.len())
     })?;
     // The server's stream limit also applies per session: `bidi` streams in each session are
     // fine, one more in session A closes A only.

@@ -247,6 +247,39 @@ pub fn quic_transport(client: bool) -> quinn::TransportConfig {
     t
 }
 
+/// SO_RCVBUF / SO_SNDBUF of wt-h3's UDP sockets (`SOCKET_BUFFER` in wt-h3/src/udp.rs), given
+/// to the raw quinn and wtransport sockets too. `WT_BENCH_SOCKET_BUFFER=N` overrides it for
+/// the baselines (0: the kernel default) — an experiment knob.
+pub const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
+
+/// A UDP socket bound to `addr` with wt-h3's socket buffer sizes (best effort, as wt-h3).
+pub fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let size = std::env::var("WT_BENCH_SOCKET_BUFFER")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(SOCKET_BUFFER);
+    let sock = std::net::UdpSocket::bind(addr)?;
+    if size > 0 {
+        let state = quinn::udp::UdpSocketState::new((&sock).into())?;
+        let _ = state.set_recv_buffer_size((&sock).into(), size);
+        let _ = state.set_send_buffer_size((&sock).into(), size);
+    }
+    Ok(sock)
+}
+
+/// A quinn endpoint on [`udp_socket`].
+pub fn quinn_endpoint(
+    addr: SocketAddr,
+    server: Option<quinn::ServerConfig>,
+) -> std::io::Result<quinn::Endpoint> {
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        server,
+        udp_socket(addr)?,
+        Arc::new(quinn::TokioRuntime),
+    )
+}
+
 /// Datagram counters of a bench server.
 #[derive(Debug)]
 pub struct ServerStats {

@@ -14,8 +14,9 @@
 //! Workloads (`--workload`): `bulk` (= `bulk-upload` + `bulk-echo`), `latency`, `churn`,
 //! `datagrams`, `setup`, `scale`. Each workload runs every stack that applies, alternating
 //! them within a round (the order rotates every round), for 3 rounds (`--quick`: 1 round and
-//! smaller sizes), then reports median, spread, the ratio to the stack's baseline and the
-//! target of the brief:
+//! smaller sizes), then reports median, spread (max − min over the median), the ratio to the
+//! stack's baseline (the median over rounds of the ratio of the two runs of the same round,
+//! which tolerates a machine whose load drifts) and the target of the brief:
 //!
 //! | stack | transport | API | baseline |
 //! |---|---|---|---|
@@ -49,10 +50,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-use wt_core::{Acceptor, Connector, Session, TransportKind};
+use wt_core::{Acceptor, Connector, Session};
 
 use common::*;
 use report::{Cell, Report};
+use scale::ScaleKind;
 
 /// Options of `cargo xtask bench`.
 #[derive(clap::Args, Debug, Clone)]
@@ -70,6 +72,10 @@ pub struct Args {
     /// Only this transport (h3 or h2).
     #[arg(long, value_name = "h3|h2")]
     pub transport: Option<String>,
+    /// Only these stacks: wt-h3, quinn, wtransport, wt-client, wt-h2, h2 (repeatable or
+    /// comma-separated; for profiling one stack at a time).
+    #[arg(long = "stack", value_name = "NAME", value_delimiter = ',')]
+    pub stacks: Vec<String>,
     /// Rounds per workload (default 3; 1 with --quick).
     #[arg(long, value_name = "N")]
     pub rounds: Option<usize>,
@@ -518,6 +524,7 @@ async fn run(args: Args) -> ExitCode {
             .stacks()
             .into_iter()
             .filter(|s| transport.is_none_or(|t| s.transport() == t))
+            .filter(|s| args.stacks.is_empty() || args.stacks.iter().any(|n| n == s.name()))
             .collect();
         let mut cells: Vec<(Stack, Cell)> = stacks.iter().map(|s| (*s, Cell::default())).collect();
         for round in 0..rounds {
@@ -541,7 +548,7 @@ async fn run(args: Args) -> ExitCode {
                             describe(w, &s),
                             t.elapsed().as_secs_f64()
                         );
-                        cells[i].1.samples.push(s);
+                        cells[i].1.samples.push((round, s));
                     }
                     Err(e) => {
                         println!(
@@ -562,30 +569,32 @@ async fn run(args: Args) -> ExitCode {
 
     let mut scale_results = Vec::new();
     if with_scale {
-        for t in [TransportKind::Http3, TransportKind::Http2] {
-            if transport.is_some_and(|x| x != t.to_string()) {
+        for k in [ScaleKind::H3, ScaleKind::Quinn, ScaleKind::H2] {
+            if transport.is_some_and(|x| x != k.transport()) {
                 continue;
             }
             let limit = std::time::Duration::from_secs(sizes.scale_secs + 180);
             let tt = Instant::now();
-            match tokio::time::timeout(limit, scale::run(t, sizes.scale_sessions, sizes.scale_secs))
+            match tokio::time::timeout(limit, scale::run(k, sizes.scale_sessions, sizes.scale_secs))
                 .await
             {
                 Ok(Ok(r)) => {
                     println!(
-                        "[scale] {t}: {} sessions, {:.1} KiB/session idle, {:.1}% CPU active ({:.1} s)",
+                        "[scale] {} {}: {} sessions, {:.1} KiB/session idle, {:.1}% CPU active ({:.1} s)",
+                        k.transport(),
+                        k.stack(),
                         r.sessions,
                         r.idle_kib_per_session,
                         r.active_cpu_pct,
                         tt.elapsed().as_secs_f64()
                     );
-                    rows.extend(report::scale_rows(&r));
                     scale_results.push(r);
                 }
-                Ok(Err(e)) => println!("[scale] {t}: FAILED: {e}"),
-                Err(_) => println!("[scale] {t}: FAILED: timed out"),
+                Ok(Err(e)) => println!("[scale] {} {}: FAILED: {e}", k.transport(), k.stack()),
+                Err(_) => println!("[scale] {} {}: FAILED: timed out", k.transport(), k.stack()),
             }
         }
+        rows.extend(report::scale_rows(&scale_results));
     }
 
     let report = Report {
@@ -613,4 +622,34 @@ async fn run(args: Args) -> ExitCode {
         println!("wrote {}", path.display());
     }
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workload_selection() {
+        let (w, scale) = select(&[]).unwrap();
+        assert_eq!(w.len(), Workload::ALL.len());
+        assert!(scale);
+        let (w, scale) = select(&["latency".into(), "bulk".into()]).unwrap();
+        assert_eq!(
+            w,
+            vec![Workload::BulkUpload, Workload::BulkEcho, Workload::Latency]
+        );
+        assert!(!scale);
+        assert!(select(&["nope".into()]).is_err());
+    }
+
+    #[test]
+    fn baselines_share_the_transport() {
+        for w in Workload::ALL {
+            for s in w.stacks() {
+                if let Some(b) = s.baseline() {
+                    assert_eq!(b.transport(), s.transport());
+                }
+            }
+        }
+    }
 }

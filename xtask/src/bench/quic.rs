@@ -26,7 +26,7 @@ pub async fn connect(
     cfg: &quinn::ClientConfig,
     addr: SocketAddr,
 ) -> BResult<(quinn::Endpoint, quinn::Connection)> {
-    let ep = quinn::Endpoint::client(SocketAddr::from(([0, 0, 0, 0], 0)))?;
+    let ep = quinn_endpoint(SocketAddr::from(([0, 0, 0, 0], 0)), None)?;
     let conn = ep
         .connect_with(cfg.clone(), addr, &addr.ip().to_string())?
         .await?;

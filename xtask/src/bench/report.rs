@@ -98,7 +98,7 @@ pub struct Row {
     pub extras: BTreeMap<String, f64>,
     /// The stack compared against.
     pub baseline: Option<String>,
-    /// median / baseline's median.
+    /// Median over rounds of (this run / the baseline's run of the same round).
     pub ratio: Option<f64>,
     /// The target, as text.
     pub target: Option<String>,
@@ -130,8 +130,8 @@ pub struct Report {
 /// Samples of one (workload, stack).
 #[derive(Debug, Default)]
 pub struct Cell {
-    /// Successful runs.
-    pub samples: Vec<Sample>,
+    /// Successful runs, with their round.
+    pub samples: Vec<(usize, Sample)>,
     /// Failed runs.
     pub errors: Vec<String>,
 }
@@ -149,18 +149,30 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
+/// The median over rounds of (ours / baseline) for the rounds where both ran: runs of the
+/// same round are close in time, so this follows the machine's drifting load better than the
+/// ratio of the medians.
+fn paired_ratio(ours: &Cell, base: &Cell) -> Option<f64> {
+    let mut v: Vec<f64> = ours
+        .samples
+        .iter()
+        .filter_map(|(r, s)| {
+            base.samples
+                .iter()
+                .find(|(rb, _)| rb == r)
+                .map(|(_, b)| s.primary / b.primary)
+        })
+        .collect();
+    (!v.is_empty()).then(|| median(&mut v))
+}
+
 /// Builds the rows of one workload from its cells (in stack order).
 pub fn rows(w: Workload, cells: &[(Stack, Cell)]) -> Vec<Row> {
-    let med = |s: Stack| -> Option<f64> {
-        cells.iter().find(|(st, _)| *st == s).and_then(|(_, c)| {
-            let mut v: Vec<f64> = c.samples.iter().map(|x| x.primary).collect();
-            (!v.is_empty()).then(|| median(&mut v))
-        })
-    };
+    let cell_of = |s: Stack| cells.iter().find(|(st, _)| *st == s).map(|(_, c)| c);
     let (metric, higher) = w.metric();
     let mut out = Vec::new();
     for (stack, cell) in cells {
-        let mut prim: Vec<f64> = cell.samples.iter().map(|x| x.primary).collect();
+        let mut prim: Vec<f64> = cell.samples.iter().map(|(_, x)| x.primary).collect();
         let m = median(&mut prim);
         let (min, max) = prim
             .iter()
@@ -168,7 +180,7 @@ pub fn rows(w: Workload, cells: &[(Stack, Cell)]) -> Vec<Row> {
                 (a.min(x), b.max(x))
             });
         let mut extras: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-        for s in &cell.samples {
+        for (_, s) in &cell.samples {
             for (k, v) in &s.extra {
                 extras.entry((*k).to_owned()).or_default().push(*v);
             }
@@ -179,9 +191,8 @@ pub fn rows(w: Workload, cells: &[(Stack, Cell)]) -> Vec<Row> {
             .collect();
         let baseline = stack.baseline();
         let ratio = baseline
-            .and_then(med)
-            .filter(|_| !prim.is_empty())
-            .map(|b| m / b);
+            .and_then(cell_of)
+            .and_then(|b| paired_ratio(cell, b));
         let target = target(w, *stack);
         let status = target.map(|t| match ratio {
             None => "n/a".to_owned(),
@@ -220,61 +231,83 @@ pub fn rows(w: Workload, cells: &[(Stack, Cell)]) -> Vec<Row> {
     out
 }
 
-/// Rows of the scale results.
-pub fn scale_rows(r: &ScaleResult) -> Vec<Row> {
-    let idle_ok = r.idle_kib_per_session <= 64.0;
-    let mut idle_extras = BTreeMap::new();
-    idle_extras.insert("sessions".to_owned(), r.sessions as f64);
-    idle_extras.insert("rss_base_kib".to_owned(), r.rss_base_kib as f64);
-    idle_extras.insert("rss_idle_kib".to_owned(), r.rss_idle_kib as f64);
-    idle_extras.insert("connect_s".to_owned(), r.connect_secs);
-    let mut active_extras = BTreeMap::new();
-    active_extras.insert("kib_per_session".to_owned(), r.active_kib_per_session);
-    active_extras.insert("cpu_ms_per_echo".to_owned(), r.cpu_ms_per_echo);
-    active_extras.insert("echo_p50_us".to_owned(), r.echo_p50_us);
-    active_extras.insert("echo_p99_us".to_owned(), r.echo_p99_us);
-    active_extras.insert("echoes".to_owned(), r.echoes as f64);
-    let errors = if r.errors > 0 {
-        vec![format!("{} failed sessions or echoes", r.errors)]
-    } else {
-        Vec::new()
-    };
-    let row = |workload: &str, metric: &str, v: f64, extras, target: Option<String>, status| Row {
-        workload: workload.to_owned(),
-        transport: r.transport.clone(),
-        stack: "wt-testserver".to_owned(),
-        metric: metric.to_owned(),
-        higher_is_better: false,
-        runs: 1,
-        median: v,
-        min: v,
-        max: v,
-        spread_pct: 0.0,
-        extras,
-        baseline: None,
-        ratio: None,
-        target,
-        status,
-        errors: errors.clone(),
-    };
-    vec![
-        row(
+/// Rows of the scale results: idle memory per session (target 64 KiB; wt-testserver over
+/// HTTP/3 also compared with the raw quinn server) and CPU while active.
+pub fn scale_rows(results: &[ScaleResult]) -> Vec<Row> {
+    let quinn = results.iter().find(|r| r.stack == "quinn");
+    let mut idle = Vec::new();
+    let mut active = Vec::new();
+    for r in results {
+        let is_ours = r.stack != "quinn";
+        let vs_quinn = (is_ours && r.transport == "h3").then_some(quinn).flatten();
+        let mut idle_extras = BTreeMap::new();
+        idle_extras.insert("sessions".to_owned(), r.sessions as f64);
+        idle_extras.insert("rss_base_kib".to_owned(), r.rss_base_kib as f64);
+        idle_extras.insert("rss_idle_kib".to_owned(), r.rss_idle_kib as f64);
+        idle_extras.insert("connect_s".to_owned(), r.connect_secs);
+        let mut active_extras = BTreeMap::new();
+        active_extras.insert("kib_per_session".to_owned(), r.active_kib_per_session);
+        active_extras.insert("cpu_ms_per_echo".to_owned(), r.cpu_ms_per_echo);
+        active_extras.insert("echo_p50_us".to_owned(), r.echo_p50_us);
+        active_extras.insert("echo_p99_us".to_owned(), r.echo_p99_us);
+        active_extras.insert("echoes".to_owned(), r.echoes as f64);
+        let errors = if r.errors > 0 {
+            vec![format!("{} failed sessions or echoes", r.errors)]
+        } else {
+            Vec::new()
+        };
+        let row = |workload: &str,
+                   metric: &str,
+                   v: f64,
+                   extras,
+                   ratio: Option<f64>,
+                   target: Option<String>,
+                   status: Option<String>| Row {
+            workload: workload.to_owned(),
+            transport: r.transport.clone(),
+            stack: r.stack.clone(),
+            metric: metric.to_owned(),
+            higher_is_better: false,
+            runs: 1,
+            median: v,
+            min: v,
+            max: v,
+            spread_pct: 0.0,
+            extras,
+            baseline: ratio.map(|_| "quinn".to_owned()),
+            ratio,
+            target,
+            status,
+            errors: errors.clone(),
+        };
+        idle.push(row(
             "scale-idle",
             "server KiB/session",
             r.idle_kib_per_session,
             idle_extras,
-            Some("<=64KiB".to_owned()),
-            Some(if idle_ok { "MET" } else { "MISSED" }.to_owned()),
-        ),
-        row(
+            vs_quinn.map(|q| r.idle_kib_per_session / q.idle_kib_per_session),
+            is_ours.then(|| "<=64KiB".to_owned()),
+            is_ours.then(|| {
+                if r.idle_kib_per_session <= 64.0 {
+                    "MET"
+                } else {
+                    "MISSED"
+                }
+                .to_owned()
+            }),
+        ));
+        active.push(row(
             "scale-active",
             "server CPU % (1 core)",
             r.active_cpu_pct,
             active_extras,
+            vs_quinn.map(|q| r.active_cpu_pct / q.active_cpu_pct),
             None,
             None,
-        ),
-    ]
+        ));
+    }
+    idle.extend(active);
+    idle
 }
 
 fn num(v: f64) -> String {
@@ -361,4 +394,49 @@ pub fn print(report: &Report) {
             "not "
         }
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(v: &[(usize, f64)]) -> Cell {
+        Cell {
+            samples: v.iter().map(|(r, x)| (*r, Sample::new(*x))).collect(),
+            errors: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn median_of_odd_and_even() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(&mut []).is_nan());
+    }
+
+    #[test]
+    fn ratio_pairs_runs_of_the_same_round() {
+        let ours = cell(&[(0, 90.0), (1, 45.0), (2, 99.0)]);
+        let base = cell(&[(0, 100.0), (1, 50.0), (2, 100.0)]);
+        let r = paired_ratio(&ours, &base).unwrap();
+        assert!((r - 0.9).abs() < 1e-9);
+        assert!(paired_ratio(&ours, &cell(&[(7, 1.0)])).is_none());
+    }
+
+    #[test]
+    fn targets_are_judged() {
+        let cells = vec![
+            (Stack::WtH3, cell(&[(0, 96.0)])),
+            (Stack::Quinn, cell(&[(0, 100.0)])),
+        ];
+        let r = rows(Workload::BulkUpload, &cells);
+        assert_eq!(r[0].status.as_deref(), Some("MISSED"));
+        assert_eq!(r[1].status, None);
+        let cells = vec![
+            (Stack::WtH3, cell(&[(0, 104.0)])),
+            (Stack::Quinn, cell(&[(0, 100.0)])),
+        ];
+        let r = rows(Workload::Latency, &cells);
+        assert_eq!(r[0].status.as_deref(), Some("MET"));
+    }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
-use wt_core::{Connector, RecvStream, SendStream, Session, TransportKind};
+use wt_core::{ConnectRequest, Connector, RecvStream, SendStream, Session};
 use wt_testserver::{Limits, ServeOptions, TestServer, TestServerConfig, Transports};
 
 use super::common::*;
@@ -25,6 +25,8 @@ const CONNECT_PARALLEL: usize = 32;
 pub struct ScaleResult {
     /// `h3` or `h2`.
     pub transport: String,
+    /// `wt-testserver` or `quinn`.
+    pub stack: String,
     /// Sessions established.
     pub sessions: usize,
     /// Seconds to establish them.
@@ -53,16 +55,46 @@ pub struct ScaleResult {
     pub echo_p99_us: f64,
 }
 
-/// The child: serve the echo handler over `transport` until stdin closes.
-pub fn child_main(transport: &str) -> ExitCode {
-    let transports = match transport {
-        "h3" => Transports::H3,
-        "h2" => Transports::H2,
-        other => {
-            eprintln!("bench scale server: unknown transport {other:?}");
-            return ExitCode::FAILURE;
+/// Which server the scale workload measures.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ScaleKind {
+    /// wt-testserver's echo handler over HTTP/3.
+    H3,
+    /// wt-testserver's echo handler over HTTP/2.
+    H2,
+    /// The raw quinn bench server (baseline of the HTTP/3 figures).
+    Quinn,
+}
+
+impl ScaleKind {
+    /// The `--scale-server` argument.
+    pub fn arg(self) -> &'static str {
+        match self {
+            ScaleKind::H3 => "h3",
+            ScaleKind::H2 => "h2",
+            ScaleKind::Quinn => "quinn",
         }
-    };
+    }
+
+    /// `h3` or `h2`.
+    pub fn transport(self) -> &'static str {
+        match self {
+            ScaleKind::H3 | ScaleKind::Quinn => "h3",
+            ScaleKind::H2 => "h2",
+        }
+    }
+
+    /// The stack name in the table.
+    pub fn stack(self) -> &'static str {
+        match self {
+            ScaleKind::H3 | ScaleKind::H2 => "wt-testserver",
+            ScaleKind::Quinn => "quinn",
+        }
+    }
+}
+
+/// The child: serve `kind` until stdin closes.
+pub fn child_main(kind: &str) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -74,7 +106,17 @@ pub fn child_main(transport: &str) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let kind = kind.to_owned();
     rt.block_on(async move {
+        let transports = match kind.as_str() {
+            "h3" => Transports::H3,
+            "h2" => Transports::H2,
+            "quinn" => return quinn_child().await,
+            other => {
+                eprintln!("bench scale server: unknown server {other:?}");
+                return ExitCode::FAILURE;
+            }
+        };
         let config = TestServerConfig {
             transports,
             port: 0,
@@ -88,6 +130,9 @@ pub fn child_main(transport: &str) -> ExitCode {
             },
             ..TestServerConfig::default()
         };
+        if let (Some(n), Transports::H3) = (max_streams_override(), transports) {
+            return h3_override_child(n, config.serve).await;
+        }
         let server = match TestServer::start(config) {
             Ok(s) => s,
             Err(e) => {
@@ -97,13 +142,82 @@ pub fn child_main(transport: &str) -> ExitCode {
         };
         println!("READY {} {}", server.addr(), server.cert_hash_hex());
         let _ = std::io::stdout().flush();
-        let _ = tokio::task::spawn_blocking(|| {
-            let mut line = String::new();
-            let _ = std::io::stdin().read_line(&mut line);
-        })
-        .await;
+        wait_stdin().await;
         ExitCode::SUCCESS
     })
+}
+
+/// `WT_BENCH_MAX_STREAMS=N`: an experiment knob for the scale servers (wt-h3 and raw quinn):
+/// the QUIC concurrent stream limits (both kinds) instead of wt-h3's default of 1024.
+pub fn max_streams_override() -> Option<u32> {
+    std::env::var("WT_BENCH_MAX_STREAMS").ok()?.parse().ok()
+}
+
+/// The echo handler on a wt-h3 server with the stream limits overridden (same as
+/// [`TestServer`] otherwise: it is the same listener and handler).
+async fn h3_override_child(n: u32, serve: ServeOptions) -> ExitCode {
+    let r = (|| -> BResult<_> {
+        let tls = wt_core::tls::ServerTls::self_signed(&["localhost", "127.0.0.1", "::1"])?;
+        let mut cfg = wt_h3::ServerConfig::new(tls.clone(), SocketAddr::from(([127, 0, 0, 1], 0)));
+        cfg.max_pending_requests = 1024;
+        cfg.quic.max_concurrent_bidi_streams = n;
+        cfg.quic.max_concurrent_uni_streams = n;
+        Ok((tls, wt_h3::Server::bind(cfg)?))
+    })();
+    let (tls, server) = match r {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("bench scale server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut listener = wt_testserver::Listener::<wt_testserver::EchoHandler>::new(
+        wt_testserver::EchoConfig::default(),
+        serve,
+    );
+    let addr = listener.serve(server);
+    println!("READY {addr} {}", wt_core::tls::hash_hex(&tls.cert_hash()));
+    let _ = std::io::stdout().flush();
+    wait_stdin().await;
+    ExitCode::SUCCESS
+}
+
+async fn wait_stdin() {
+    let _ = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+    })
+    .await;
+}
+
+async fn quinn_child() -> ExitCode {
+    let r = (|| -> BResult<_> {
+        let tls = Tls::new()?;
+        let ep = super::server::bind_quinn_with(&tls, max_streams_override())?;
+        Ok((tls, ep))
+    })();
+    let (tls, ep) = match r {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("bench scale server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = match ep.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("bench scale server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tokio::spawn(super::server::serve_quinn(ep, ServerStats::new()));
+    println!(
+        "READY {addr} {}",
+        wt_core::tls::hash_hex(&tls.server.cert_hash())
+    );
+    let _ = std::io::stdout().flush();
+    wait_stdin().await;
+    ExitCode::SUCCESS
 }
 
 struct ServerChild {
@@ -114,11 +228,11 @@ struct ServerChild {
 }
 
 impl ServerChild {
-    fn start(transport: TransportKind) -> BResult<ServerChild> {
+    fn start(kind: ScaleKind) -> BResult<ServerChild> {
         let exe = std::env::current_exe()?;
         let mut child = Command::new(exe)
             .args(["bench", "--no-reexec", "--scale-server"])
-            .arg(transport.to_string())
+            .arg(kind.arg())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -204,35 +318,71 @@ pub fn cpu_secs(pid: u32) -> BResult<f64> {
     Ok(tick(11)? + tick(12)?)
 }
 
-/// Runs the scale workload over `transport`.
-pub async fn run(transport: TransportKind, sessions: usize, secs: u64) -> BResult<ScaleResult> {
-    let server = ServerChild::start(transport)?;
-    let tls = Tls::pinned(server.hash);
-    match transport {
-        TransportKind::Http3 => {
-            let client = wt_h3::Client::new(wt_h3::ClientConfig {
-                tls,
-                ..wt_h3::ClientConfig::default()
-            })?;
-            run_with(&server, client, transport, sessions, secs).await
-        }
-        TransportKind::Http2 => {
-            let client = wt_h2::Client::new(wt_h2::ClientConfig {
-                tls,
-                ..wt_h2::ClientConfig::default()
-            })?;
-            run_with(&server, client, transport, sessions, secs).await
+/// A client connection of any kind.
+#[derive(Clone)]
+enum Conn {
+    H3(wt_h3::Session),
+    H2(wt_h2::Session),
+    /// The endpoint is kept alive with its connection.
+    Quinn(#[allow(dead_code)] quinn::Endpoint, quinn::Connection),
+}
+
+/// A stream doing 64-byte echoes.
+enum Pinger {
+    H3(wt_h3::SendStream, wt_h3::RecvStream),
+    H2(wt_h2::SendStream, wt_h2::RecvStream),
+    Quinn(quinn::SendStream, quinn::RecvStream),
+}
+
+enum Dialer {
+    H3(wt_h3::Client, ConnectRequest),
+    H2(wt_h2::Client, ConnectRequest),
+    Quinn(quinn::ClientConfig, SocketAddr),
+}
+
+impl Dialer {
+    async fn connect(&self) -> BResult<Conn> {
+        Ok(match self {
+            Dialer::H3(c, r) => Conn::H3(c.connect(r).await?),
+            Dialer::H2(c, r) => Conn::H2(c.connect(r).await?),
+            Dialer::Quinn(cfg, addr) => {
+                let (ep, c) = super::quic::connect(cfg, *addr).await?;
+                Conn::Quinn(ep, c)
+            }
+        })
+    }
+}
+
+impl Conn {
+    async fn pinger(&self) -> BResult<Pinger> {
+        Ok(match self {
+            Conn::H3(s) => {
+                let (a, b) = s.open_bi().await?;
+                Pinger::H3(a, b)
+            }
+            Conn::H2(s) => {
+                let (a, b) = s.open_bi().await?;
+                Pinger::H2(a, b)
+            }
+            Conn::Quinn(_, c) => {
+                let (mut a, b) = c.open_bi().await?;
+                a.write_all(&[MODE_ECHO]).await?;
+                Pinger::Quinn(a, b)
+            }
+        })
+    }
+
+    fn close(&self) {
+        match self {
+            Conn::H3(s) => drop(s.close(0, "")),
+            Conn::H2(s) => drop(s.close(0, "")),
+            Conn::Quinn(_, c) => c.close(0u32.into(), b""),
         }
     }
 }
 
-async fn echo_once<S: Session>(
-    send: &mut S::SendStream,
-    recv: &mut S::RecvStream,
-) -> BResult<Duration> {
-    let msg = [0x5au8; PING_SIZE];
-    let t = Instant::now();
-    send.write_all(&msg).await?;
+async fn wt_echo<S: SendStream, R: RecvStream>(send: &mut S, recv: &mut R) -> BResult<()> {
+    send.write_all(&[0x5au8; PING_SIZE]).await?;
     let mut got = 0;
     while got < PING_SIZE {
         match recv.read_chunk(PING_SIZE - got).await? {
@@ -240,28 +390,77 @@ async fn echo_once<S: Session>(
             None => return Err(BenchError::Protocol("echo ended early")),
         }
     }
-    Ok(t.elapsed())
+    Ok(())
 }
 
-async fn run_with<C: Connector>(
-    server: &ServerChild,
-    client: C,
-    transport: TransportKind,
-    n: usize,
-    secs: u64,
-) -> BResult<ScaleResult> {
-    let client = Arc::new(client);
+impl Pinger {
+    async fn echo(&mut self) -> BResult<Duration> {
+        let t = Instant::now();
+        match self {
+            Pinger::H3(a, b) => wt_echo(a, b).await?,
+            Pinger::H2(a, b) => wt_echo(a, b).await?,
+            Pinger::Quinn(a, b) => {
+                a.write_all(&[0x5au8; PING_SIZE]).await?;
+                let mut got = 0;
+                while got < PING_SIZE {
+                    match b.read_chunk(PING_SIZE - got, true).await? {
+                        Some(c) => got += c.bytes.len(),
+                        None => return Err(BenchError::Protocol("echo ended early")),
+                    }
+                }
+            }
+        }
+        Ok(t.elapsed())
+    }
+
+    fn finish(&mut self) {
+        match self {
+            Pinger::H3(a, _) => drop(a.finish()),
+            Pinger::H2(a, _) => drop(a.finish()),
+            Pinger::Quinn(a, _) => drop(a.finish()),
+        }
+    }
+}
+
+/// Runs the scale workload against `kind`.
+pub async fn run(kind: ScaleKind, n: usize, secs: u64) -> BResult<ScaleResult> {
+    let server = ServerChild::start(kind)?;
+    let tls = Tls::pinned(server.hash);
     let mut req = request(server.addr);
     req.path = "/echo".into();
+    let dialer = Arc::new(match kind {
+        ScaleKind::H3 => Dialer::H3(
+            wt_h3::Client::new(wt_h3::ClientConfig {
+                tls,
+                ..wt_h3::ClientConfig::default()
+            })?,
+            req,
+        ),
+        ScaleKind::H2 => Dialer::H2(
+            wt_h2::Client::new(wt_h2::ClientConfig {
+                tls,
+                ..wt_h2::ClientConfig::default()
+            })?,
+            req,
+        ),
+        ScaleKind::Quinn => {
+            let t = Tls {
+                server: wt_core::tls::ServerTls::self_signed(&["unused"])?,
+                client: tls,
+            };
+            Dialer::Quinn(super::quic::client_config(&t)?, server.addr)
+        }
+    });
     let pid = server.pid();
 
     // Warm up: one session with one echo, closed, so lazily built server state is counted in
     // the base.
     {
-        let s = client.connect(&req).await?;
-        let (mut send, mut recv) = s.open_bi().await?;
-        echo_once::<C::Session>(&mut send, &mut recv).await?;
-        let _ = s.close(0, "");
+        let c = dialer.connect().await?;
+        let mut p = c.pinger().await?;
+        p.echo().await?;
+        p.finish();
+        c.close();
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let rss_base = rss_kib(pid)?;
@@ -271,12 +470,11 @@ async fn run_with<C: Connector>(
     let sem = Arc::new(tokio::sync::Semaphore::new(CONNECT_PARALLEL));
     let mut set = JoinSet::new();
     for _ in 0..n {
-        let client = client.clone();
-        let req = req.clone();
+        let dialer = dialer.clone();
         let sem = sem.clone();
         set.spawn(async move {
             let _permit = sem.acquire_owned().await;
-            client.connect(&req).await
+            dialer.connect().await
         });
     }
     let mut sessions = Vec::with_capacity(n);
@@ -308,12 +506,12 @@ async fn run_with<C: Connector>(
         set.spawn(async move {
             let mut rtts = Vec::with_capacity(secs as usize);
             tokio::time::sleep_until(start + offset).await;
-            let (mut send, mut recv) = s.open_bi().await?;
+            let mut p = s.pinger().await?;
             for k in 0..secs {
                 tokio::time::sleep_until(start + offset + Duration::from_secs(k)).await;
-                rtts.push(echo_once::<C::Session>(&mut send, &mut recv).await?);
+                rtts.push(p.echo().await?);
             }
-            send.finish()?;
+            p.finish();
             Ok::<_, BenchError>(rtts)
         });
     }
@@ -332,13 +530,14 @@ async fn run_with<C: Connector>(
     let cpu = cpu_secs(pid)? - cpu0;
     let rss_active = rss_kib(pid)?;
     for s in &sessions {
-        let _ = s.close(0, "");
+        s.close();
     }
     let echoes = rtts.len();
     let p50 = quantile_us(&mut rtts, 0.5);
     let p99 = quantile_us(&mut rtts, 0.99);
     Ok(ScaleResult {
-        transport: transport.to_string(),
+        transport: kind.transport().to_owned(),
+        stack: kind.stack().to_owned(),
         sessions: sessions.len(),
         connect_secs,
         rss_base_kib: rss_base,

@@ -69,13 +69,23 @@ async fn wt_stream<S: SendStream, R: RecvStream>(mut send: S, mut recv: R) -> BR
 
 /// Binds the raw quinn server.
 pub fn bind_quinn(tls: &Tls) -> BResult<quinn::Endpoint> {
+    bind_quinn_with(tls, None)
+}
+
+/// Binds the raw quinn server, optionally with other concurrent stream limits.
+pub fn bind_quinn_with(tls: &Tls, max_streams: Option<u32>) -> BResult<quinn::Endpoint> {
     let rustls = tls.server.build(&[b"h3"], false)?;
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(rustls)?;
     let mut sc = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    sc.transport_config(Arc::new(quic_transport(false)));
-    Ok(quinn::Endpoint::server(
-        sc,
+    let mut t = quic_transport(false);
+    if let Some(n) = max_streams {
+        t.max_concurrent_bidi_streams(n.into())
+            .max_concurrent_uni_streams(n.into());
+    }
+    sc.transport_config(Arc::new(t));
+    Ok(quinn_endpoint(
         SocketAddr::from(([127, 0, 0, 1], 0)),
+        Some(sc),
     )?)
 }
 

@@ -18,7 +18,7 @@ use super::ours::churn_payload;
 /// Binds the wtransport server on loopback.
 pub fn bind(tls: &Tls) -> BResult<Endpoint<Server>> {
     let cfg = ServerConfig::builder()
-        .with_bind_address(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .with_bind_socket(udp_socket(SocketAddr::from(([127, 0, 0, 1], 0)))?)
         .with_custom_tls_and_transport(tls.server.build(&[b"h3"], false)?, quic_transport(false))
         .build();
     Ok(Endpoint::server(cfg)?)
@@ -94,7 +94,7 @@ pub fn client_tls(tls: &Tls) -> BResult<rustls::ClientConfig> {
 /// A client endpoint with the shared TLS and transport settings.
 pub fn client(tls: &rustls::ClientConfig) -> BResult<Endpoint<Client>> {
     let cfg = ClientConfig::builder()
-        .with_bind_default()
+        .with_bind_socket(udp_socket(SocketAddr::from(([0, 0, 0, 0], 0)))?)
         .with_custom_tls_and_transport(tls.clone(), quic_transport(true))
         .build();
     Ok(Endpoint::client(cfg)?)

@@ -53,9 +53,12 @@ pub struct QuicConfig {
     pub datagram_receive_buffer: Option<usize>,
     /// Send buffer for datagrams (bytes).
     pub datagram_send_buffer: usize,
-    /// Concurrent bidirectional streams the peer may open.
+    /// Concurrent bidirectional streams the peer may open (default 100, quinn's default;
+    /// credit is re-granted as streams close). quinn keeps state for every stream it allows,
+    /// so large values cost memory on every connection, idle or not.
     pub max_concurrent_bidi_streams: u32,
-    /// Concurrent unidirectional streams the peer may open.
+    /// Concurrent unidirectional streams the peer may open (default 100; see
+    /// [`max_concurrent_bidi_streams`](Self::max_concurrent_bidi_streams)).
     pub max_concurrent_uni_streams: u32,
 }
 
@@ -67,8 +70,8 @@ impl Default for QuicConfig {
             send_window: 32 * 1024 * 1024,
             datagram_receive_buffer: Some(2 * 1024 * 1024),
             datagram_send_buffer: 2 * 1024 * 1024,
-            max_concurrent_bidi_streams: 1024,
-            max_concurrent_uni_streams: 1024,
+            max_concurrent_bidi_streams: 100,
+            max_concurrent_uni_streams: 100,
         }
     }
 }

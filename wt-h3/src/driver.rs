@@ -4,12 +4,15 @@
 //! Per connection there are three accept loops (unidirectional streams, bidirectional streams,
 //! datagrams) plus a short task per incoming stream that reads its preamble and routes it.
 //! Stream *data* never passes through these tasks: once routed, a stream is handed to its
-//! session's bounded accept queue and the application reads it directly from quinn.
+//! session's bounded accept queue and the application reads it directly from quinn. The
+//! preamble is read with `read_chunk` (at most [`PREAMBLE_READ`] bytes at a time); payload
+//! bytes that came in the same chunk travel with the stream as a prefix its
+//! [`RecvStream`](crate::RecvStream) returns first.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, trace};
@@ -22,10 +25,10 @@ use crate::proto::settings::Settings;
 use crate::proto::stream_type::{self, BidiRoute, Role, UniRoute};
 use crate::session::SessionShared;
 
-/// A stream that arrived for a session.
+/// A stream that arrived for a session, with the payload bytes read along with its preamble.
 pub(crate) enum Incoming {
-    Bidi(quinn::SendStream, quinn::RecvStream),
-    Uni(quinn::RecvStream),
+    Bidi(quinn::SendStream, quinn::RecvStream, Bytes),
+    Uni(quinn::RecvStream, Bytes),
 }
 
 impl Incoming {
@@ -33,11 +36,11 @@ impl Incoming {
     pub(crate) fn refuse(self, code: H3Code) {
         let v = varint(code.0);
         match self {
-            Incoming::Bidi(mut s, mut r) => {
+            Incoming::Bidi(mut s, mut r, _) => {
                 let _ = s.reset(v);
                 let _ = r.stop(v);
             }
-            Incoming::Uni(mut r) => {
+            Incoming::Uni(mut r, _) => {
                 let _ = r.stop(v);
             }
         }
@@ -312,7 +315,7 @@ impl Conn {
         match session {
             Some(s) => {
                 let id = match &stream {
-                    Incoming::Bidi(_, r) | Incoming::Uni(r) => r.id(),
+                    Incoming::Bidi(_, r, _) | Incoming::Uni(r, _) => r.id(),
                 };
                 s.note_pre_reset(id, code.into_inner());
                 s.deliver(stream).await;
@@ -411,22 +414,46 @@ enum PreambleError {
     Other,
 }
 
-/// Reads one varint byte by byte (never past it); returns the value and its raw bytes.
-async fn read_varint(recv: &mut quinn::RecvStream) -> Result<(u64, BytesMut), PreambleError> {
-    let map = |e: quinn::ReadExactError| match e {
-        quinn::ReadExactError::ReadError(quinn::ReadError::Reset(c)) => PreambleError::Reset(c),
-        _ => PreambleError::Other,
-    };
-    let mut first = [0u8; 1];
-    recv.read_exact(&mut first).await.map_err(map)?;
-    let len = 1usize << (first[0] >> 6);
-    let mut raw = BytesMut::zeroed(len);
-    raw[0] = first[0];
-    if len > 1 {
-        recv.read_exact(&mut raw[1..]).await.map_err(map)?;
+/// Most bytes taken from quinn per read while looking for a stream's preamble (a preamble is
+/// at most 16 bytes). Payload read along with it (at most this much, a slice of quinn's
+/// receive buffer) is kept as the stream's prefix, also while the stream waits in the bounded
+/// buffer for an unknown session.
+pub(crate) const PREAMBLE_READ: usize = 4096;
+
+/// Makes `buf` start with a whole varint, reading chunks from `recv` as needed; returns the
+/// value and its length (left in `buf`). Cancel safe only in the sense that bytes read stay in
+/// `buf`.
+async fn peek_varint(
+    recv: &mut quinn::RecvStream,
+    buf: &mut Bytes,
+) -> Result<(u64, usize), PreambleError> {
+    loop {
+        if let Ok(v) = wt_core::varint::peek(buf) {
+            return Ok(v);
+        }
+        match recv.read_chunk(PREAMBLE_READ, true).await {
+            Ok(Some(c)) => {
+                if buf.is_empty() {
+                    *buf = c.bytes;
+                } else {
+                    // A varint split across chunks (rare): join the pieces.
+                    let mut joined = BytesMut::with_capacity(buf.len() + c.bytes.len());
+                    joined.extend_from_slice(buf);
+                    joined.extend_from_slice(&c.bytes);
+                    *buf = joined.freeze();
+                }
+            }
+            Err(quinn::ReadError::Reset(c)) => return Err(PreambleError::Reset(c)),
+            Ok(None) | Err(_) => return Err(PreambleError::Other),
+        }
     }
-    let (v, _) = wt_core::varint::peek(&raw).map_err(|_| PreambleError::Other)?;
-    Ok((v, raw))
+}
+
+/// Reads and consumes one varint of a stream's preamble from `buf` (refilled from `recv`).
+async fn read_varint(recv: &mut quinn::RecvStream, buf: &mut Bytes) -> Result<u64, PreambleError> {
+    let (v, n) = peek_varint(recv, buf).await?;
+    buf.advance(n);
+    Ok(v)
 }
 
 async fn watch_close(conn: Arc<Conn>) {
@@ -462,10 +489,13 @@ async fn datagram_loop(conn: Arc<Conn>) {
 }
 
 async fn handle_uni(conn: Arc<Conn>, mut recv: quinn::RecvStream) {
-    let ty = match read_varint(&mut recv).await {
-        Ok((ty, _)) => ty,
+    let mut buf = Bytes::new();
+    let ty = match read_varint(&mut recv, &mut buf).await {
+        Ok(ty) => ty,
         Err(PreambleError::Reset(code)) => {
-            return conn.route_headerless_reset(Incoming::Uni(recv), code).await
+            return conn
+                .route_headerless_reset(Incoming::Uni(recv, Bytes::new()), code)
+                .await
         }
         Err(PreambleError::Other) => return,
     };
@@ -474,24 +504,26 @@ async fn handle_uni(conn: Arc<Conn>, mut recv: quinn::RecvStream) {
         return conn.fail(e);
     }
     match route {
-        UniRoute::Control => run_control(conn, recv).await,
-        UniRoute::QpackEncoder => drain_encoder(conn, recv).await,
+        UniRoute::Control => run_control(conn, recv, buf).await,
+        UniRoute::QpackEncoder => drain_encoder(conn, recv, buf).await,
         UniRoute::QpackDecoder => {
             // Nothing to learn with a zero-capacity table: discard.
             while let Ok(Some(_)) = recv.read_chunk(4096, true).await {}
         }
         UniRoute::WebTransport => {
-            let sid = match read_varint(&mut recv).await {
-                Ok((sid, _)) => sid,
+            let sid = match read_varint(&mut recv, &mut buf).await {
+                Ok(sid) => sid,
                 Err(PreambleError::Reset(code)) => {
-                    return conn.route_headerless_reset(Incoming::Uni(recv), code).await
+                    return conn
+                        .route_headerless_reset(Incoming::Uni(recv, Bytes::new()), code)
+                        .await
                 }
                 Err(PreambleError::Other) => return,
             };
             if let Err(e) = stream_type::check_session_id(sid) {
                 return conn.fail(e);
             }
-            conn.route_stream(sid, Incoming::Uni(recv)).await;
+            conn.route_stream(sid, Incoming::Uni(recv, buf)).await;
         }
         UniRoute::ConnectionError(code) => {
             conn.fail(ProtocolError::h3(code, "push stream not allowed"));
@@ -504,11 +536,19 @@ async fn handle_uni(conn: Arc<Conn>, mut recv: quinn::RecvStream) {
 
 /// The peer's QPACK encoder stream: with a table capacity of 0 the only legal instruction is
 /// "Set Dynamic Table Capacity 0" (byte 0x20).
-async fn drain_encoder(conn: Arc<Conn>, mut recv: quinn::RecvStream) {
+async fn drain_encoder(conn: Arc<Conn>, mut recv: quinn::RecvStream, first: Bytes) {
+    let mut first = Some(first);
     loop {
-        match recv.read_chunk(4096, true).await {
-            Ok(Some(c)) => {
-                if c.bytes.iter().any(|b| *b != 0x20) {
+        let r = match first.take() {
+            Some(b) => Ok(Some(b)),
+            None => recv
+                .read_chunk(4096, true)
+                .await
+                .map(|c| c.map(|c| c.bytes)),
+        };
+        match r {
+            Ok(Some(bytes)) => {
+                if bytes.iter().any(|b| *b != 0x20) {
                     return conn.fail(ProtocolError::h3(
                         H3Code::QPACK_ENCODER_STREAM_ERROR,
                         "encoder instruction with a zero-capacity table",
@@ -532,8 +572,8 @@ async fn drain_encoder(conn: Arc<Conn>, mut recv: quinn::RecvStream) {
     }
 }
 
-async fn run_control(conn: Arc<Conn>, recv: quinn::RecvStream) {
-    let mut reader = FrameReader::new(recv, BytesMut::new(), StreamKind::Control);
+async fn run_control(conn: Arc<Conn>, recv: quinn::RecvStream, first: Bytes) {
+    let mut reader = FrameReader::new(recv, BytesMut::from(first), StreamKind::Control);
     loop {
         match reader.next().await {
             Ok(Some(Frame::Settings(s))) => {
@@ -579,22 +619,24 @@ async fn run_control(conn: Arc<Conn>, recv: quinn::RecvStream) {
 }
 
 async fn handle_bidi(conn: Arc<Conn>, send: quinn::SendStream, mut recv: quinn::RecvStream) {
-    let (first, raw) = match read_varint(&mut recv).await {
+    let mut buf = Bytes::new();
+    let (first, n) = match peek_varint(&mut recv, &mut buf).await {
         Ok(v) => v,
         Err(PreambleError::Reset(code)) => {
             return conn
-                .route_headerless_reset(Incoming::Bidi(send, recv), code)
+                .route_headerless_reset(Incoming::Bidi(send, recv, Bytes::new()), code)
                 .await
         }
         Err(PreambleError::Other) => return,
     };
     match stream_type::route_bidi(first, conn.role) {
         BidiRoute::WebTransport => {
-            let sid = match read_varint(&mut recv).await {
-                Ok((sid, _)) => sid,
+            buf.advance(n);
+            let sid = match read_varint(&mut recv, &mut buf).await {
+                Ok(sid) => sid,
                 Err(PreambleError::Reset(code)) => {
                     return conn
-                        .route_headerless_reset(Incoming::Bidi(send, recv), code)
+                        .route_headerless_reset(Incoming::Bidi(send, recv, Bytes::new()), code)
                         .await
                 }
                 Err(PreambleError::Other) => return,
@@ -602,10 +644,12 @@ async fn handle_bidi(conn: Arc<Conn>, send: quinn::SendStream, mut recv: quinn::
             if let Err(e) = stream_type::check_session_id(sid) {
                 return conn.fail(e);
             }
-            conn.route_stream(sid, Incoming::Bidi(send, recv)).await;
+            conn.route_stream(sid, Incoming::Bidi(send, recv, buf))
+                .await;
         }
         BidiRoute::Request => {
-            let reader = FrameReader::new(recv, raw, StreamKind::Request);
+            // The first varint is the first frame's type: the frame reader gets it all.
+            let reader = FrameReader::new(recv, BytesMut::from(buf), StreamKind::Request);
             match conn.request_handler.clone() {
                 Some(h) => h(conn, send, reader),
                 None => conn.fail(ProtocolError::h3(

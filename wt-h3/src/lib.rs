@@ -29,6 +29,10 @@
 //! UDP sockets are created with 4 MiB receive and send buffers (best effort) so bursts of
 //! QUIC Initials are not dropped by the kernel.
 //!
+//! Streams we open send their header (0x41/0x54 and the session ID) together with their first
+//! payload, or before the FIN: the peer sees a new stream once it is written to or finished,
+//! as with plain QUIC streams.
+//!
 //! Known gaps:
 //! * quinn has no RESET_STREAM_AT: stream resets are plain RESET_STREAM (as Chrome sends).
 //!   A reset can therefore lose the stream header: such a stream is attributed to the

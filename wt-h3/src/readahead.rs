@@ -137,8 +137,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl ReadAhead {
-    /// Starts reading `recv` ahead for `session` (which must have flow control).
-    pub(crate) fn spawn(recv: quinn::RecvStream, session: Arc<SessionShared>) -> Arc<Self> {
+    /// Starts reading `recv` ahead for `session` (which must have flow control); `prefix`
+    /// (payload read along with the stream preamble) is handled by the pump first, as if it
+    /// had just been read.
+    pub(crate) fn spawn(
+        recv: quinn::RecvStream,
+        prefix: Bytes,
+        session: Arc<SessionShared>,
+    ) -> Arc<Self> {
         let ra = Arc::new(ReadAhead {
             id: recv.id(),
             buf: Mutex::new(RecvBuffer::default()),
@@ -146,7 +152,7 @@ impl ReadAhead {
             stop: Mutex::new(None),
             stop_notify: Notify::new(),
         });
-        tokio::spawn(pump(ra.clone(), recv, session));
+        tokio::spawn(pump(ra.clone(), recv, prefix, session));
         ra
     }
 
@@ -206,7 +212,13 @@ pub(crate) enum EndKind {
     Other,
 }
 
-async fn pump(ra: Arc<ReadAhead>, mut recv: quinn::RecvStream, session: Arc<SessionShared>) {
+async fn pump(
+    ra: Arc<ReadAhead>,
+    mut recv: quinn::RecvStream,
+    prefix: Bytes,
+    session: Arc<SessionShared>,
+) {
+    let mut prefix = (!prefix.is_empty()).then_some(prefix);
     loop {
         let stop = ra.stop_notify.notified();
         let r = tokio::select! {
@@ -220,17 +232,19 @@ async fn pump(ra: Arc<ReadAhead>, mut recv: quinn::RecvStream, session: Arc<Sess
                 let _ = recv.stop(varint(H3Code::WT_SESSION_GONE.0));
                 return ra.finish(End::Other);
             }
-            r = recv.read_chunk(usize::MAX, true) => r,
+            // Payload read along with the preamble first.
+            p = std::future::ready(prefix.take()), if prefix.is_some() => Ok(p),
+            r = recv.read_chunk(usize::MAX, true) => r.map(|c| c.map(|c| c.bytes)),
         };
         match r {
-            Ok(Some(c)) => {
+            Ok(Some(bytes)) => {
                 // Counted on arrival, against the limit the peer has been granted so far.
-                if !session.on_peer_received(c.bytes.len() as u64) {
+                if !session.on_peer_received(bytes.len() as u64) {
                     // The session is being aborted; the next turn stops the stream.
                     continue;
                 }
-                let n = c.bytes.len() as u64;
-                if lock(&ra.buf).push(c.bytes) {
+                let n = bytes.len() as u64;
+                if lock(&ra.buf).push(bytes) {
                     ra.readable.notify_one();
                 } else {
                     // Stopped meanwhile: dropped unread, which frees the credit.

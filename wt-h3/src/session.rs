@@ -14,7 +14,7 @@
 //! then closes the QUIC connection.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -59,7 +59,12 @@ pub(crate) struct SessionShared {
     pub id: u64,
     pub conn: Arc<Conn>,
     pub info: SessionInfo,
+    /// Cancelled when the session ends (for waiting; use [`is_ended`](Self::is_ended) to
+    /// test, which does not lock).
     pub ended: CancellationToken,
+    /// Mirrors `ended` for the fast-path checks on every read and write (set before the
+    /// token is cancelled).
+    ended_flag: AtomicBool,
     reason: OnceLock<SessionError>,
     pub draining: CancellationToken,
     bidi_tx: mpsc::Sender<(quinn::SendStream, Source)>,
@@ -71,6 +76,8 @@ pub(crate) struct SessionShared {
     ctrl: Mutex<Ctrl>,
     ctrl_notify: Notify,
     pub stats: Stats,
+    /// The quarter-stream-ID prefix of our datagrams.
+    dgram_prefix: Bytes,
     close_timeout: Duration,
     /// Peer streams reset before their preamble was read: stream → reset code.
     pre_reset: Mutex<std::collections::HashMap<quinn::StreamId, u64>>,
@@ -112,6 +119,7 @@ impl SessionShared {
             conn,
             info,
             ended: CancellationToken::new(),
+            ended_flag: AtomicBool::new(false),
             reason: OnceLock::new(),
             draining,
             bidi_tx,
@@ -123,6 +131,7 @@ impl SessionShared {
             ctrl: Mutex::new(Ctrl::default()),
             ctrl_notify: Notify::new(),
             stats: Stats::default(),
+            dgram_prefix: stream_type::datagram_prefix(id),
             close_timeout,
             pre_reset: Mutex::new(Default::default()),
             flow: flow.map(Mutex::new),
@@ -162,7 +171,7 @@ impl SessionShared {
             let notified = self.flow_notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.ended.is_cancelled() {
+            if self.is_ended() {
                 return Err(self.end_reason());
             }
             {
@@ -276,11 +285,17 @@ impl SessionShared {
             .unwrap_or(SessionError::Connection(wt_core::ConnectionError::Reset))
     }
 
+    /// Whether the session has ended (lock-free; the reason is set by then).
+    pub(crate) fn is_ended(&self) -> bool {
+        self.ended_flag.load(Ordering::Acquire)
+    }
+
     /// Ends the session (first reason wins).
     pub(crate) fn terminate(&self, reason: SessionError) {
         if self.reason.set(reason).is_ok() {
             debug!(session = self.id, reason = %self.end_reason(), "session ended");
         }
+        self.ended_flag.store(true, Ordering::Release);
         self.ended.cancel();
         self.draining.cancel();
         lock(&self.datagrams).clear();
@@ -300,19 +315,19 @@ impl SessionShared {
     /// Hands an incoming stream to the accept queue, waiting for room (backpressure). With
     /// flow control its data is read ahead (and counted) from now on.
     pub(crate) async fn deliver(self: &Arc<Self>, stream: Incoming) {
-        if self.ended.is_cancelled() {
+        if self.is_ended() {
             return stream.refuse(H3Code::WT_SESSION_GONE);
         }
         let credit = match &stream {
             Incoming::Bidi(..) => Credit::Bidi,
-            Incoming::Uni(_) => Credit::Uni,
+            Incoming::Uni(..) => Credit::Uni,
         };
         if !self.on_peer_stream(credit) {
             return stream.refuse(H3Code::WT_SESSION_GONE);
         }
         match stream {
-            Incoming::Bidi(s, r) => {
-                let r = Source::new(r, self);
+            Incoming::Bidi(s, r, prefix) => {
+                let r = Source::new(r, prefix, self);
                 let sent = tokio::select! {
                     r = self.bidi_tx.send((s, r)) => r,
                     _ = self.ended.cancelled() => Ok(()),
@@ -322,8 +337,8 @@ impl SessionShared {
                     r.refuse(H3Code::WT_SESSION_GONE);
                 }
             }
-            Incoming::Uni(r) => {
-                let r = Source::new(r, self);
+            Incoming::Uni(r, prefix) => {
+                let r = Source::new(r, prefix, self);
                 let sent = tokio::select! {
                     r = self.uni_tx.send(r) => r,
                     _ = self.ended.cancelled() => Ok(()),
@@ -333,7 +348,7 @@ impl SessionShared {
                 }
             }
         }
-        if self.ended.is_cancelled() {
+        if self.is_ended() {
             // Raced with the end: whatever is queued is refused.
             self.terminate(self.end_reason());
         }
@@ -351,7 +366,7 @@ impl SessionShared {
 
     /// Queues a received datagram, dropping the oldest past the limit.
     pub(crate) fn push_datagram(&self, d: Bytes) {
-        if self.ended.is_cancelled() {
+        if self.is_ended() {
             return;
         }
         {
@@ -715,7 +730,7 @@ struct HandleGuard(Arc<SessionShared>);
 
 impl Drop for HandleGuard {
     fn drop(&mut self) {
-        if !self.0.ended.is_cancelled() {
+        if !self.0.is_ended() {
             self.0.request_close(0, String::new());
         }
     }
@@ -763,7 +778,7 @@ impl Session {
     }
 
     fn check_open(&self) -> Result<(), SessionError> {
-        if self.shared.ended.is_cancelled() {
+        if self.shared.is_ended() {
             Err(self.shared.end_reason())
         } else {
             Ok(())
@@ -771,22 +786,10 @@ impl Session {
     }
 
     fn lost(&self, e: quinn::ConnectionError) -> SessionError {
-        if self.shared.ended.is_cancelled() {
+        if self.shared.is_ended() {
             return self.shared.end_reason();
         }
         SessionError::Connection(self.shared.conn.map_error(&e))
-    }
-
-    async fn write_header(
-        &self,
-        send: &mut quinn::SendStream,
-        bidi: bool,
-    ) -> Result<(), SessionError> {
-        let header = stream_type::wt_stream_header(bidi, self.shared.id);
-        send.write_chunk(header).await.map_err(|e| match e {
-            quinn::WriteError::ConnectionLost(e) => self.lost(e),
-            _ => self.shared.end_reason(),
-        })
     }
 }
 
@@ -801,33 +804,37 @@ impl wt_core::Session for Session {
     async fn open_bi(&self) -> Result<(SendStream, RecvStream), SessionError> {
         self.check_open()?;
         let credit = self.shared.acquire(Credit::Bidi, 1).await?;
-        let (mut send, recv) = tokio::select! {
+        let (send, recv) = tokio::select! {
             r = self.shared.conn.quic.open_bi() => r.map_err(|e| self.lost(e))?,
             _ = self.shared.ended.cancelled() => return Err(self.shared.end_reason()),
         };
-        // From here on the stream counts (even if writing its header fails).
+        // From here on the stream counts. Its header goes out with the first payload.
         credit.commit(1);
-        self.write_header(&mut send, true).await?;
         self.shared.stats.bidi_local.fetch_add(1, Relaxed);
         let id = stream_id(send.id());
+        let header = stream_type::wt_stream_header(true, self.shared.id);
         Ok((
-            SendStream::new(send, id, self.shared.clone()),
-            RecvStream::new(Source::new(recv, &self.shared), id, self.shared.clone()),
+            SendStream::new(send, id, self.shared.clone()).with_header(header),
+            RecvStream::new(
+                Source::new(recv, Bytes::new(), &self.shared),
+                id,
+                self.shared.clone(),
+            ),
         ))
     }
 
     async fn open_uni(&self) -> Result<SendStream, SessionError> {
         self.check_open()?;
         let credit = self.shared.acquire(Credit::Uni, 1).await?;
-        let mut send = tokio::select! {
+        let send = tokio::select! {
             r = self.shared.conn.quic.open_uni() => r.map_err(|e| self.lost(e))?,
             _ = self.shared.ended.cancelled() => return Err(self.shared.end_reason()),
         };
         credit.commit(1);
-        self.write_header(&mut send, false).await?;
         self.shared.stats.uni_local.fetch_add(1, Relaxed);
         let id = stream_id(send.id());
-        Ok(SendStream::new(send, id, self.shared.clone()))
+        let header = stream_type::wt_stream_header(false, self.shared.id);
+        Ok(SendStream::new(send, id, self.shared.clone()).with_header(header))
     }
 
     async fn accept_bi(&self) -> Result<(SendStream, RecvStream), SessionError> {
@@ -875,16 +882,9 @@ impl wt_core::Session for Session {
 
     fn send_datagram(&self, data: Bytes) -> Result<(), SessionError> {
         self.check_open()?;
-        let max = self
-            .max_datagram_size()
-            .ok_or(SessionError::DatagramsUnsupported)?;
-        if data.len() > max {
-            return Err(SessionError::DatagramTooLarge {
-                size: data.len(),
-                max,
-            });
-        }
-        let frame = stream_type::encode_datagram(self.shared.id, &data);
+        // quinn checks the size (nothing is sent when too large); the limit is only looked up
+        // to report it.
+        let frame = stream_type::datagram_with_prefix(&self.shared.dgram_prefix, &data);
         match self.shared.conn.quic.send_datagram(frame) {
             Ok(()) => {
                 self.shared.stats.dgrams_sent.fetch_add(1, Relaxed);
@@ -917,14 +917,14 @@ impl wt_core::Session for Session {
 
     fn max_datagram_size(&self) -> Option<usize> {
         let max = self.shared.conn.quic.max_datagram_size()?;
-        Some(max.saturating_sub(stream_type::datagram_overhead(self.shared.id)))
+        Some(max.saturating_sub(self.shared.dgram_prefix.len()))
     }
 
     fn close(&self, code: u32, reason: &str) -> Result<(), SessionError> {
         if reason.len() > wt_core::capsule::MAX_CLOSE_REASON {
             return Err(SessionError::ReasonTooLong(reason.len()));
         }
-        if self.shared.ended.is_cancelled() {
+        if self.shared.is_ended() {
             return Ok(());
         }
         self.shared.request_close(code, reason.to_owned());

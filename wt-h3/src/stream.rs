@@ -5,11 +5,19 @@
 //! quinn has no RESET_STREAM_AT, so [`SendStream::reset`](wt_core::SendStream::reset) sends a
 //! plain RESET_STREAM (what Chrome does too); a peer may then lose the stream header and be
 //! unable to attribute the reset to a session.
+//!
+//! The header of a stream we open (0x41/0x54 and the session ID) is not written by the open
+//! itself: it stays pending in the [`SendStream`] and goes out in the same quinn call as the
+//! first payload, or just before the FIN when the stream is finished (or dropped) without
+//! data. The peer therefore sees a stream we opened once we write to or finish it. A reset
+//! before any data drops the header (the RESET_STREAM_AT gap above).
 
+use std::future::Future;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use wt_core::codes::{wt_from_h3, wt_to_h3, H3Code};
 use wt_core::{StreamError, StreamId};
 
@@ -18,13 +26,113 @@ use crate::driver::varint;
 use crate::readahead::{EndKind, ReadAhead};
 use crate::session::{PeerStreamSlot, SessionShared};
 
+/// Most payload bytes copied for the first write that carries the pending stream header.
+const FIRST_WRITE_MAX: usize = 64 * 1024;
+
 /// The send half of a WebTransport stream.
+///
+/// On a stream we opened, the stream header is sent with the first payload (or before the
+/// FIN): like a plain QUIC stream, the peer learns of it only once it is written to or
+/// finished. [`write`](wt_core::SendStream::write) is cancel safe (if its future is dropped
+/// unresolved, no byte of the buffer was written); `write_chunk` is not.
 pub struct SendStream {
-    inner: quinn::SendStream,
+    /// `None` only once handed to a task by `Drop`.
+    inner: Option<quinn::SendStream>,
+    /// Our stream header (streams we open), not yet written: it goes out with the first
+    /// payload, or before the FIN.
+    header: Option<Bytes>,
+    /// `finish` was called while the header could not be written at once (flow control):
+    /// header and FIN still to go, from `stopped` or from a task when dropped.
+    fin_pending: bool,
     id: StreamId,
     session: Arc<SessionShared>,
     done: bool,
     _slot: Option<Arc<PeerStreamSlot>>,
+}
+
+/// Writes the pending `header` (if any) followed by up to [`FIRST_WRITE_MAX`] bytes of `data`
+/// in one quinn call; returns the payload bytes written (at least one for non-empty `data`).
+/// Cancel safe: if it does not resolve no byte of `data` was written, and `header` holds
+/// what is left of the header.
+async fn write_with_header(
+    q: &mut quinn::SendStream,
+    header: &mut Option<Bytes>,
+    data: &[u8],
+) -> Result<usize, quinn::WriteError> {
+    while let Some(h) = header.as_mut() {
+        let take = data.len().min(FIRST_WRITE_MAX);
+        let mut bufs = [h.clone(), Bytes::copy_from_slice(&data[..take])];
+        let w = q.write_chunks(&mut bufs).await?;
+        let hn = w.bytes.min(h.len());
+        h.advance(hn);
+        if h.is_empty() {
+            *header = None;
+        }
+        if w.bytes > hn {
+            return Ok(w.bytes - hn);
+        }
+    }
+    q.write(data).await
+}
+
+/// Writes the pending `header` (if any) and all of `chunk`, together when possible. Not
+/// cancel safe for `chunk`; `header` always holds what is left of the header.
+async fn write_chunk_with_header(
+    q: &mut quinn::SendStream,
+    header: &mut Option<Bytes>,
+    mut chunk: Bytes,
+) -> Result<(), quinn::WriteError> {
+    while let Some(h) = header.as_mut() {
+        let mut bufs = [h.clone(), chunk.clone()];
+        let w = q.write_chunks(&mut bufs).await?;
+        let hn = w.bytes.min(h.len());
+        h.advance(hn);
+        chunk.advance(w.bytes - hn);
+        if h.is_empty() {
+            *header = None;
+        }
+    }
+    if chunk.is_empty() {
+        return Ok(());
+    }
+    q.write_chunk(chunk).await
+}
+
+/// Writes what is left of `header`, then finishes the stream.
+async fn finish_after_header(
+    q: &mut quinn::SendStream,
+    header: &mut Option<Bytes>,
+) -> Result<(), quinn::WriteError> {
+    write_chunk_with_header(q, header, Bytes::new()).await?;
+    let _ = q.finish();
+    Ok(())
+}
+
+/// Writes as much of the pending `header` as quinn takes without waiting; `true` when none
+/// is left to write (written, or the stream cannot be written any more).
+fn flush_header_now(q: &mut quinn::SendStream, header: &mut Option<Bytes>) -> bool {
+    let Some(h) = header.as_mut() else {
+        return true;
+    };
+    let mut bufs = [h.clone()];
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let r = {
+        let fut = std::pin::pin!(q.write_chunks(&mut bufs));
+        fut.poll(&mut cx)
+    };
+    match r {
+        Poll::Ready(Ok(w)) => h.advance(w.bytes),
+        // Stopped, closed or connection lost: there is nothing left to send it on.
+        Poll::Ready(Err(_)) => h.clear(),
+        // Blocked by flow control.
+        Poll::Pending => {}
+    }
+    if h.is_empty() {
+        *header = None;
+        true
+    } else {
+        false
+    }
 }
 
 impl std::fmt::Debug for SendStream {
@@ -36,7 +144,9 @@ impl std::fmt::Debug for SendStream {
 impl SendStream {
     pub(crate) fn new(inner: quinn::SendStream, id: StreamId, session: Arc<SessionShared>) -> Self {
         SendStream {
-            inner,
+            inner: Some(inner),
+            header: None,
+            fin_pending: false,
             id,
             session,
             done: false,
@@ -50,10 +160,18 @@ impl SendStream {
         self
     }
 
+    /// Sets the stream header to send before the first payload (streams we open).
+    pub(crate) fn with_header(mut self, header: Bytes) -> Self {
+        self.header = Some(header);
+        self
+    }
+
     fn gone(&mut self) -> StreamError {
         if !self.done {
             self.done = true;
-            let _ = self.inner.reset(varint(H3Code::WT_SESSION_GONE.0));
+            if let Some(q) = self.inner.as_mut() {
+                let _ = q.reset(varint(H3Code::WT_SESSION_GONE.0));
+            }
         }
         StreamError::SessionGone(self.session.end_reason())
     }
@@ -62,7 +180,7 @@ impl SendStream {
         match e {
             quinn::WriteError::Stopped(code) => StreamError::Stopped(wt_from_h3(code.into_inner())),
             quinn::WriteError::ConnectionLost(e) => {
-                if self.session.ended.is_cancelled() {
+                if self.session.is_ended() {
                     StreamError::SessionGone(self.session.end_reason())
                 } else {
                     StreamError::SessionGone(wt_core::SessionError::Connection(
@@ -80,13 +198,21 @@ impl wt_core::SendStream for SendStream {
         self.id
     }
 
+    /// Cancel safe: if the future is dropped before it resolves, no byte of `buf` was
+    /// written (part of a pending stream header may have been).
     async fn write(&mut self, buf: &[u8]) -> Result<usize, StreamError> {
-        if self.session.ended.is_cancelled() {
+        if self.session.is_ended() {
             return Err(self.gone());
         }
         if buf.is_empty() {
             return Ok(0);
         }
+        if self.fin_pending {
+            return Err(StreamError::ClosedLocally);
+        }
+        let Some(q) = self.inner.as_mut() else {
+            return Err(StreamError::ClosedLocally);
+        };
         let r = {
             // Waits for session credit (no-op without flow control); unused credit goes back.
             let Ok(credit) = self.session.acquire(Credit::Data, buf.len() as u64).await else {
@@ -95,7 +221,7 @@ impl wt_core::SendStream for SendStream {
             let n = credit.n as usize;
             let r = tokio::select! {
                 biased;
-                r = self.inner.write(&buf[..n]) => Some(r),
+                r = write_with_header(q, &mut self.header, &buf[..n]) => Some(r),
                 _ = self.session.ended.cancelled() => None,
             };
             if let Some(Ok(m)) = &r {
@@ -116,8 +242,11 @@ impl wt_core::SendStream for SendStream {
     }
 
     async fn write_chunk(&mut self, data: Bytes) -> Result<(), StreamError> {
-        if self.session.ended.is_cancelled() {
+        if self.session.is_ended() {
             return Err(self.gone());
+        }
+        if self.fin_pending {
+            return Err(StreamError::ClosedLocally);
         }
         let mut data = data;
         while !data.is_empty() {
@@ -132,9 +261,12 @@ impl wt_core::SendStream for SendStream {
                 chunk
             };
             let n = chunk.len() as u64;
+            let Some(q) = self.inner.as_mut() else {
+                return Err(StreamError::ClosedLocally);
+            };
             let r = tokio::select! {
                 biased;
-                r = self.inner.write_chunk(chunk) => r,
+                r = write_chunk_with_header(q, &mut self.header, chunk) => r,
                 _ = self.session.ended.cancelled() => return Err(self.gone()),
             };
             match r {
@@ -148,28 +280,68 @@ impl wt_core::SendStream for SendStream {
     }
 
     fn finish(&mut self) -> Result<(), StreamError> {
-        if self.session.ended.is_cancelled() {
+        if self.session.is_ended() {
             return Err(self.gone());
         }
-        self.inner
-            .finish()
-            .map_err(|_| StreamError::ClosedLocally)?;
+        if self.fin_pending {
+            return Err(StreamError::ClosedLocally);
+        }
+        let Some(q) = self.inner.as_mut() else {
+            return Err(StreamError::ClosedLocally);
+        };
+        if !flush_header_now(q, &mut self.header) {
+            // No credit for the header right now: it and the FIN go out later.
+            self.fin_pending = true;
+            self.done = true;
+            return Ok(());
+        }
+        q.finish().map_err(|_| StreamError::ClosedLocally)?;
         self.done = true;
         Ok(())
     }
 
     fn reset(&mut self, code: u32) -> Result<(), StreamError> {
-        self.inner
-            .reset(varint(wt_to_h3(code)))
+        // A header not yet sent is dropped with the rest (no RESET_STREAM_AT).
+        self.header = None;
+        self.fin_pending = false;
+        let Some(q) = self.inner.as_mut() else {
+            return Err(StreamError::ClosedLocally);
+        };
+        q.reset(varint(wt_to_h3(code)))
             .map_err(|_| StreamError::ClosedLocally)?;
         self.done = true;
         Ok(())
     }
 
     async fn stopped(&mut self) -> Result<Option<u32>, StreamError> {
+        let Some(q) = self.inner.as_mut() else {
+            return Ok(None);
+        };
+        if self.fin_pending {
+            let r = tokio::select! {
+                biased;
+                r = finish_after_header(q, &mut self.header) => r,
+                _ = self.session.ended.cancelled() => {
+                    return Err(StreamError::SessionGone(self.session.end_reason()))
+                }
+            };
+            self.fin_pending = false;
+            match r {
+                Ok(()) => {}
+                Err(quinn::WriteError::Stopped(code)) => {
+                    return Ok(Some(wt_from_h3(code.into_inner()).unwrap_or(0)))
+                }
+                Err(quinn::WriteError::ConnectionLost(e)) => {
+                    return Err(StreamError::SessionGone(wt_core::SessionError::Connection(
+                        self.session.conn.map_error(&e),
+                    )))
+                }
+                Err(_) => return Ok(None),
+            }
+        }
         let r = tokio::select! {
             biased;
-            r = self.inner.stopped() => r,
+            r = q.stopped() => r,
             _ = self.session.ended.cancelled() => {
                 return Err(StreamError::SessionGone(self.session.end_reason()))
             }
@@ -187,35 +359,68 @@ impl wt_core::SendStream for SendStream {
 
 impl Drop for SendStream {
     fn drop(&mut self) {
-        if !self.done && self.session.ended.is_cancelled() {
-            let _ = self.inner.reset(varint(H3Code::WT_SESSION_GONE.0));
+        let Some(q) = self.inner.as_mut() else {
+            return;
+        };
+        if !self.done && self.session.is_ended() {
+            let _ = q.reset(varint(H3Code::WT_SESSION_GONE.0));
+            return;
         }
-        // Otherwise quinn finishes the stream when dropped.
+        // Otherwise quinn finishes the stream when dropped, after the header if it is still
+        // pending (the peer must see it before the FIN).
+        if !(self.fin_pending || (!self.done && self.header.is_some())) {
+            return;
+        }
+        if flush_header_now(q, &mut self.header) {
+            return;
+        }
+        // Blocked by flow control: a task writes the header and finishes.
+        let (Some(mut q), Ok(rt)) = (self.inner.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let mut header = self.header.take();
+        let session = self.session.clone();
+        rt.spawn(async move {
+            tokio::select! {
+                biased;
+                _ = session.ended.cancelled() => {
+                    let _ = q.reset(varint(H3Code::WT_SESSION_GONE.0));
+                }
+                _ = finish_after_header(&mut q, &mut header) => {}
+            }
+        });
     }
 }
 
 /// Where a receive half's bytes come from.
 pub(crate) enum Source {
-    /// Straight from quinn (no session flow control).
-    Quinn(quinn::RecvStream),
+    /// Straight from quinn (no session flow control), after the prefix: payload bytes read
+    /// along with the stream preamble.
+    Quinn(quinn::RecvStream, Bytes),
     /// From the read-ahead queue (session flow control: bytes are counted on arrival).
     Ahead(Arc<ReadAhead>),
 }
 
 impl Source {
-    /// Reads `recv` ahead when `session` has flow control, else hands it through.
-    pub(crate) fn new(recv: quinn::RecvStream, session: &Arc<SessionShared>) -> Self {
+    /// Reads `recv` ahead when `session` has flow control, else hands it through; `prefix`
+    /// (payload already read from `recv`) comes first either way.
+    pub(crate) fn new(
+        recv: quinn::RecvStream,
+        prefix: Bytes,
+        session: &Arc<SessionShared>,
+    ) -> Self {
         if session.has_flow_control() {
-            Source::Ahead(ReadAhead::spawn(recv, session.clone()))
+            Source::Ahead(ReadAhead::spawn(recv, prefix, session.clone()))
         } else {
-            Source::Quinn(recv)
+            Source::Quinn(recv, prefix)
         }
     }
 
     /// The quinn stream ID.
     pub(crate) fn quinn_id(&self) -> quinn::StreamId {
         match self {
-            Source::Quinn(r) => r.id(),
+            Source::Quinn(r, _) => r.id(),
             Source::Ahead(ra) => ra.id,
         }
     }
@@ -223,7 +428,10 @@ impl Source {
     /// STOP_SENDING with `code`; returns the bytes read ahead and dropped unread.
     fn stop(&mut self, code: u64) -> Result<u64, quinn::ClosedStream> {
         match self {
-            Source::Quinn(r) => r.stop(varint(code)).map(|()| 0),
+            Source::Quinn(r, prefix) => {
+                *prefix = Bytes::new();
+                r.stop(varint(code)).map(|()| 0)
+            }
             Source::Ahead(ra) => Ok(ra.request_stop(code)),
         }
     }
@@ -285,7 +493,7 @@ impl RecvStream {
     }
 
     fn lost(&self, e: &quinn::ConnectionError) -> StreamError {
-        if self.session.ended.is_cancelled() {
+        if self.session.is_ended() {
             StreamError::SessionGone(self.session.end_reason())
         } else {
             StreamError::SessionGone(wt_core::SessionError::Connection(
@@ -315,7 +523,7 @@ impl RecvStream {
                         EndKind::Fin => Ok(None),
                         EndKind::Reset(code) => Err(StreamError::Reset(wt_from_h3(code))),
                         EndKind::Lost(e) => Err(self.lost(&e)),
-                        EndKind::Other if self.session.ended.is_cancelled() => {
+                        EndKind::Other if self.session.is_ended() => {
                             Err(StreamError::SessionGone(self.session.end_reason()))
                         }
                         EndKind::Other => Err(StreamError::ClosedLocally),
@@ -341,14 +549,25 @@ impl wt_core::RecvStream for RecvStream {
         if let Some(code) = self.pre_reset.take() {
             return Err(StreamError::Reset(wt_from_h3(code)));
         }
-        if self.done && !self.session.ended.is_cancelled() {
+        if self.done && !self.session.is_ended() {
             return Ok(None);
         }
-        if self.session.ended.is_cancelled() {
+        if self.session.is_ended() {
             return Err(self.gone());
         }
         let inner = match &mut self.inner {
-            Source::Quinn(r) => r,
+            Source::Quinn(_, prefix) if !prefix.is_empty() && max > 0 => {
+                // Payload read along with the preamble (no await: cancel safe).
+                let c = if prefix.len() <= max {
+                    std::mem::take(prefix)
+                } else {
+                    prefix.split_to(max)
+                };
+                let n = c.len() as u64;
+                self.session.stats.bytes_received.fetch_add(n, Relaxed);
+                return Ok(Some(c));
+            }
+            Source::Quinn(r, _) => r,
             Source::Ahead(ra) => {
                 let ra = ra.clone();
                 return self.read_ahead(ra, max).await;
@@ -389,7 +608,7 @@ impl wt_core::RecvStream for RecvStream {
 impl Drop for RecvStream {
     fn drop(&mut self) {
         if !self.done {
-            let code = if self.session.ended.is_cancelled() {
+            let code = if self.session.is_ended() {
                 H3Code::WT_SESSION_GONE.0
             } else {
                 wt_to_h3(0)

@@ -504,8 +504,11 @@ async fn peer_data_beyond_max_data_is_a_flow_control_error() {
     out.extend_from_slice(&[0u8; 5000]);
     u.write_all(&out).await.unwrap();
     u.finish().unwrap();
-    let mut r = timeout(session.accept_uni()).await.unwrap();
-    assert!(timeout(r.read_to_end(1 << 20)).await.is_err());
+    // Bytes count on arrival, so the session may already be closed when we accept.
+    match timeout(session.accept_uni()).await {
+        Ok(mut r) => assert!(timeout(r.read_to_end(1 << 20)).await.is_err()),
+        Err(e) => assert!(is_flow_error(&e), "{e}"),
+    }
     assert_eq!(reset_code(&mut cr).await, H3Code::WT_FLOW_CONTROL_ERROR.0);
     assert!(is_flow_error(&timeout(session.closed()).await));
 }
@@ -649,4 +652,107 @@ async fn two_sessions_on_one_connection_have_independent_limits() {
     let mut r = timeout(s1.accept_uni()).await.unwrap();
     assert_eq!(r.read_to_end(10).await.unwrap(), b"ok");
     assert!(p.conn.close_reason().is_none());
+}
+
+/// Reads `r` in pieces of at most 3 bytes until its end.
+async fn read_in_small_pieces(r: &mut impl RecvStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(c) = timeout(r.read_chunk(3)).await.unwrap() {
+        assert!(c.len() <= 3);
+        out.extend_from_slice(&c);
+    }
+    out
+}
+
+#[tokio::test]
+async fn split_preambles_and_payload_prefix() {
+    // The preamble may arrive in pieces; payload that comes with it is returned first,
+    // within the reader's size limit, with and without session flow control.
+    for fc in [false, true] {
+        let (server, tls) = if fc {
+            fc_server(1 << 20, 10, 10)
+        } else {
+            server_with(|_| {})
+        };
+        let (p, cs, _cr, session) = if fc {
+            fc_session(&server, &tls).await
+        } else {
+            let p = raw(&server, &tls).await;
+            let (s, mut r) = p.connect().await;
+            let session = timeout(server.accept())
+                .await
+                .unwrap()
+                .accept(AcceptOptions::default())
+                .await
+                .unwrap();
+            assert_eq!(read_status(&mut r).await.unwrap(), 200);
+            (p, s, r, session)
+        };
+        let header = stream_type::wt_stream_header(false, sid_of(&cs));
+        let mut u = p.conn.open_uni().await.unwrap();
+        u.write_all(&header[..1]).await.unwrap();
+        let mut rest = BytesMut::from(&header[1..]);
+        rest.extend_from_slice(b"hello, world");
+        u.write_all(&rest).await.unwrap();
+        u.finish().unwrap();
+        let mut r = timeout(session.accept_uni()).await.unwrap();
+        assert_eq!(read_in_small_pieces(&mut r).await, b"hello, world");
+
+        let header = stream_type::wt_stream_header(true, sid_of(&cs));
+        let (mut s, _r) = p.conn.open_bi().await.unwrap();
+        let mut all = BytesMut::from(&header[..]);
+        all.extend_from_slice(b"ping pong");
+        s.write_all(&all).await.unwrap();
+        s.finish().unwrap();
+        let (_tx, mut rx) = timeout(session.accept_bi()).await.unwrap();
+        assert_eq!(read_in_small_pieces(&mut rx).await, b"ping pong");
+        assert_eq!(session.stats().bytes_received, 21);
+    }
+}
+
+#[tokio::test]
+async fn opened_streams_send_their_header_with_data_or_before_fin() {
+    use wt_core::SendStream as _;
+    let (server, tls) = server_with(|_| {});
+    let p = raw(&server, &tls).await;
+    let (cs, mut cr) = p.connect().await;
+    let session = timeout(server.accept())
+        .await
+        .unwrap()
+        .accept(AcceptOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(read_status(&mut cr).await.unwrap(), 200);
+    let header = stream_type::wt_stream_header(false, sid_of(&cs));
+
+    let mut with_data = timeout(session.open_uni()).await.unwrap();
+    timeout(with_data.write_all(b"abc")).await.unwrap();
+    with_data.finish().unwrap();
+    let mut empty = timeout(session.open_uni()).await.unwrap();
+    empty.finish().unwrap();
+    let dropped = timeout(session.open_uni()).await.unwrap();
+    drop(dropped);
+
+    // The server's own control stream comes first; WebTransport streams follow in order.
+    let mut got = Vec::new();
+    let mut others = Vec::new();
+    while got.len() < 3 {
+        let mut u = timeout(p.conn.accept_uni()).await.unwrap();
+        let first = timeout(u.read_chunk(usize::MAX, true))
+            .await
+            .unwrap()
+            .unwrap();
+        if !first.bytes.starts_with(&header[..2]) {
+            others.push(u);
+            continue;
+        }
+        let mut all = first.bytes.to_vec();
+        all.extend(timeout(u.read_to_end(1 << 10)).await.unwrap());
+        got.push(all);
+    }
+    let mut expect = header.to_vec();
+    expect.extend_from_slice(b"abc");
+    assert_eq!(got[0], expect);
+    assert_eq!(got[1], header.to_vec());
+    assert_eq!(got[2], header.to_vec());
 }

@@ -139,9 +139,22 @@ pub fn uni_header(ty: u64) -> BytesMut {
 
 /// Encodes an HTTP datagram for `session_id` carrying `payload`.
 pub fn encode_datagram(session_id: u64, payload: &[u8]) -> Bytes {
+    datagram_with_prefix(&datagram_prefix(session_id), payload)
+}
+
+/// The quarter-stream-ID prefix of the HTTP datagrams of `session_id` (computed once per
+/// session).
+pub fn datagram_prefix(session_id: u64) -> Bytes {
     let q = session_id / 4;
-    let mut out = BytesMut::with_capacity(varint::size(q) + payload.len());
+    let mut out = BytesMut::with_capacity(varint::size(q));
     varint::encode_unchecked(q, &mut out);
+    out.freeze()
+}
+
+/// An HTTP datagram from its [`datagram_prefix`] and payload (one allocation).
+pub fn datagram_with_prefix(prefix: &[u8], payload: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(prefix.len() + payload.len());
+    out.extend_from_slice(prefix);
     out.extend_from_slice(payload);
     out.freeze()
 }

@@ -99,8 +99,6 @@ mod store;
 mod transports;
 
 #[cfg(test)]
-mod mock;
-#[cfg(test)]
 mod tests;
 
 pub use bytes::Bytes;

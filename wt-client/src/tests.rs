@@ -3,16 +3,32 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use wt_core::{RecvStream, SendStream, SessionError, StreamError};
+use wt_core::testsuite::mock::{IncomingStream, MockConfig, MockSession, Side};
+use wt_core::{RecvStream, SendStream, Session, SessionError, StreamError};
 
-use crate::mock::{self, MockPeer, PeerStream};
 use crate::*;
 
-async fn setup(opts: Options) -> (Connection, MockPeer, PeerStream) {
-    let (s, mut peer) = mock::pair();
+async fn setup(opts: Options) -> (Connection, MockSession, IncomingStream) {
+    let (s, peer) = MockSession::pair(MockConfig::default());
     let conn = spawn::start(s, &opts).await.unwrap();
-    let default = peer.accept().await;
+    let default = peer.accept_any().await.unwrap();
     (conn, peer, default)
+}
+
+/// Waits for the session's end, as the peer sees it: (closed by the client, code, reason).
+async fn peer_closed(peer: &MockSession) -> (bool, u32, String) {
+    peer.closed().await;
+    let record = peer.close_record().expect("closed() resolved");
+    (record.by == Side::Client, record.code, record.reason)
+}
+
+/// Reads everything the peer receives on a stream until FIN.
+async fn read_all(r: &mut impl RecvStream) -> Result<Vec<u8>, StreamError> {
+    let mut out: Vec<u8> = Vec::new();
+    while let Some(c) = r.read_chunk(1 << 20).await? {
+        out.extend_from_slice(&c);
+    }
+    Ok(out)
 }
 
 /// Waits (yielding, never sleeping) until the driver has buffered `n` unread bytes.
@@ -60,12 +76,12 @@ async fn default_stream_echo_and_frames() {
 
 #[tokio::test]
 async fn datagrams_both_ways() {
-    let (conn, mut peer, _d) = setup(Options::default()).await;
+    let (conn, peer, _d) = setup(Options::default()).await;
     conn.send_datagram("d1").await.unwrap();
     conn.send(Frame::datagram("d2")).await.unwrap();
-    assert_eq!(peer.recv_datagram().await, b("d1"));
-    assert_eq!(peer.recv_datagram().await, b("d2"));
-    peer.send_datagram("back");
+    assert_eq!(peer.recv_datagram().await.unwrap(), b("d1"));
+    assert_eq!(peer.recv_datagram().await.unwrap(), b("d2"));
+    peer.send_datagram(b("back")).unwrap();
     assert_eq!(conn.recv().await.unwrap(), Msg::Datagram(b("back")));
     let err = conn.send_datagram(vec![0u8; 5000]).await.unwrap_err();
     assert!(matches!(
@@ -77,8 +93,8 @@ async fn datagrams_both_ways() {
 
 #[tokio::test]
 async fn server_opened_streams_arrive_on_the_default_channel() {
-    let (conn, mut peer, _d) = setup(Options::default()).await;
-    let mut uni = peer.open_uni();
+    let (conn, peer, _d) = setup(Options::default()).await;
+    let mut uni = peer.open_uni().await.unwrap();
     let uid = uni.id();
     uni.write_chunk(b("abc")).await.unwrap();
     uni.finish().unwrap();
@@ -98,7 +114,7 @@ async fn server_opened_streams_arrive_on_the_default_channel() {
         Err(Error::UnknownStream(_))
     ));
 
-    let (mut ps, mut pr) = peer.open_bi();
+    let (mut ps, mut pr) = peer.open_bi().await.unwrap();
     let bid = ps.id();
     ps.write_chunk(b("q")).await.unwrap();
     assert_eq!(conn.recv().await.unwrap(), Msg::Stream(bid, b("q")));
@@ -107,7 +123,7 @@ async fn server_opened_streams_arrive_on_the_default_channel() {
         Err(Error::UnknownStream(_))
     ));
     conn.stream_send(bid, "answer", true).await.unwrap();
-    assert_eq!(mock::read_all(&mut pr).await.unwrap(), b"answer");
+    assert_eq!(read_all(&mut pr).await.unwrap(), b"answer");
     ps.finish().unwrap();
     assert_eq!(
         conn.recv().await.unwrap(),
@@ -121,15 +137,15 @@ async fn server_opened_streams_arrive_on_the_default_channel() {
 
 #[tokio::test]
 async fn server_stream_reset_and_stop_sending() {
-    let (conn, mut peer, _d) = setup(Options::default()).await;
-    let mut uni = peer.open_uni();
+    let (conn, peer, _d) = setup(Options::default()).await;
+    let mut uni = peer.open_uni().await.unwrap();
     let uid = uni.id();
     uni.reset(5).unwrap();
     assert_eq!(
         conn.recv().await.unwrap(),
         Msg::StreamClosed(uid, CloseReason::Reset(5))
     );
-    let (_ps, mut pr) = peer.open_bi();
+    let (_ps, mut pr) = peer.open_bi().await.unwrap();
     let bid = pr.id();
     pr.stop(6).unwrap();
     assert_eq!(
@@ -144,14 +160,14 @@ async fn server_stream_reset_and_stop_sending() {
 
 #[tokio::test]
 async fn own_streams() {
-    let (conn, mut peer, _d) = setup(Options::default()).await;
+    let (conn, peer, _d) = setup(Options::default()).await;
     let id = conn.open_stream(StreamKind::Bidi).await.unwrap();
     assert!(id.is_bidi() && id.is_client_initiated());
-    let mut ps = peer.accept().await;
+    let mut ps = peer.accept_any().await.unwrap();
     assert_eq!(ps.id, id);
     conn.stream_send(id, "ping", false).await.unwrap();
     conn.send(Frame::stream(id, "!", true)).await.unwrap();
-    assert_eq!(mock::read_all(&mut ps.recv).await.unwrap(), b"ping!");
+    assert_eq!(read_all(&mut ps.recv).await.unwrap(), b"ping!");
     assert!(matches!(
         conn.stream_send(id, "late", false).await,
         Err(Error::Stream(StreamError::ClosedLocally))
@@ -175,14 +191,14 @@ async fn own_streams() {
 
     let uid = conn.open_stream(StreamKind::Uni).await.unwrap();
     assert!(!uid.is_bidi());
-    let mut pu = peer.accept().await;
+    let mut pu = peer.accept_any().await.unwrap();
     assert!(matches!(
         conn.stream_recv(uid).await,
         Err(Error::UnknownStream(_))
     ));
     conn.stream_send(uid, "one-way", false).await.unwrap();
     conn.close_stream(uid).await.unwrap();
-    assert_eq!(mock::read_all(&mut pu.recv).await.unwrap(), b"one-way");
+    assert_eq!(read_all(&mut pu.recv).await.unwrap(), b"one-way");
     assert!(matches!(
         conn.stream_send(StreamId(400), "x", false).await,
         Err(Error::UnknownStream(StreamId(400)))
@@ -199,9 +215,9 @@ async fn own_streams() {
 
 #[tokio::test]
 async fn own_stream_reset_stop_and_peer_reset() {
-    let (conn, mut peer, _d) = setup(Options::default()).await;
+    let (conn, peer, _d) = setup(Options::default()).await;
     let id = conn.open_stream(StreamKind::Bidi).await.unwrap();
-    let mut ps = peer.accept().await;
+    let mut ps = peer.accept_any().await.unwrap();
     conn.stream_send(id, "part", false).await.unwrap();
     conn.reset_stream(id, 9).await.unwrap();
     assert_eq!(ps.recv.read_chunk(10).await.unwrap(), Some(b("part")));
@@ -223,7 +239,7 @@ async fn own_stream_reset_stop_and_peer_reset() {
     ));
 
     let id2 = conn.open_stream(StreamKind::Bidi).await.unwrap();
-    let mut ps2 = peer.accept().await;
+    let mut ps2 = peer.accept_any().await.unwrap();
     conn.stop_sending(id2, 13).await.unwrap();
     let s2 = ps2.send.as_mut().unwrap();
     assert_eq!(s2.stopped().await.unwrap(), Some(13));
@@ -235,13 +251,13 @@ async fn own_stream_reset_stop_and_peer_reset() {
 
 #[tokio::test(start_paused = true)]
 async fn timeouts_lose_nothing() {
-    let (conn, mut peer, mut d) = setup(Options::default()).await;
+    let (conn, peer, mut d) = setup(Options::default()).await;
     assert!(matches!(
         conn.recv_timeout(Duration::from_millis(50)).await,
         Err(Error::Timeout)
     ));
     let id = conn.open_stream(StreamKind::Bidi).await.unwrap();
-    let mut ps = peer.accept().await;
+    let mut ps = peer.accept_any().await.unwrap();
     assert!(matches!(
         conn.stream_recv_timeout(id, Duration::from_millis(50))
             .await,
@@ -312,7 +328,7 @@ async fn second_reader_is_busy() {
 
 #[tokio::test]
 async fn active_mode_forwards_in_order_and_switches() {
-    let (conn, mut peer, mut d) = setup(Options::default()).await;
+    let (conn, peer, mut d) = setup(Options::default()).await;
     let mut events = conn.take_events().unwrap();
     assert!(conn.take_events().is_none());
     let ds = d.send.as_mut().unwrap();
@@ -325,11 +341,11 @@ async fn active_mode_forwards_in_order_and_switches() {
     assert!(matches!(conn.recv().await, Err(Error::ActiveMode)));
     assert_eq!(events.recv().await.unwrap(), Event::Binary(b("2")));
     assert_eq!(events.recv().await.unwrap(), Event::Binary(b("3")));
-    peer.send_datagram("dg");
+    peer.send_datagram(b("dg")).unwrap();
     assert_eq!(events.recv().await.unwrap(), Event::Datagram(b("dg")));
     // Streams we opened are tagged with their ID.
     let id = conn.open_stream(StreamKind::Bidi).await.unwrap();
-    let mut ps = peer.accept().await;
+    let mut ps = peer.accept_any().await.unwrap();
     ps.send.as_mut().unwrap().write_chunk(b("s")).await.unwrap();
     ps.send.as_mut().unwrap().reset(4).unwrap();
     assert_eq!(events.recv().await.unwrap(), Event::Stream(id, b("s")));
@@ -359,8 +375,13 @@ async fn active_mode_forwards_in_order_and_switches() {
         }
         seen
     });
+    let before = conn.info().await.unwrap().stats.bytes_received;
     ds.write_chunk(b("6")).await.unwrap();
-    peer.close(3, "done");
+    // The driver has taken "6" in before the peer closes (a close may race unread data).
+    while conn.info().await.unwrap().stats.bytes_received == before {
+        tokio::task::yield_now().await;
+    }
+    peer.close(3, "done").unwrap();
     let seen = task.await.unwrap();
     assert_eq!(
         seen,
@@ -402,9 +423,9 @@ async fn event_receiver_comes_back_when_dropped() {
 #[tokio::test]
 async fn overflow_closes_and_keeps_buffered_data() {
     let limit = 2 * (100 + ITEM_OVERHEAD) + 10;
-    let (conn, mut peer, mut d) = setup(Options::default().max_recv_buffer(limit)).await;
+    let (conn, peer, mut d) = setup(Options::default().max_recv_buffer(limit)).await;
     let id = conn.open_stream(StreamKind::Bidi).await.unwrap();
-    let _ps = peer.accept().await;
+    let _ps = peer.accept_any().await.unwrap();
     // A reader waiting on another channel gets the overflow at once.
     let waiting = conn.stream_recv(id);
     tokio::pin!(waiting);
@@ -419,7 +440,7 @@ async fn overflow_closes_and_keeps_buffered_data() {
         } => r,
     }
     assert!(matches!(waiting.await, Err(Error::RecvBufferOverflow)));
-    let (by_client, code, _) = peer.closed().await;
+    let (by_client, code, _) = peer_closed(&peer).await;
     assert!(by_client);
     assert_eq!(code, OVERFLOW_CLOSE_CODE);
     for _ in 0..2 {
@@ -435,13 +456,13 @@ async fn overflow_closes_and_keeps_buffered_data() {
 #[tokio::test]
 async fn overflow_in_active_mode_counts_undelivered_events() {
     let limit = 3 * (10 + ITEM_OVERHEAD);
-    let (conn, mut peer, mut d) =
+    let (conn, peer, mut d) =
         setup(Options::default().max_recv_buffer(limit).active(Active::On)).await;
     let ds = d.send.as_mut().unwrap();
     for _ in 0..4 {
         ds.write_chunk(Bytes::from(vec![1u8; 10])).await.unwrap();
     }
-    peer.closed().await;
+    peer_closed(&peer).await;
     let mut events = conn.take_events().unwrap();
     for _ in 0..3 {
         assert!(matches!(events.recv().await.unwrap(), Event::Binary(_)));
@@ -455,7 +476,7 @@ async fn overflow_in_active_mode_counts_undelivered_events() {
 
 #[tokio::test]
 async fn close_codes_both_ways() {
-    let (conn, mut peer, mut d) = setup(Options::default()).await;
+    let (conn, peer, mut d) = setup(Options::default()).await;
     let long = "x".repeat(1025);
     assert!(matches!(
         conn.close_with(1, &long).await,
@@ -472,7 +493,7 @@ async fn close_codes_both_ways() {
         .unwrap();
     wait_unread(&conn, 8).await;
     conn.close_with(4000, "bye").await.unwrap();
-    assert_eq!(peer.closed().await, (true, 4000, "bye".to_owned()));
+    assert_eq!(peer_closed(&peer).await, (true, 4000, "bye".to_owned()));
     assert_eq!(conn.recv().await.unwrap(), Msg::Binary(b("buffered")));
     assert!(matches!(
         conn.recv().await,
@@ -508,7 +529,7 @@ async fn peer_close_is_seen_after_buffered_data() {
         .await
         .unwrap();
     wait_unread(&conn, 4).await;
-    peer.close(7, "later");
+    peer.close(7, "later").unwrap();
     // Closed only after the buffer is drained.
     assert_eq!(conn.recv().await.unwrap(), Msg::Binary(b("last")));
     assert!(matches!(
@@ -526,12 +547,12 @@ async fn peer_close_is_seen_after_buffered_data() {
 
 #[tokio::test]
 async fn dropping_every_handle_closes_the_session() {
-    let (conn, mut peer, _d) = setup(Options::default()).await;
+    let (conn, peer, _d) = setup(Options::default()).await;
     let other = conn.clone();
     drop(conn);
     other.send(Frame::binary("alive")).await.unwrap();
     drop(other);
-    assert_eq!(peer.closed().await, (true, 0, String::new()));
+    assert_eq!(peer_closed(&peer).await, (true, 0, String::new()));
 }
 
 #[tokio::test]
@@ -552,7 +573,7 @@ async fn info_reports_the_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_streams_interleave() {
-    let (conn, mut peer, _d) = setup(Options::default()).await;
+    let (conn, peer, _d) = setup(Options::default()).await;
     let n = 20;
     let mut ids = Vec::new();
     for _ in 0..n {
@@ -560,9 +581,9 @@ async fn many_streams_interleave() {
     }
     let server = tokio::spawn(async move {
         for _ in 0..n {
-            let mut s = peer.accept().await;
+            let mut s = peer.accept_any().await.unwrap();
             tokio::spawn(async move {
-                let data = mock::read_all(&mut s.recv).await.unwrap();
+                let data = read_all(&mut s.recv).await.unwrap();
                 let send = s.send.as_mut().unwrap();
                 send.write_chunk(data.into()).await.unwrap();
                 send.finish().unwrap();

@@ -6,10 +6,10 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::mock::{network, MockClient, MockSession};
-use common::{next, until, within, Ev, RecConfig, Recorder};
+use common::{network, next, until, within, Ev, MockClient, RecConfig, Recorder};
 use http::StatusCode;
 use tokio::sync::mpsc;
+use wt_core::testsuite::mock::MockSession;
 use wt_core::{
     RecvStream, SendStream, Session, SessionError, StreamError, StreamId, StreamKind, TransportKind,
 };

@@ -1,12 +1,41 @@
-//! Shared test support: the in-memory transport and a scripted, recording handler.
+//! Shared test support: a client of the in-memory transport (`wt_core::testsuite::mock`) and a
+//! scripted, recording handler.
 #![allow(dead_code)]
 
-pub mod mock;
-
 use bytes::Bytes;
+use http::StatusCode;
 use tokio::sync::mpsc;
-use wt_core::{RequestInfo, StreamId, StreamKind};
+use wt_core::testsuite::mock::{self, MockAcceptor, MockConfig, MockConnector, MockSession};
+use wt_core::{ConnectError, RequestInfo, StreamId, StreamKind, TransportKind};
 use wt_testserver::{Action, ActionError, CloseReason, Handler, Rejection, TerminateReason};
+
+/// A client of the in-memory network that connects by path and reports a rejection as its
+/// status.
+#[derive(Clone)]
+pub struct MockClient(MockConnector);
+
+impl MockClient {
+    /// Connects to `path`; `Err(status)` if rejected (503 when the server is gone).
+    pub async fn connect(
+        &self,
+        path: &str,
+        origin: Option<&str>,
+    ) -> Result<MockSession, StatusCode> {
+        self.0
+            .connect_path(path, origin)
+            .await
+            .map_err(|e| match e {
+                ConnectError::Rejected { status } => status,
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            })
+    }
+}
+
+/// A connected client/acceptor pair over the in-memory transport.
+pub fn network(transport: TransportKind) -> (MockClient, MockAcceptor) {
+    let (connector, acceptor) = mock::network(MockConfig::new(transport));
+    (MockClient(connector), acceptor)
+}
 
 /// What the [`Recorder`] saw.
 #[derive(Clone, Debug, PartialEq, Eq)]

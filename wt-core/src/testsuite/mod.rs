@@ -13,6 +13,11 @@
 //!     wt_core::testsuite::run_all(&client, &server, request).await;
 //! }
 //! ```
+//!
+//! [`mock`] is an in-memory implementation of every transport trait, for tests of code written
+//! against them (and the suite passes over it).
+
+pub mod mock;
 
 use std::future::Future;
 use std::time::Duration;

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 use wt_core::{RecvStream, SendStream, Session, SessionError, StreamError, StreamId, StreamKind};
 
@@ -453,7 +454,11 @@ impl<S: Session> Driver<S> {
                     Ok(d) => self.deliver(Item::Main(Msg::Datagram(d))),
                     Err(_) => self.datagrams = false,
                 },
-                e = self.session.closed(), if live => self.on_session_end(e),
+                e = self.session.closed(), if live => {
+                    // Data the transport already handed over comes before the end.
+                    self.drain_ready_ops();
+                    self.on_session_end(e)
+                }
                 permit = async move {
                     match events_tx {
                         Some(tx) => tx.reserve_owned().await.ok(),
@@ -779,6 +784,14 @@ impl<S: Session> Driver<S> {
             self.dispatch(chan);
         }
         self.flush_active();
+    }
+
+    /// Completes every operation that is ready without waiting (reads whose data has already
+    /// arrived), so a close racing with the last chunks does not overtake them.
+    fn drain_ready_ops(&mut self) {
+        while let Some(Some(done)) = self.ops.next().now_or_never() {
+            self.on_done(done);
+        }
     }
 
     fn on_session_end(&mut self, e: SessionError) {

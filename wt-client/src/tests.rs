@@ -615,3 +615,24 @@ async fn many_streams_interleave() {
     }
     let _peer = server.await.unwrap();
 }
+
+/// Data the transport already holds is delivered before the session's end, even when the
+/// peer closes right after writing it (no wait in between).
+#[tokio::test]
+async fn close_right_after_data_does_not_overtake_it() {
+    for round in 0..20 {
+        let (conn, peer, mut d) = setup(Options::default()).await;
+        let ds = d.send.as_mut().unwrap();
+        ds.write_chunk(b("last words")).await.unwrap();
+        peer.close(7, "bye").unwrap();
+        assert_eq!(
+            conn.recv().await.unwrap(),
+            Msg::Binary(b("last words")),
+            "round {round}"
+        );
+        match conn.recv().await {
+            Err(Error::Closed { code: 7, reason }) => assert_eq!(reason, "bye"),
+            other => panic!("round {round}: expected Closed(7, bye), got {other:?}"),
+        }
+    }
+}

@@ -109,6 +109,7 @@ pub use frame::{CloseReason, Event, Frame, Msg, StreamData, ITEM_OVERHEAD};
 pub use options::{Active, Options, Transport, DEFAULT_AUTO_HEAD_START, DEFAULT_MAX_RECV_BUFFER};
 pub use request::build_request;
 pub use wt_core::{CompatMode, StreamId, StreamKind, TransportKind};
+pub use wt_h2::StreamIdParity;
 
 /// Connects to a WebTransport server and returns the connection handle.
 ///

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use wt_core::tls::ClientTls;
 use wt_core::CompatMode;
+use wt_h2::StreamIdParity;
 
 /// Which HTTP version to connect over.
 ///
@@ -115,6 +116,11 @@ pub struct Options {
     /// In [`Transport::Auto`], how long HTTP/3 may try alone before HTTP/2 starts too
     /// (default 300 ms).
     pub auto_head_start: Duration,
+    /// WT stream-id numbering of legacy HTTP/2 sessions (default: auto-detect). Servers built
+    /// on @fails-components/webtransport number streams the other way round; set
+    /// [`StreamIdParity::Swapped`] with [`CompatMode::LegacyBrowserCompat`] to talk to them.
+    /// Draft-15 sessions ignore it.
+    pub h2_stream_id_parity: StreamIdParity,
 }
 
 impl Default for Options {
@@ -131,6 +137,7 @@ impl Default for Options {
             compat: CompatMode::Auto,
             max_recv_buffer: DEFAULT_MAX_RECV_BUFFER,
             auto_head_start: DEFAULT_AUTO_HEAD_START,
+            h2_stream_id_parity: StreamIdParity::AutoDetect,
         }
     }
 }
@@ -245,6 +252,18 @@ impl Options {
     /// ```
     pub fn compat(mut self, c: CompatMode) -> Self {
         self.compat = c;
+        self
+    }
+
+    /// Sets [`Options::h2_stream_id_parity`].
+    ///
+    /// ```
+    /// use wt_client::{Options, StreamIdParity};
+    /// let o = Options::default().h2_stream_id_parity(StreamIdParity::Swapped);
+    /// assert_eq!(o.h2_stream_id_parity, StreamIdParity::Swapped);
+    /// ```
+    pub fn h2_stream_id_parity(mut self, p: StreamIdParity) -> Self {
+        self.h2_stream_id_parity = p;
         self
     }
 

@@ -23,6 +23,7 @@ fn h2_client(opts: &Options, timeout: Duration) -> Result<wt_h2::Client, Connect
         tls: opts.tls.clone(),
         compat: opts.compat,
         connect_timeout: timeout,
+        stream_id_parity: opts.h2_stream_id_parity,
         ..Default::default()
     };
     wt_h2::Client::new(cfg)

@@ -19,7 +19,8 @@ use bytes::Bytes;
 use clap::Parser;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use wt_client::{
-    CompatMode, Connection, Error, Frame, Msg, Options, StreamData, StreamKind, Transport,
+    CompatMode, Connection, Error, Frame, Msg, Options, StreamData, StreamIdParity, StreamKind,
+    Transport,
 };
 
 /// A WebTransport client: sends stdin, prints what arrives.
@@ -61,6 +62,19 @@ struct Args {
     /// Connect timeout in seconds.
     #[arg(long, default_value_t = 8.0, value_name = "SECS")]
     connect_timeout: f64,
+    /// Stream-id numbering of legacy HTTP/2 sessions: auto, draft or swapped (swapped for
+    /// servers built on @fails-components/webtransport).
+    #[arg(long, default_value = "auto", value_parser = parse_parity)]
+    h2_parity: StreamIdParity,
+}
+
+fn parse_parity(s: &str) -> Result<StreamIdParity, String> {
+    match s {
+        "auto" => Ok(StreamIdParity::AutoDetect),
+        "draft" => Ok(StreamIdParity::Draft),
+        "swapped" => Ok(StreamIdParity::Swapped),
+        other => Err(format!("{other:?}: expected auto, draft or swapped")),
+    }
 }
 
 /// Problems with the command line itself.
@@ -79,7 +93,8 @@ enum UsageError {
 fn options(args: &Args) -> Result<Options, UsageError> {
     let mut o = Options::default()
         .transport(args.transport)
-        .compat(args.compat);
+        .compat(args.compat)
+        .h2_stream_id_parity(args.h2_parity);
     for h in &args.headers {
         let (n, v) = h
             .split_once(':')

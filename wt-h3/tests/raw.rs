@@ -81,12 +81,33 @@ impl Raw {
         (s, r)
     }
 
+    /// Sends a CONNECT, accepts the session on `server` and checks the 200 response.
+    async fn session(
+        &self,
+        server: &Server,
+    ) -> (quinn::SendStream, quinn::RecvStream, wt_h3::Session) {
+        let (s, mut r) = self.connect().await;
+        let session = accept_session(server).await;
+        assert_eq!(read_status(&mut r).await.unwrap(), 200);
+        (s, r, session)
+    }
+
     async fn closed_code(&self) -> u64 {
         match timeout(self.conn.closed()).await {
             quinn::ConnectionError::ApplicationClosed(c) => c.error_code.into_inner(),
             other => panic!("{other:?}"),
         }
     }
+}
+
+/// Accepts the next incoming request on `server` as a session.
+async fn accept_session(server: &Server) -> wt_h3::Session {
+    timeout(server.accept())
+        .await
+        .unwrap()
+        .accept(AcceptOptions::default())
+        .await
+        .unwrap()
 }
 
 /// Reads the response HEADERS frame and returns the status.
@@ -134,8 +155,7 @@ async fn wt_signal_after_headers_is_a_frame_error() {
     let mut out = connect_headers("webtransport-h3");
     out.extend_from_slice(&[0x40, 0x41, 0x00]);
     s.write_all(&out).await.unwrap();
-    let req = timeout(server.accept()).await.unwrap();
-    let _session = req.accept(AcceptOptions::default()).await.unwrap();
+    let _session = accept_session(&server).await;
     assert_eq!(p.closed_code().await, H3Code::H3_FRAME_ERROR.0);
 }
 
@@ -151,10 +171,7 @@ async fn garbage_and_truncated_capsules_reset_the_connect_stream() {
         &[0x00, 0x07, 0x99, 0x0b, 0x4d, 0x3e, 0x02, 0x00, 0x10][..],
     ] {
         let p = raw(&server, &tls).await;
-        let (mut s, mut r) = p.connect().await;
-        let req = timeout(server.accept()).await.unwrap();
-        let session = req.accept(AcceptOptions::default()).await.unwrap();
-        assert_eq!(read_status(&mut r).await.unwrap(), 200);
+        let (mut s, mut r, session) = p.session(&server).await;
         s.write_all(bad).await.unwrap();
         s.finish().unwrap();
         assert_eq!(reset_code(&mut r).await, H3Code::H3_MESSAGE_ERROR.0);
@@ -169,14 +186,7 @@ async fn garbage_and_truncated_capsules_reset_the_connect_stream() {
 async fn close_capsule_bytes_and_bytes_after_close() {
     let (server, tls) = server_with(|_| {});
     let p = raw(&server, &tls).await;
-    let (mut s, mut r) = p.connect().await;
-    let session = timeout(server.accept())
-        .await
-        .unwrap()
-        .accept(AcceptOptions::default())
-        .await
-        .unwrap();
-    assert_eq!(read_status(&mut r).await.unwrap(), 200);
+    let (mut s, mut r, session) = p.session(&server).await;
     session.close(300, "bye").unwrap();
     let mut got = Vec::new();
     while let Some(c) = timeout(r.read_chunk(100, true)).await.unwrap() {
@@ -190,14 +200,7 @@ async fn close_capsule_bytes_and_bytes_after_close() {
 
     // Peer close followed by extra bytes: reset with H3_MESSAGE_ERROR.
     let p = raw(&server, &tls).await;
-    let (mut s, mut r) = p.connect().await;
-    let session = timeout(server.accept())
-        .await
-        .unwrap()
-        .accept(AcceptOptions::default())
-        .await
-        .unwrap();
-    assert_eq!(read_status(&mut r).await.unwrap(), 200);
+    let (mut s, mut r, session) = p.session(&server).await;
     s.write_all(&[
         0x00, 0x0a, 0x68, 0x43, 0x07, 0x00, 0x00, 0x01, 0x2c, 0x62, 0x79, 0x65, 0x00, 0x01, 0x17,
     ])
@@ -214,14 +217,7 @@ async fn close_capsule_bytes_and_bytes_after_close() {
 async fn drain_and_grease_capsules() {
     let (server, tls) = server_with(|_| {});
     let p = raw(&server, &tls).await;
-    let (mut s, mut r) = p.connect().await;
-    let session = timeout(server.accept())
-        .await
-        .unwrap()
-        .accept(AcceptOptions::default())
-        .await
-        .unwrap();
-    assert_eq!(read_status(&mut r).await.unwrap(), 200);
+    let (mut s, _r, session) = p.session(&server).await;
     // GREASE capsule, Chrome's REGISTER_DATAGRAM_NO_CONTEXT, an unknown frame, then drain.
     s.write_all(&[0x00, 0x04, 0x17, 0x02, 0xaa, 0xbb])
         .await
@@ -250,14 +246,7 @@ async fn drain_and_grease_capsules() {
 async fn surplus_connect_is_rejected_and_connection_stays() {
     let (server, tls) = server_with(|_| {});
     let p = raw(&server, &tls).await;
-    let (_s1, mut r1) = p.connect().await;
-    let session = timeout(server.accept())
-        .await
-        .unwrap()
-        .accept(AcceptOptions::default())
-        .await
-        .unwrap();
-    assert_eq!(read_status(&mut r1).await.unwrap(), 200);
+    let (_s1, _r1, session) = p.session(&server).await;
     let (_s2, mut r2) = p.connect().await;
     assert_eq!(reset_code(&mut r2).await, H3Code::H3_REQUEST_REJECTED.0);
     // First session still works: open a WT uni stream on it.
@@ -282,14 +271,7 @@ async fn early_streams_and_datagrams_are_buffered_then_attached() {
         .send_datagram(Bytes::from_static(&[0x00, b'd', b'g']))
         .unwrap();
     // Whichever arrives first, the stream and datagram end up in the session.
-    let (_s, mut r) = p.connect().await;
-    let session = timeout(server.accept())
-        .await
-        .unwrap()
-        .accept(AcceptOptions::default())
-        .await
-        .unwrap();
-    assert_eq!(read_status(&mut r).await.unwrap(), 200);
+    let (_s, _r, session) = p.session(&server).await;
     let mut rs = timeout(session.accept_uni()).await.unwrap();
     assert_eq!(rs.read_to_end(10).await.unwrap(), b"early");
     // The datagram may be lost on the wire in principle; on loopback it arrives.
@@ -339,14 +321,7 @@ async fn plain_get_and_unknown_streams() {
     s.finish().unwrap();
     assert_eq!(read_status(&mut r).await.unwrap(), 404);
     // A WT stream for a session that ended is refused with WT_SESSION_GONE.
-    let (mut cs, mut cr) = p.connect().await;
-    let session = timeout(server.accept())
-        .await
-        .unwrap()
-        .accept(AcceptOptions::default())
-        .await
-        .unwrap();
-    assert_eq!(read_status(&mut cr).await.unwrap(), 200);
+    let (mut cs, _cr, session) = p.session(&server).await;
     let sid = quinn::VarInt::from(cs.id()).into_inner();
     cs.finish().unwrap();
     timeout(session.closed()).await;
@@ -410,10 +385,7 @@ async fn second_qpack_encoder_or_decoder_stream_is_a_creation_error() {
         s.write_all(&[ty as u8]).await.unwrap();
         keep.push(s);
     }
-    let (_s, mut r) = p.connect().await;
-    let req = timeout(server.accept()).await.unwrap();
-    let _session = req.accept(AcceptOptions::default()).await.unwrap();
-    assert_eq!(read_status(&mut r).await.unwrap(), 200);
+    let (_s, _r, _session) = p.session(&server).await;
 }
 
 // ---- Session flow control (draft-16 §5.6) ----
@@ -438,6 +410,13 @@ fn capsule_frame(c: &wt_core::capsule::Capsule) -> BytesMut {
     out
 }
 
+/// A WebTransport stream header for session `sid`, followed by `payload`.
+fn wt_stream(bidi: bool, sid: u64, payload: &[u8]) -> BytesMut {
+    let mut out = BytesMut::from(&stream_type::wt_stream_header(bidi, sid)[..]);
+    out.extend_from_slice(payload);
+    out
+}
+
 fn sid_of(s: &quinn::SendStream) -> u64 {
     quinn::VarInt::from(s.id()).into_inner()
 }
@@ -448,14 +427,7 @@ async fn fc_session(
     tls: &wt_core::tls::ServerTls,
 ) -> (Raw, quinn::SendStream, quinn::RecvStream, wt_h3::Session) {
     let p = raw_with(server, tls, fc_settings(1 << 20, 100, 100)).await;
-    let (s, mut r) = p.connect().await;
-    let session = timeout(server.accept())
-        .await
-        .unwrap()
-        .accept(AcceptOptions::default())
-        .await
-        .unwrap();
-    assert_eq!(read_status(&mut r).await.unwrap(), 200);
+    let (s, r, session) = p.session(server).await;
     (p, s, r, session)
 }
 
@@ -500,9 +472,9 @@ async fn peer_data_beyond_max_data_is_a_flow_control_error() {
     let (p, cs, mut cr, session) = fc_session(&server, &tls).await;
     let sid = sid_of(&cs);
     let mut u = p.conn.open_uni().await.unwrap();
-    let mut out = BytesMut::from(&stream_type::wt_stream_header(false, sid)[..]);
-    out.extend_from_slice(&[0u8; 5000]);
-    u.write_all(&out).await.unwrap();
+    u.write_all(&wt_stream(false, sid, &[0u8; 5000]))
+        .await
+        .unwrap();
     u.finish().unwrap();
     // Bytes count on arrival, so the session may already be closed when we accept.
     match timeout(session.accept_uni()).await {
@@ -523,9 +495,9 @@ async fn peer_data_beyond_max_data_is_caught_on_arrival_without_reads() {
     let mut keep = Vec::new();
     for n in [600usize, 401] {
         let (mut s, r) = p.conn.open_bi().await.unwrap();
-        let mut out = BytesMut::from(&stream_type::wt_stream_header(true, sid)[..]);
-        out.extend_from_slice(&vec![7u8; n]);
-        s.write_all(&out).await.unwrap();
+        s.write_all(&wt_stream(true, sid, &vec![7u8; n]))
+            .await
+            .unwrap();
         keep.push((s, r));
     }
     assert_eq!(reset_code(&mut cr).await, H3Code::WT_FLOW_CONTROL_ERROR.0);
@@ -580,14 +552,7 @@ async fn limit_capsules_are_ignored_without_flow_control() {
     // FC-6: the peer offers no flow control.
     let (server, tls) = fc_server(1 << 20, 10, 10);
     let p = raw(&server, &tls).await;
-    let (mut cs, mut cr) = p.connect().await;
-    let session = timeout(server.accept())
-        .await
-        .unwrap()
-        .accept(AcceptOptions::default())
-        .await
-        .unwrap();
-    assert_eq!(read_status(&mut cr).await.unwrap(), 200);
+    let (mut cs, _cr, session) = p.session(&server).await;
     assert_eq!(session.stats().peer_limits, None);
     cs.write_all(&capsule_frame(&wt_core::capsule::Capsule::MaxData(1)))
         .await
@@ -611,23 +576,16 @@ async fn two_sessions_on_one_connection_have_independent_limits() {
     let p = raw_with(&server, &tls, fc_settings(1 << 20, 100, 100)).await;
     let mut sessions = Vec::new();
     for _ in 0..2 {
-        let (cs, mut cr) = p.connect().await;
-        let session = timeout(server.accept())
-            .await
-            .unwrap()
-            .accept(AcceptOptions::default())
-            .await
-            .unwrap();
-        assert_eq!(read_status(&mut cr).await.unwrap(), 200);
+        let (cs, cr, session) = p.session(&server).await;
         sessions.push((cs, cr, session));
     }
     // 800 bytes on a bidi stream of each session: 1600 in total, 800 per session.
     let mut held = Vec::new();
     for (cs, _, session) in &sessions {
         let (mut s, r) = p.conn.open_bi().await.unwrap();
-        let mut out = BytesMut::from(&stream_type::wt_stream_header(true, sid_of(cs))[..]);
-        out.extend_from_slice(&[1u8; 800]);
-        s.write_all(&out).await.unwrap();
+        s.write_all(&wt_stream(true, sid_of(cs), &[1u8; 800]))
+            .await
+            .unwrap();
         s.finish().unwrap();
         let (ptx, mut prx) = timeout(session.accept_bi()).await.unwrap();
         assert_eq!(timeout(prx.read_to_end(4096)).await.unwrap().len(), 800);
@@ -645,9 +603,9 @@ async fn two_sessions_on_one_connection_have_independent_limits() {
     // The second session still works: its uni stream credit is untouched.
     let (cs1, _, s1) = &sessions[1];
     let mut u = p.conn.open_uni().await.unwrap();
-    let mut out = BytesMut::from(&stream_type::wt_stream_header(false, sid_of(cs1))[..]);
-    out.extend_from_slice(b"ok");
-    u.write_all(&out).await.unwrap();
+    u.write_all(&wt_stream(false, sid_of(cs1), b"ok"))
+        .await
+        .unwrap();
     u.finish().unwrap();
     let mut r = timeout(s1.accept_uni()).await.unwrap();
     assert_eq!(r.read_to_end(10).await.unwrap(), b"ok");
@@ -678,14 +636,7 @@ async fn split_preambles_and_payload_prefix() {
             fc_session(&server, &tls).await
         } else {
             let p = raw(&server, &tls).await;
-            let (s, mut r) = p.connect().await;
-            let session = timeout(server.accept())
-                .await
-                .unwrap()
-                .accept(AcceptOptions::default())
-                .await
-                .unwrap();
-            assert_eq!(read_status(&mut r).await.unwrap(), 200);
+            let (s, r, session) = p.session(&server).await;
             (p, s, r, session)
         };
         let header = stream_type::wt_stream_header(false, sid_of(&cs));
@@ -715,14 +666,7 @@ async fn opened_streams_send_their_header_with_data_or_before_fin() {
     use wt_core::SendStream as _;
     let (server, tls) = server_with(|_| {});
     let p = raw(&server, &tls).await;
-    let (cs, mut cr) = p.connect().await;
-    let session = timeout(server.accept())
-        .await
-        .unwrap()
-        .accept(AcceptOptions::default())
-        .await
-        .unwrap();
-    assert_eq!(read_status(&mut cr).await.unwrap(), 200);
+    let (cs, _cr, session) = p.session(&server).await;
     let header = stream_type::wt_stream_header(false, sid_of(&cs));
 
     let mut with_data = timeout(session.open_uni()).await.unwrap();

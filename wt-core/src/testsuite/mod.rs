@@ -50,6 +50,25 @@ async fn within<T>(what: &str, f: impl Future<Output = T>) -> Result<T, String> 
         .map_err(|_| format!("timed out waiting for {what}"))
 }
 
+/// Like [`within`], for a fallible step: its error becomes `"{ctx}: {error}"`.
+async fn within_ok<T, E: std::fmt::Display>(
+    what: &str,
+    ctx: &str,
+    f: impl Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    within(what, f).await?.map_err(|e| format!("{ctx}: {e}"))
+}
+
+/// Runs the server and client parts of a check concurrently; the server's error wins.
+async fn both(
+    srv: impl Future<Output = CheckResult>,
+    cli: impl Future<Output = CheckResult>,
+) -> CheckResult {
+    let (s, c) = tokio::join!(srv, cli);
+    s?;
+    c
+}
+
 fn ensure(cond: bool, what: impl FnOnce() -> String) -> CheckResult {
     if cond {
         Ok(())
@@ -59,18 +78,24 @@ fn ensure(cond: bool, what: impl FnOnce() -> String) -> CheckResult {
 }
 
 async fn connect<C: Connector>(c: &C, req: &ConnectRequest) -> Result<C::Session, String> {
-    within("connect", c.connect(req))
+    within_ok("connect", "connect failed", c.connect(req)).await
+}
+
+/// Waits for the next incoming request.
+async fn next_request<A: Acceptor>(a: &A) -> Result<A::Request, String> {
+    within("an incoming request", a.accept())
         .await?
-        .map_err(|e| format!("connect failed: {e}"))
+        .ok_or_else(|| "acceptor shut down".into())
 }
 
 async fn accept<A: Acceptor>(a: &A) -> Result<<A::Request as IncomingRequest>::Session, String> {
-    let req = within("an incoming request", a.accept())
-        .await?
-        .ok_or("acceptor shut down")?;
-    within("accept", req.accept(AcceptOptions::default()))
-        .await?
-        .map_err(|e| format!("accept failed: {e}"))
+    let req = next_request(a).await?;
+    within_ok(
+        "accept",
+        "accept failed",
+        req.accept(AcceptOptions::default()),
+    )
+    .await
 }
 
 /// Connects one session and returns both ends.
@@ -84,16 +109,33 @@ async fn pair<C: Connector, A: Acceptor>(
 }
 
 async fn read_all<R: RecvStream>(r: &mut R) -> Result<Vec<u8>, String> {
-    within("stream data", r.read_to_end(64 * 1024 * 1024))
-        .await?
-        .map_err(|e| format!("read failed: {e}"))
+    within_ok(
+        "stream data",
+        "read failed",
+        r.read_to_end(64 * 1024 * 1024),
+    )
+    .await
 }
 
 async fn write_fin<S: SendStream>(s: &mut S, data: &[u8]) -> CheckResult {
-    within("write", s.write_all(data))
-        .await?
-        .map_err(|e| format!("write failed: {e}"))?;
+    within_ok("write", "write failed", s.write_all(data)).await?;
     s.finish().map_err(|e| format!("finish failed: {e}"))
+}
+
+/// Reads `recv` to its end and sends it all back on `send`, then FIN.
+async fn echo<S: SendStream, R: RecvStream>(send: &mut S, recv: &mut R) -> CheckResult {
+    let got = read_all(recv).await?;
+    write_fin(send, &got).await
+}
+
+/// Sends `payload` + FIN on `send` and returns all that comes back on `recv`.
+async fn round_trip<S: SendStream, R: RecvStream>(
+    send: &mut S,
+    recv: &mut R,
+    payload: &[u8],
+) -> Result<Vec<u8>, String> {
+    write_fin(send, payload).await?;
+    read_all(recv).await
 }
 
 async fn shut<S: Session, T: Session>(client: S, server: T) {
@@ -109,9 +151,8 @@ pub async fn bidi_echo<C: Connector, A: Acceptor>(
 ) -> CheckResult {
     let (client, server) = pair(c, a, req).await?;
     let srv = async {
-        let (mut send, mut recv) = within("accept_bi", server.accept_bi())
-            .await?
-            .map_err(|e| format!("server accept_bi: {e}"))?;
+        let (mut send, mut recv) =
+            within_ok("accept_bi", "server accept_bi", server.accept_bi()).await?;
         ensure(recv.id() == send.id(), || {
             "halves disagree on the id".into()
         })?;
@@ -124,20 +165,14 @@ pub async fn bidi_echo<C: Connector, A: Acceptor>(
                 )
             },
         )?;
-        let got = read_all(&mut recv).await?;
-        write_fin(&mut send, &got).await
+        echo(&mut send, &mut recv).await
     };
     let cli = async {
-        let (mut send, mut recv) = within("open_bi", client.open_bi())
-            .await?
-            .map_err(|e| format!("open_bi: {e}"))?;
-        write_fin(&mut send, b"hello").await?;
-        let got = read_all(&mut recv).await?;
+        let (mut send, mut recv) = within_ok("open_bi", "open_bi", client.open_bi()).await?;
+        let got = round_trip(&mut send, &mut recv, b"hello").await?;
         ensure(got == b"hello", || format!("echo was {got:?}"))
     };
-    let (s, c2) = tokio::join!(srv, cli);
-    s?;
-    c2?;
+    both(srv, cli).await?;
     shut(client, server).await;
     Ok(())
 }
@@ -150,27 +185,20 @@ pub async fn server_bidi<C: Connector, A: Acceptor>(
 ) -> CheckResult {
     let (client, server) = pair(c, a, req).await?;
     let srv = async {
-        let (mut send, mut recv) = within("open_bi", server.open_bi())
-            .await?
-            .map_err(|e| format!("server open_bi: {e}"))?;
+        let (mut send, mut recv) = within_ok("open_bi", "server open_bi", server.open_bi()).await?;
         ensure(
             !send.id().is_client_initiated() && send.id().is_bidi(),
             || format!("server-opened bidi stream got id {}", send.id()),
         )?;
-        write_fin(&mut send, b"from server").await?;
-        let got = read_all(&mut recv).await?;
+        let got = round_trip(&mut send, &mut recv, b"from server").await?;
         ensure(got == b"from server", || format!("server got {got:?}"))
     };
     let cli = async {
-        let (mut send, mut recv) = within("accept_bi", client.accept_bi())
-            .await?
-            .map_err(|e| format!("client accept_bi: {e}"))?;
-        let got = read_all(&mut recv).await?;
-        write_fin(&mut send, &got).await
+        let (mut send, mut recv) =
+            within_ok("accept_bi", "client accept_bi", client.accept_bi()).await?;
+        echo(&mut send, &mut recv).await
     };
-    let (s, c2) = tokio::join!(srv, cli);
-    s?;
-    c2?;
+    both(srv, cli).await?;
     shut(client, server).await;
     Ok(())
 }
@@ -183,48 +211,34 @@ pub async fn uni_both_ways<C: Connector, A: Acceptor>(
 ) -> CheckResult {
     let (client, server) = pair(c, a, req).await?;
     let srv = async {
-        let mut recv = within("accept_uni", server.accept_uni())
-            .await?
-            .map_err(|e| format!("server accept_uni: {e}"))?;
+        let mut recv = within_ok("accept_uni", "server accept_uni", server.accept_uni()).await?;
         ensure(
             !recv.id().is_bidi() && recv.id().is_client_initiated(),
             || format!("client uni stream got id {}", recv.id()),
         )?;
         let got = read_all(&mut recv).await?;
         ensure(got == b"up", || format!("server got {got:?}"))?;
-        let mut empty = within("accept_uni", server.accept_uni())
-            .await?
-            .map_err(|e| format!("server accept_uni: {e}"))?;
+        let mut empty = within_ok("accept_uni", "server accept_uni", server.accept_uni()).await?;
         let got = read_all(&mut empty).await?;
         ensure(got.is_empty(), || {
             format!("FIN-only stream carried {got:?}")
         })?;
-        let mut send = within("open_uni", server.open_uni())
-            .await?
-            .map_err(|e| format!("server open_uni: {e}"))?;
+        let mut send = within_ok("open_uni", "server open_uni", server.open_uni()).await?;
         write_fin(&mut send, b"down").await
     };
     let cli = async {
-        let mut send = within("open_uni", client.open_uni())
-            .await?
-            .map_err(|e| format!("client open_uni: {e}"))?;
+        let mut send = within_ok("open_uni", "client open_uni", client.open_uni()).await?;
         write_fin(&mut send, b"up").await?;
-        let mut empty = within("open_uni", client.open_uni())
-            .await?
-            .map_err(|e| format!("client open_uni: {e}"))?;
+        let mut empty = within_ok("open_uni", "client open_uni", client.open_uni()).await?;
         empty.finish().map_err(|e| format!("finish: {e}"))?;
-        let mut recv = within("accept_uni", client.accept_uni())
-            .await?
-            .map_err(|e| format!("client accept_uni: {e}"))?;
+        let mut recv = within_ok("accept_uni", "client accept_uni", client.accept_uni()).await?;
         ensure(!recv.id().is_client_initiated(), || {
             format!("server uni stream got id {}", recv.id())
         })?;
         let got = read_all(&mut recv).await?;
         ensure(got == b"down", || format!("client got {got:?}"))
     };
-    let (s, c2) = tokio::join!(srv, cli);
-    s?;
-    c2?;
+    both(srv, cli).await?;
     shut(client, server).await;
     Ok(())
 }
@@ -254,9 +268,7 @@ pub async fn datagrams<C: Connector, A: Acceptor>(
     }
     let srv = async {
         loop {
-            let d = within("a datagram", server.recv_datagram())
-                .await?
-                .map_err(|e| format!("server recv_datagram: {e}"))?;
+            let d = within_ok("a datagram", "server recv_datagram", server.recv_datagram()).await?;
             server
                 .send_datagram(d.clone())
                 .map_err(|e| format!("server send_datagram: {e}"))?;
@@ -306,9 +318,8 @@ pub async fn reset_and_stop<C: Connector, A: Acceptor>(
     let (client, server) = pair(c, a, req).await?;
     let srv = async {
         // Stream 1: the client resets with code 7.
-        let (_send, mut recv) = within("accept_bi", server.accept_bi())
-            .await?
-            .map_err(|e| format!("server accept_bi: {e}"))?;
+        let (_send, mut recv) =
+            within_ok("accept_bi", "server accept_bi", server.accept_bi()).await?;
         loop {
             match within("reset", recv.read_chunk(1024)).await? {
                 Ok(Some(_)) => continue,
@@ -323,9 +334,8 @@ pub async fn reset_and_stop<C: Connector, A: Acceptor>(
             }
         }
         // Stream 2: the server asks the client to stop sending with code 9.
-        let (_send, mut recv) = within("accept_bi", server.accept_bi())
-            .await?
-            .map_err(|e| format!("server accept_bi: {e}"))?;
+        let (_send, mut recv) =
+            within_ok("accept_bi", "server accept_bi", server.accept_bi()).await?;
         let first = within("data", recv.read_chunk(1024)).await?;
         ensure(matches!(first, Ok(Some(_))), || {
             format!("first read {first:?}")
@@ -334,19 +344,11 @@ pub async fn reset_and_stop<C: Connector, A: Acceptor>(
         Ok::<_, String>(())
     };
     let cli = async {
-        let (mut send, _recv) = within("open_bi", client.open_bi())
-            .await?
-            .map_err(|e| format!("open_bi: {e}"))?;
-        within("write", send.write_all(b"12345"))
-            .await?
-            .map_err(|e| format!("write: {e}"))?;
+        let (mut send, _recv) = within_ok("open_bi", "open_bi", client.open_bi()).await?;
+        within_ok("write", "write", send.write_all(b"12345")).await?;
         send.reset(7).map_err(|e| format!("reset: {e}"))?;
-        let (mut send, _recv) = within("open_bi", client.open_bi())
-            .await?
-            .map_err(|e| format!("open_bi: {e}"))?;
-        within("write", send.write_all(b"x"))
-            .await?
-            .map_err(|e| format!("write: {e}"))?;
+        let (mut send, _recv) = within_ok("open_bi", "open_bi", client.open_bi()).await?;
+        within_ok("write", "write", send.write_all(b"x")).await?;
         let stopped = within("stopped", send.stopped()).await?;
         ensure(matches!(stopped, Ok(Some(9))), || {
             format!("stopped() gave {stopped:?}, expected Some(9)")
@@ -366,9 +368,7 @@ pub async fn reset_and_stop<C: Connector, A: Acceptor>(
             format!("write after stop: {err:?}")
         })
     };
-    let (s, c2) = tokio::join!(srv, cli);
-    s?;
-    c2?;
+    both(srv, cli).await?;
     shut(client, server).await;
     Ok(())
 }
@@ -437,25 +437,19 @@ pub async fn drain<C: Connector, A: Acceptor>(c: &C, a: &A, req: &ConnectRequest
     within("draining()", client.draining()).await?;
     // Still usable.
     let srv = async {
-        let (mut send, mut recv) = within("accept_bi", server.accept_bi())
-            .await?
-            .map_err(|e| format!("accept_bi after drain: {e}"))?;
-        let got = read_all(&mut recv).await?;
-        write_fin(&mut send, &got).await
+        let (mut send, mut recv) =
+            within_ok("accept_bi", "accept_bi after drain", server.accept_bi()).await?;
+        echo(&mut send, &mut recv).await
     };
     let cli = async {
-        let (mut send, mut recv) = within("open_bi", client.open_bi())
-            .await?
-            .map_err(|e| format!("open_bi after drain: {e}"))?;
-        write_fin(&mut send, b"still here").await?;
-        let got = read_all(&mut recv).await?;
+        let (mut send, mut recv) =
+            within_ok("open_bi", "open_bi after drain", client.open_bi()).await?;
+        let got = round_trip(&mut send, &mut recv, b"still here").await?;
         ensure(got == b"still here", || {
             format!("echo after drain: {got:?}")
         })
     };
-    let (s, c2) = tokio::join!(srv, cli);
-    s?;
-    c2?;
+    both(srv, cli).await?;
     shut(client, server).await;
     Ok(())
 }
@@ -472,13 +466,9 @@ pub async fn many_streams<C: Connector, A: Acceptor>(
     let srv = tokio::spawn(async move {
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..n {
-            let (mut send, mut recv) = within("accept_bi", server2.accept_bi())
-                .await?
-                .map_err(|e| format!("accept_bi: {e}"))?;
-            tasks.spawn(async move {
-                let got = read_all(&mut recv).await?;
-                write_fin(&mut send, &got).await
-            });
+            let (mut send, mut recv) =
+                within_ok("accept_bi", "accept_bi", server2.accept_bi()).await?;
+            tasks.spawn(async move { echo(&mut send, &mut recv).await });
         }
         while let Some(r) = tasks.join_next().await {
             r.map_err(|e| format!("server task: {e}"))??;
@@ -497,8 +487,7 @@ pub async fn many_streams<C: Connector, A: Acceptor>(
                     .await?
                     .map_err(|e| format!("open_bi #{i}: {e}"))?;
                 let payload = format!("stream {i} payload");
-                write_fin(&mut send, payload.as_bytes()).await?;
-                let got = read_all(&mut recv).await?;
+                let got = round_trip(&mut send, &mut recv, payload.as_bytes()).await?;
                 ensure(got == payload.as_bytes(), || {
                     format!("stream {i} echoed {got:?}")
                 })
@@ -533,15 +522,13 @@ pub async fn large_transfer<C: Connector, A: Acceptor>(
     let (client, server) = pair(c, a, req).await?;
     let payload: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
     let srv = async {
-        let (mut send, mut recv) = within("accept_bi", server.accept_bi())
-            .await?
-            .map_err(|e| format!("accept_bi: {e}"))?;
+        let (mut send, mut recv) = within_ok("accept_bi", "accept_bi", server.accept_bi()).await?;
         // Echo as it arrives (not after the end), so both directions are in flight at once.
         loop {
             match within("data", recv.read_chunk(64 * 1024)).await? {
-                Ok(Some(chunk)) => within("write", send.write_chunk(chunk))
-                    .await?
-                    .map_err(|e| format!("server write: {e}"))?,
+                Ok(Some(chunk)) => {
+                    within_ok("write", "server write", send.write_chunk(chunk)).await?
+                }
                 Ok(None) => break,
                 Err(e) => return Err(format!("server read: {e}")),
             }
@@ -549,14 +536,15 @@ pub async fn large_transfer<C: Connector, A: Acceptor>(
         send.finish().map_err(|e| format!("finish: {e}"))
     };
     let cli = async {
-        let (mut send, mut recv) = within("open_bi", client.open_bi())
-            .await?
-            .map_err(|e| format!("open_bi: {e}"))?;
+        let (mut send, mut recv) = within_ok("open_bi", "open_bi", client.open_bi()).await?;
         let writer = async {
             for chunk in payload.chunks(256 * 1024) {
-                within("write", send.write_chunk(Bytes::copy_from_slice(chunk)))
-                    .await?
-                    .map_err(|e| format!("client write: {e}"))?;
+                within_ok(
+                    "write",
+                    "client write",
+                    send.write_chunk(Bytes::copy_from_slice(chunk)),
+                )
+                .await?;
             }
             send.finish().map_err(|e| format!("finish: {e}"))
         };
@@ -571,9 +559,7 @@ pub async fn large_transfer<C: Connector, A: Acceptor>(
             )
         })
     };
-    let (s, c2) = tokio::join!(srv, cli);
-    s?;
-    c2?;
+    both(srv, cli).await?;
     shut(client, server).await;
     Ok(())
 }
@@ -585,9 +571,7 @@ pub async fn rejection<C: Connector, A: Acceptor>(
     req: &ConnectRequest,
 ) -> CheckResult {
     let srv = async {
-        let r = within("an incoming request", a.accept())
-            .await?
-            .ok_or("acceptor shut down")?;
+        let r = next_request(a).await?;
         ensure(r.info().path == req.path, || {
             format!(
                 "server saw path {:?}, client sent {:?}",
@@ -619,9 +603,7 @@ pub async fn request_and_info<C: Connector, A: Acceptor>(
     req.headers
         .insert("x-wt-test", http::HeaderValue::from_static("yes"));
     let srv = async {
-        let r = within("an incoming request", a.accept())
-            .await?
-            .ok_or("acceptor shut down")?;
+        let r = next_request(a).await?;
         let info = r.info().clone();
         ensure(
             info.origin.as_deref() == Some("https://origin.example"),
@@ -632,9 +614,7 @@ pub async fn request_and_info<C: Connector, A: Acceptor>(
             || format!("headers {:?}", info.headers),
         )?;
         ensure(info.path == req.path, || format!("path {:?}", info.path))?;
-        let s = within("accept", r.accept(AcceptOptions::default()))
-            .await?
-            .map_err(|e| format!("accept: {e}"))?;
+        let s = within_ok("accept", "accept", r.accept(AcceptOptions::default())).await?;
         Ok::<_, String>((s, info))
     };
     let (s, cl) = tokio::join!(srv, connect(c, &req));

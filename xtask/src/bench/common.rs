@@ -13,13 +13,16 @@
 //! Datagrams are counted by the server ([`ServerStats`]), which the client reads directly:
 //! clients and servers of the timed workloads live in the same process.
 
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use wt_core::tls::{ClientTls, ServerTls};
+
+use super::alloc::AllocSpan;
 
 /// First byte of a stream: read and count everything, answer with the count.
 pub const MODE_SINK: u8 = b'S';
@@ -455,4 +458,146 @@ pub fn parse_count(buf: &[u8]) -> BResult<u64> {
         .and_then(|b| b.try_into().ok())
         .ok_or(BenchError::Protocol("short sink answer"))?;
     Ok(u64::from_le_bytes(arr))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Workload drivers shared by every stack. Each stack keeps its own stream calls (that is what is
+// measured); these hold the loops, timing and checks that are the same for all of them.
+// ---------------------------------------------------------------------------------------------
+
+/// The sizes of the [`chunk`] slices that make up `bytes` bytes of bulk data, in order: full
+/// [`CHUNK`]s, then the rest.
+pub fn chunk_sizes(bytes: u64) -> impl Iterator<Item = usize> {
+    let mut left = bytes;
+    std::iter::from_fn(move || {
+        if left == 0 {
+            return None;
+        }
+        let n = left.min(CHUNK as u64) as usize;
+        left -= n as u64;
+        Some(n)
+    })
+}
+
+/// Ends a bulk upload started at `start`: checks the sink's `answer` against the `bytes` sent
+/// and turns the elapsed time into MiB/s (with the allocations counted since `allocs`).
+pub fn upload_sample(
+    allocs: AllocSpan,
+    start: Instant,
+    answer: &[u8],
+    bytes: u64,
+) -> BResult<Sample> {
+    if parse_count(answer)? != bytes {
+        return Err(BenchError::Protocol("sink count differs"));
+    }
+    let d = start.elapsed();
+    Ok(allocs.add_to(Sample::new(mib_per_s(bytes, d)), bytes))
+}
+
+/// Ends a bulk echo started at `start`: checks that `got` bytes came back for the `bytes` sent
+/// and turns the elapsed time into MiB/s (allocations per MiB count both directions).
+pub fn echo_sample(allocs: AllocSpan, start: Instant, got: u64, bytes: u64) -> BResult<Sample> {
+    if got != bytes {
+        return Err(BenchError::Protocol("echo length differs"));
+    }
+    let d = start.elapsed();
+    Ok(allocs.add_to(Sample::new(mib_per_s(bytes, d)), 2 * bytes))
+}
+
+/// Waits for the writer task of a bulk echo.
+pub async fn join_writer<T>(writer: tokio::task::JoinHandle<BResult<T>>) -> BResult<T> {
+    writer
+        .await
+        .map_err(|_| BenchError::Protocol("writer panicked"))?
+}
+
+/// Times one round trip into `rtts`.
+pub async fn time_round(
+    rtts: &mut Vec<Duration>,
+    round: impl Future<Output = BResult<()>>,
+) -> BResult<()> {
+    let t = Instant::now();
+    round.await?;
+    rtts.push(t.elapsed());
+    Ok(())
+}
+
+/// The shared count of churn streams; each worker takes tickets until `n` are handed out.
+#[derive(Clone)]
+pub struct ChurnTickets {
+    next: Arc<AtomicUsize>,
+    n: usize,
+}
+
+impl ChurnTickets {
+    /// Takes the next stream; `false` once all `n` are taken.
+    pub fn take(&self) -> bool {
+        self.next.fetch_add(1, Relaxed) < self.n
+    }
+}
+
+/// Checks that a churn stream echoed its [`CHURN_SIZE`] bytes.
+pub fn check_churn_echo(got: usize) -> BResult<()> {
+    if got != CHURN_SIZE {
+        return Err(BenchError::Protocol("churn echo length differs"));
+    }
+    Ok(())
+}
+
+/// Runs `n` churn streams on [`CHURN_IN_FLIGHT`] spawned workers (each made by `worker`, which
+/// runs streams while [`ChurnTickets::take`] says so) and returns streams per second.
+pub async fn churn_workers<W, Fut>(n: usize, worker: W) -> BResult<Sample>
+where
+    W: Fn(ChurnTickets) -> Fut,
+    Fut: Future<Output = BResult<()>> + Send + 'static,
+{
+    let tickets = ChurnTickets {
+        next: Arc::new(AtomicUsize::new(0)),
+        n,
+    };
+    let start = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..CHURN_IN_FLIGHT {
+        workers.push(tokio::spawn(worker(tickets.clone())));
+    }
+    for w in workers {
+        w.await
+            .map_err(|_| BenchError::Protocol("worker panicked"))??;
+    }
+    Ok(Sample::new(n as f64 / start.elapsed().as_secs_f64()))
+}
+
+/// Waits until datagrams of an earlier run stop arriving.
+pub async fn settle(stats: &ServerStats) {
+    let mut last = stats.datagrams();
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = stats.datagrams();
+        if now == last {
+            return;
+        }
+        last = now;
+    }
+}
+
+/// `n` datagrams of [`DGRAM_SIZE`] bytes through `send` as fast as it takes them, kept within
+/// the server's window; the sample is the server's receive figures plus `send_per_s`.
+pub async fn datagram_run<F, Fut>(stats: &ServerStats, n: usize, mut send: F) -> BResult<Sample>
+where
+    F: FnMut(Bytes) -> Fut,
+    Fut: Future<Output = BResult<()>>,
+{
+    settle(stats).await;
+    stats.reset();
+    let payload = Bytes::from(vec![0x42u8; DGRAM_SIZE]);
+    let start = Instant::now();
+    let mut lost = 0;
+    for i in 0..n as u64 {
+        stats.window(i, &mut lost).await;
+        send(payload.clone()).await?;
+    }
+    let send_rate = n as f64 / start.elapsed().as_secs_f64();
+    Ok(datagram_result(stats, start, n)
+        .await
+        .with("send_per_s", send_rate))
 }

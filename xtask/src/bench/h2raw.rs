@@ -3,7 +3,6 @@
 //! over the same TLS and with wt-h2's HTTP/2 settings.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -86,22 +85,15 @@ pub async fn bulk_upload(c: &H2Client, bytes: u64) -> BResult<Sample> {
     let (mut send, mut recv) = c.open().await?;
     h2_send(&mut send, Bytes::from_static(&[MODE_SINK])).await?;
     let ch = chunk();
-    let mut left = bytes;
-    while left > 0 {
-        let n = left.min(CHUNK as u64) as usize;
+    for n in chunk_sizes(bytes) {
         h2_send(&mut send, ch.slice(..n)).await?;
-        left -= n as u64;
     }
     send.send_data(Bytes::new(), true)?;
     let mut answer = Vec::new();
     while let Some(c) = h2_recv(&mut recv).await? {
         answer.extend_from_slice(&c);
     }
-    if parse_count(&answer)? != bytes {
-        return Err(BenchError::Protocol("sink count differs"));
-    }
-    let d = start.elapsed();
-    Ok(allocs.add_to(Sample::new(mib_per_s(bytes, d)), bytes))
+    upload_sample(allocs, start, &answer, bytes)
 }
 
 /// See [`ours::bulk_echo`](super::ours::bulk_echo).
@@ -112,11 +104,8 @@ pub async fn bulk_echo(c: &H2Client, bytes: u64) -> BResult<Sample> {
     let writer = tokio::spawn(async move {
         h2_send(&mut send, Bytes::from_static(&[MODE_ECHO])).await?;
         let ch = chunk();
-        let mut left = bytes;
-        while left > 0 {
-            let n = left.min(CHUNK as u64) as usize;
+        for n in chunk_sizes(bytes) {
             h2_send(&mut send, ch.slice(..n)).await?;
-            left -= n as u64;
         }
         send.send_data(Bytes::new(), true)?;
         Ok::<_, BenchError>(send)
@@ -125,14 +114,8 @@ pub async fn bulk_echo(c: &H2Client, bytes: u64) -> BResult<Sample> {
     while let Some(c) = h2_recv(&mut recv).await? {
         got += c.len() as u64;
     }
-    let _send = writer
-        .await
-        .map_err(|_| BenchError::Protocol("writer panicked"))??;
-    if got != bytes {
-        return Err(BenchError::Protocol("echo length differs"));
-    }
-    let d = start.elapsed();
-    Ok(allocs.add_to(Sample::new(mib_per_s(bytes, d)), 2 * bytes))
+    let _send = join_writer(writer).await?;
+    echo_sample(allocs, start, got, bytes)
 }
 
 async fn read_exact(recv: &mut h2::RecvStream, mut want: usize) -> BResult<()> {
@@ -152,11 +135,12 @@ pub async fn latency(c: &H2Client, rounds: usize) -> BResult<Sample> {
     let msg = Bytes::from_static(&[0x5a; PING_SIZE]);
     let mut rtts = Vec::with_capacity(rounds);
     for _ in 0..rounds {
-        let t = Instant::now();
-        // Copy, as a `write(&[u8])` API would.
-        h2_send(&mut send, Bytes::copy_from_slice(&msg)).await?;
-        read_exact(&mut recv, PING_SIZE).await?;
-        rtts.push(t.elapsed());
+        time_round(&mut rtts, async {
+            // Copy, as a `write(&[u8])` API would.
+            h2_send(&mut send, Bytes::copy_from_slice(&msg)).await?;
+            read_exact(&mut recv, PING_SIZE).await
+        })
+        .await?;
     }
     send.send_data(Bytes::new(), true)?;
     while h2_recv(&mut recv).await?.is_some() {}
@@ -165,14 +149,10 @@ pub async fn latency(c: &H2Client, rounds: usize) -> BResult<Sample> {
 
 /// Churn as HTTP/2 requests: POST `E` + 1 KiB, read the echoed body.
 pub async fn churn(c: &H2Client, n: usize) -> BResult<Sample> {
-    let next = Arc::new(AtomicUsize::new(0));
-    let start = Instant::now();
-    let mut workers = Vec::new();
-    for _ in 0..CHURN_IN_FLIGHT {
+    churn_workers(n, |tickets| {
         let c = c.clone();
-        let next = next.clone();
-        workers.push(tokio::spawn(async move {
-            while next.fetch_add(1, Relaxed) < n {
+        async move {
+            while tickets.take() {
                 let req = http::Request::builder()
                     .method(http::Method::POST)
                     .uri(format!("https://{}/churn", c.authority))
@@ -186,18 +166,12 @@ pub async fn churn(c: &H2Client, n: usize) -> BResult<Sample> {
                 while let Some(c) = h2_recv(&mut body).await? {
                     got += c.len();
                 }
-                if got != CHURN_SIZE {
-                    return Err(BenchError::Protocol("churn echo length differs"));
-                }
+                check_churn_echo(got)?;
             }
-            Ok::<_, BenchError>(())
-        }));
-    }
-    for w in workers {
-        w.await
-            .map_err(|_| BenchError::Protocol("worker panicked"))??;
-    }
-    Ok(Sample::new(n as f64 / start.elapsed().as_secs_f64()))
+            Ok(())
+        }
+    })
+    .await
 }
 
 /// See [`ours::setup`](super::ours::setup): TCP, TLS, HTTP/2, CONNECT, echo, close.

@@ -1,9 +1,8 @@
 //! Client workloads on the raw wt-h3 / wt-h2 API, written once against the wt-core traits.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
+use std::time::Instant;
 
 use bytes::Bytes;
 use wt_core::{ConnectRequest, Connector, RecvStream, SendStream, Session};
@@ -55,22 +54,15 @@ pub async fn bulk_upload<S: Session>(s: &S, bytes: u64) -> BResult<Sample> {
     let (mut send, mut recv) = s.open_bi().await?;
     send.write_all(&[MODE_SINK]).await?;
     let c = chunk();
-    let mut left = bytes;
-    while left > 0 {
-        let n = left.min(CHUNK as u64) as usize;
+    for n in chunk_sizes(bytes) {
         send.write_chunk(c.slice(..n)).await?;
-        left -= n as u64;
     }
     send.finish()?;
     let mut answer = Vec::new();
     while let Some(c) = recv.read_chunk(64).await? {
         answer.extend_from_slice(&c);
     }
-    if parse_count(&answer)? != bytes {
-        return Err(BenchError::Protocol("sink count differs"));
-    }
-    let d = start.elapsed();
-    Ok(allocs.add_to(Sample::new(mib_per_s(bytes, d)), bytes))
+    upload_sample(allocs, start, &answer, bytes)
 }
 
 /// Echoes `bytes` through one stream, writing and reading at once.
@@ -81,11 +73,8 @@ pub async fn bulk_echo<S: Session>(s: &S, bytes: u64) -> BResult<Sample> {
     let writer = tokio::spawn(async move {
         send.write_all(&[MODE_ECHO]).await?;
         let c = chunk();
-        let mut left = bytes;
-        while left > 0 {
-            let n = left.min(CHUNK as u64) as usize;
+        for n in chunk_sizes(bytes) {
             send.write_chunk(c.slice(..n)).await?;
-            left -= n as u64;
         }
         send.finish()?;
         Ok::<_, BenchError>(send)
@@ -94,14 +83,20 @@ pub async fn bulk_echo<S: Session>(s: &S, bytes: u64) -> BResult<Sample> {
     while let Some(c) = recv.read_chunk(CHUNK).await? {
         got += c.len() as u64;
     }
-    let _send = writer
-        .await
-        .map_err(|_| BenchError::Protocol("writer panicked"))??;
-    if got != bytes {
-        return Err(BenchError::Protocol("echo length differs"));
+    let _send = join_writer(writer).await?;
+    echo_sample(allocs, start, got, bytes)
+}
+
+/// Reads `want` echoed bytes.
+async fn read_exact<R: RecvStream>(recv: &mut R, want: usize) -> BResult<()> {
+    let mut got = 0;
+    while got < want {
+        match recv.read_chunk(want - got).await? {
+            Some(c) => got += c.len(),
+            None => return Err(BenchError::Protocol("echo ended early")),
+        }
     }
-    let d = start.elapsed();
-    Ok(allocs.add_to(Sample::new(mib_per_s(bytes, d)), 2 * bytes))
+    Ok(())
 }
 
 /// Sequential 64-byte round trips on one stream.
@@ -111,16 +106,11 @@ pub async fn latency<S: Session>(s: &S, rounds: usize) -> BResult<Sample> {
     let msg = [0x5au8; PING_SIZE];
     let mut rtts = Vec::with_capacity(rounds);
     for _ in 0..rounds {
-        let t = Instant::now();
-        send.write_all(&msg).await?;
-        let mut got = 0;
-        while got < PING_SIZE {
-            match recv.read_chunk(PING_SIZE - got).await? {
-                Some(c) => got += c.len(),
-                None => return Err(BenchError::Protocol("echo ended early")),
-            }
-        }
-        rtts.push(t.elapsed());
+        time_round(&mut rtts, async {
+            send.write_all(&msg).await?;
+            read_exact(&mut recv, PING_SIZE).await
+        })
+        .await?;
     }
     send.finish()?;
     while recv.read_chunk(CHUNK).await?.is_some() {}
@@ -129,14 +119,10 @@ pub async fn latency<S: Session>(s: &S, rounds: usize) -> BResult<Sample> {
 
 /// `n` streams (open, 1 KiB, FIN, read the echo), [`CHURN_IN_FLIGHT`] at a time.
 pub async fn churn<S: Session>(s: &S, n: usize) -> BResult<Sample> {
-    let next = Arc::new(AtomicUsize::new(0));
-    let start = Instant::now();
-    let mut workers = Vec::new();
-    for _ in 0..CHURN_IN_FLIGHT {
+    churn_workers(n, |tickets| {
         let s = s.clone();
-        let next = next.clone();
-        workers.push(tokio::spawn(async move {
-            while next.fetch_add(1, Relaxed) < n {
+        async move {
+            while tickets.take() {
                 let (mut send, mut recv) = s.open_bi().await?;
                 send.write_chunk(churn_payload()).await?;
                 send.finish()?;
@@ -144,48 +130,20 @@ pub async fn churn<S: Session>(s: &S, n: usize) -> BResult<Sample> {
                 while let Some(c) = recv.read_chunk(CHUNK).await? {
                     got += c.len();
                 }
-                if got != CHURN_SIZE {
-                    return Err(BenchError::Protocol("churn echo length differs"));
-                }
+                check_churn_echo(got)?;
             }
-            Ok::<_, BenchError>(())
-        }));
-    }
-    for w in workers {
-        w.await
-            .map_err(|_| BenchError::Protocol("worker panicked"))??;
-    }
-    Ok(Sample::new(n as f64 / start.elapsed().as_secs_f64()))
+            Ok(())
+        }
+    })
+    .await
 }
 
 /// `n` datagrams of [`DGRAM_SIZE`] bytes as fast as the send path takes them.
 pub async fn datagrams<S: Session>(s: &S, stats: &ServerStats, n: usize) -> BResult<Sample> {
-    settle(stats).await;
-    stats.reset();
-    let payload = Bytes::from(vec![0x42u8; DGRAM_SIZE]);
-    let start = Instant::now();
-    let mut lost = 0;
-    for i in 0..n as u64 {
-        stats.window(i, &mut lost).await;
-        s.send_datagram(payload.clone())?;
-    }
-    let send_rate = n as f64 / start.elapsed().as_secs_f64();
-    Ok(datagram_result(stats, start, n)
-        .await
-        .with("send_per_s", send_rate))
-}
-
-/// Waits until datagrams of an earlier run stop arriving.
-pub async fn settle(stats: &ServerStats) {
-    let mut last = stats.datagrams();
-    loop {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let now = stats.datagrams();
-        if now == last {
-            return;
-        }
-        last = now;
-    }
+    datagram_run(stats, n, |p| {
+        std::future::ready(s.send_datagram(p).map_err(Into::into))
+    })
+    .await
 }
 
 /// `n` sequential connect + 64-byte echo + close.
@@ -198,13 +156,7 @@ pub async fn setup<C: Connector>(c: &C, req: &ConnectRequest, n: usize) -> BResu
         let s = c.connect(req).await?;
         let (mut send, mut recv) = s.open_bi().await?;
         send.write_all(&msg).await?;
-        let mut got = 0;
-        while got < PING_SIZE {
-            match recv.read_chunk(PING_SIZE - got).await? {
-                Some(c) => got += c.len(),
-                None => return Err(BenchError::Protocol("echo ended early")),
-            }
-        }
+        read_exact(&mut recv, PING_SIZE).await?;
         s.close(0, "")?;
         times.push(t.elapsed());
     }

@@ -2,11 +2,8 @@
 //! settings, one endpoint (UDP socket) per connection as wt-h3's client does.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Instant;
-
-use bytes::Bytes;
 
 use super::alloc::AllocSpan;
 use super::common::*;
@@ -40,22 +37,15 @@ pub async fn bulk_upload(c: &quinn::Connection, bytes: u64) -> BResult<Sample> {
     let (mut send, mut recv) = c.open_bi().await?;
     send.write_all(&[MODE_SINK]).await?;
     let ch = chunk();
-    let mut left = bytes;
-    while left > 0 {
-        let n = left.min(CHUNK as u64) as usize;
+    for n in chunk_sizes(bytes) {
         send.write_chunk(ch.slice(..n)).await?;
-        left -= n as u64;
     }
     send.finish()?;
     let mut answer = Vec::new();
     while let Some(c) = recv.read_chunk(64, true).await? {
         answer.extend_from_slice(&c.bytes);
     }
-    if parse_count(&answer)? != bytes {
-        return Err(BenchError::Protocol("sink count differs"));
-    }
-    let d = start.elapsed();
-    Ok(allocs.add_to(Sample::new(mib_per_s(bytes, d)), bytes))
+    upload_sample(allocs, start, &answer, bytes)
 }
 
 /// See [`ours::bulk_echo`](super::ours::bulk_echo).
@@ -66,11 +56,8 @@ pub async fn bulk_echo(c: &quinn::Connection, bytes: u64) -> BResult<Sample> {
     let writer = tokio::spawn(async move {
         send.write_all(&[MODE_ECHO]).await?;
         let ch = chunk();
-        let mut left = bytes;
-        while left > 0 {
-            let n = left.min(CHUNK as u64) as usize;
+        for n in chunk_sizes(bytes) {
             send.write_chunk(ch.slice(..n)).await?;
-            left -= n as u64;
         }
         send.finish()?;
         Ok::<_, BenchError>(send)
@@ -79,14 +66,20 @@ pub async fn bulk_echo(c: &quinn::Connection, bytes: u64) -> BResult<Sample> {
     while let Some(c) = recv.read_chunk(CHUNK, true).await? {
         got += c.bytes.len() as u64;
     }
-    let _send = writer
-        .await
-        .map_err(|_| BenchError::Protocol("writer panicked"))??;
-    if got != bytes {
-        return Err(BenchError::Protocol("echo length differs"));
+    let _send = join_writer(writer).await?;
+    echo_sample(allocs, start, got, bytes)
+}
+
+/// Reads `want` echoed bytes.
+async fn read_exact(recv: &mut quinn::RecvStream, want: usize) -> BResult<()> {
+    let mut got = 0;
+    while got < want {
+        match recv.read_chunk(want - got, true).await? {
+            Some(c) => got += c.bytes.len(),
+            None => return Err(BenchError::Protocol("echo ended early")),
+        }
     }
-    let d = start.elapsed();
-    Ok(allocs.add_to(Sample::new(mib_per_s(bytes, d)), 2 * bytes))
+    Ok(())
 }
 
 /// See [`ours::latency`](super::ours::latency).
@@ -96,16 +89,11 @@ pub async fn latency(c: &quinn::Connection, rounds: usize) -> BResult<Sample> {
     let msg = [0x5au8; PING_SIZE];
     let mut rtts = Vec::with_capacity(rounds);
     for _ in 0..rounds {
-        let t = Instant::now();
-        send.write_all(&msg).await?;
-        let mut got = 0;
-        while got < PING_SIZE {
-            match recv.read_chunk(PING_SIZE - got, true).await? {
-                Some(c) => got += c.bytes.len(),
-                None => return Err(BenchError::Protocol("echo ended early")),
-            }
-        }
-        rtts.push(t.elapsed());
+        time_round(&mut rtts, async {
+            send.write_all(&msg).await?;
+            read_exact(&mut recv, PING_SIZE).await
+        })
+        .await?;
     }
     send.finish()?;
     while recv.read_chunk(CHUNK, true).await?.is_some() {}
@@ -114,14 +102,10 @@ pub async fn latency(c: &quinn::Connection, rounds: usize) -> BResult<Sample> {
 
 /// See [`ours::churn`](super::ours::churn).
 pub async fn churn(c: &quinn::Connection, n: usize) -> BResult<Sample> {
-    let next = Arc::new(AtomicUsize::new(0));
-    let start = Instant::now();
-    let mut workers = Vec::new();
-    for _ in 0..CHURN_IN_FLIGHT {
+    churn_workers(n, |tickets| {
         let c = c.clone();
-        let next = next.clone();
-        workers.push(tokio::spawn(async move {
-            while next.fetch_add(1, Relaxed) < n {
+        async move {
+            while tickets.take() {
                 let (mut send, mut recv) = c.open_bi().await?;
                 send.write_chunk(churn_payload()).await?;
                 send.finish()?;
@@ -129,35 +113,20 @@ pub async fn churn(c: &quinn::Connection, n: usize) -> BResult<Sample> {
                 while let Some(c) = recv.read_chunk(CHUNK, true).await? {
                     got += c.bytes.len();
                 }
-                if got != CHURN_SIZE {
-                    return Err(BenchError::Protocol("churn echo length differs"));
-                }
+                check_churn_echo(got)?;
             }
-            Ok::<_, BenchError>(())
-        }));
-    }
-    for w in workers {
-        w.await
-            .map_err(|_| BenchError::Protocol("worker panicked"))??;
-    }
-    Ok(Sample::new(n as f64 / start.elapsed().as_secs_f64()))
+            Ok(())
+        }
+    })
+    .await
 }
 
 /// See [`ours::datagrams`](super::ours::datagrams).
 pub async fn datagrams(c: &quinn::Connection, stats: &ServerStats, n: usize) -> BResult<Sample> {
-    super::ours::settle(stats).await;
-    stats.reset();
-    let payload = Bytes::from(vec![0x42u8; DGRAM_SIZE]);
-    let start = Instant::now();
-    let mut lost = 0;
-    for i in 0..n as u64 {
-        stats.window(i, &mut lost).await;
-        c.send_datagram(payload.clone())?;
-    }
-    let send_rate = n as f64 / start.elapsed().as_secs_f64();
-    Ok(datagram_result(stats, start, n)
-        .await
-        .with("send_per_s", send_rate))
+    datagram_run(stats, n, |p| {
+        std::future::ready(c.send_datagram(p).map_err(Into::into))
+    })
+    .await
 }
 
 /// See [`ours::setup`](super::ours::setup).
@@ -170,13 +139,7 @@ pub async fn setup(cfg: &quinn::ClientConfig, addr: SocketAddr, n: usize) -> BRe
         let (_ep, c) = connect(cfg, addr).await?;
         let (mut send, mut recv) = c.open_bi().await?;
         send.write_all(&msg).await?;
-        let mut got = 0;
-        while got < PING_SIZE {
-            match recv.read_chunk(PING_SIZE - got, true).await? {
-                Some(c) => got += c.bytes.len(),
-                None => return Err(BenchError::Protocol("echo ended early")),
-            }
-        }
+        read_exact(&mut recv, PING_SIZE).await?;
         c.close(0u32.into(), b"");
         times.push(t.elapsed());
     }

@@ -44,11 +44,8 @@ pub async fn bulk_upload(c: &Connection, bytes: u64) -> BResult<Sample> {
     c.send(Frame::binary(Bytes::from_static(&[MODE_SINK])))
         .await?;
     let ch = chunk();
-    let mut left = bytes;
-    while left > 0 {
-        let n = left.min(CHUNK as u64) as usize;
+    for n in chunk_sizes(bytes) {
         c.send(Frame::binary(ch.slice(..n))).await?;
-        left -= n as u64;
     }
     c.close_stream(c.default_stream_id()).await?;
     let id = c.default_stream_id();
@@ -64,11 +61,7 @@ pub async fn bulk_upload(c: &Connection, bytes: u64) -> BResult<Sample> {
             _ => {}
         }
     }
-    if parse_count(&answer)? != bytes {
-        return Err(BenchError::Protocol("sink count differs"));
-    }
-    let d = start.elapsed();
-    Ok(allocs.add_to(Sample::new(mib_per_s(bytes, d)), bytes))
+    upload_sample(allocs, start, &answer, bytes)
 }
 
 /// See [`ours::bulk_echo`](super::ours::bulk_echo).
@@ -80,24 +73,15 @@ pub async fn bulk_echo(c: &Connection, bytes: u64) -> BResult<Sample> {
         w.send(Frame::binary(Bytes::from_static(&[MODE_ECHO])))
             .await?;
         let ch = chunk();
-        let mut left = bytes;
-        while left > 0 {
-            let n = left.min(CHUNK as u64) as usize;
+        for n in chunk_sizes(bytes) {
             w.send(Frame::binary(ch.slice(..n))).await?;
-            left -= n as u64;
         }
         w.close_stream(w.default_stream_id()).await?;
         Ok::<_, BenchError>(())
     });
     let (got, _) = recv_bytes(c, u64::MAX).await?;
-    writer
-        .await
-        .map_err(|_| BenchError::Protocol("writer panicked"))??;
-    if got != bytes {
-        return Err(BenchError::Protocol("echo length differs"));
-    }
-    let d = start.elapsed();
-    Ok(allocs.add_to(Sample::new(mib_per_s(bytes, d)), 2 * bytes))
+    join_writer(writer).await?;
+    echo_sample(allocs, start, got, bytes)
 }
 
 /// See [`ours::latency`](super::ours::latency).
@@ -107,31 +91,21 @@ pub async fn latency(c: &Connection, rounds: usize) -> BResult<Sample> {
     let msg = [0x5au8; PING_SIZE];
     let mut rtts = Vec::with_capacity(rounds);
     for _ in 0..rounds {
-        let t = Instant::now();
-        // `send` takes owned bytes: the copy a caller holding a slice makes.
-        c.send(Frame::binary(Bytes::copy_from_slice(&msg))).await?;
-        let (got, ended) = recv_bytes(c, PING_SIZE as u64).await?;
-        if ended || got != PING_SIZE as u64 {
-            return Err(BenchError::Protocol("echo ended early"));
-        }
-        rtts.push(t.elapsed());
+        time_round(&mut rtts, async {
+            // `send` takes owned bytes: the copy a caller holding a slice makes.
+            c.send(Frame::binary(Bytes::copy_from_slice(&msg))).await?;
+            let (got, ended) = recv_bytes(c, PING_SIZE as u64).await?;
+            if ended || got != PING_SIZE as u64 {
+                return Err(BenchError::Protocol("echo ended early"));
+            }
+            Ok(())
+        })
+        .await?;
     }
     Ok(latency_sample(rtts))
 }
 
 /// See [`ours::datagrams`](super::ours::datagrams).
 pub async fn datagrams(c: &Connection, stats: &ServerStats, n: usize) -> BResult<Sample> {
-    super::ours::settle(stats).await;
-    stats.reset();
-    let payload = Bytes::from(vec![0x42u8; DGRAM_SIZE]);
-    let start = Instant::now();
-    let mut lost = 0;
-    for i in 0..n as u64 {
-        stats.window(i, &mut lost).await;
-        c.send_datagram(payload.clone()).await?;
-    }
-    let send_rate = n as f64 / start.elapsed().as_secs_f64();
-    Ok(datagram_result(stats, start, n)
-        .await
-        .with("send_per_s", send_rate))
+    datagram_run(stats, n, |p| async move { Ok(c.send_datagram(p).await?) }).await
 }

@@ -3,11 +3,9 @@
 //! from slices, so it is used that way (as its users do).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
 use wtransport::endpoint::endpoint_side::{Client, Server};
 use wtransport::{ClientConfig, Connection, Endpoint, ServerConfig};
 
@@ -116,11 +114,8 @@ pub async fn bulk_upload(c: &Connection, bytes: u64) -> BResult<Sample> {
     let (mut send, mut recv) = open(c).await?;
     send.write_all(&[MODE_SINK]).await?;
     let ch = chunk();
-    let mut left = bytes;
-    while left > 0 {
-        let n = left.min(CHUNK as u64) as usize;
+    for n in chunk_sizes(bytes) {
         send.write_all(&ch[..n]).await?;
-        left -= n as u64;
     }
     send.finish().await?;
     let mut answer = Vec::new();
@@ -128,11 +123,7 @@ pub async fn bulk_upload(c: &Connection, bytes: u64) -> BResult<Sample> {
     while let Some(k) = recv.read(&mut buf).await? {
         answer.extend_from_slice(&buf[..k]);
     }
-    if parse_count(&answer)? != bytes {
-        return Err(BenchError::Protocol("sink count differs"));
-    }
-    let d = start.elapsed();
-    Ok(allocs.add_to(Sample::new(mib_per_s(bytes, d)), bytes))
+    upload_sample(allocs, start, &answer, bytes)
 }
 
 /// See [`ours::bulk_echo`](super::ours::bulk_echo).
@@ -143,11 +134,8 @@ pub async fn bulk_echo(c: &Connection, bytes: u64) -> BResult<Sample> {
     let writer = tokio::spawn(async move {
         send.write_all(&[MODE_ECHO]).await?;
         let ch = chunk();
-        let mut left = bytes;
-        while left > 0 {
-            let n = left.min(CHUNK as u64) as usize;
+        for n in chunk_sizes(bytes) {
             send.write_all(&ch[..n]).await?;
-            left -= n as u64;
         }
         send.finish().await?;
         Ok::<_, BenchError>(send)
@@ -157,14 +145,8 @@ pub async fn bulk_echo(c: &Connection, bytes: u64) -> BResult<Sample> {
     while let Some(k) = recv.read(&mut buf).await? {
         got += k as u64;
     }
-    let _send = writer
-        .await
-        .map_err(|_| BenchError::Protocol("writer panicked"))??;
-    if got != bytes {
-        return Err(BenchError::Protocol("echo length differs"));
-    }
-    let d = start.elapsed();
-    Ok(allocs.add_to(Sample::new(mib_per_s(bytes, d)), 2 * bytes))
+    let _send = join_writer(writer).await?;
+    echo_sample(allocs, start, got, bytes)
 }
 
 async fn read_exact(recv: &mut wtransport::RecvStream, want: usize) -> BResult<()> {
@@ -186,10 +168,11 @@ pub async fn latency(c: &Connection, rounds: usize) -> BResult<Sample> {
     let msg = [0x5au8; PING_SIZE];
     let mut rtts = Vec::with_capacity(rounds);
     for _ in 0..rounds {
-        let t = Instant::now();
-        send.write_all(&msg).await?;
-        read_exact(&mut recv, PING_SIZE).await?;
-        rtts.push(t.elapsed());
+        time_round(&mut rtts, async {
+            send.write_all(&msg).await?;
+            read_exact(&mut recv, PING_SIZE).await
+        })
+        .await?;
     }
     send.finish().await?;
     let mut buf = [0u8; 64];
@@ -199,16 +182,12 @@ pub async fn latency(c: &Connection, rounds: usize) -> BResult<Sample> {
 
 /// See [`ours::churn`](super::ours::churn).
 pub async fn churn(c: &Connection, n: usize) -> BResult<Sample> {
-    let next = Arc::new(AtomicUsize::new(0));
-    let start = Instant::now();
-    let mut workers = Vec::new();
-    for _ in 0..CHURN_IN_FLIGHT {
+    churn_workers(n, |tickets| {
         let c = c.clone();
-        let next = next.clone();
-        workers.push(tokio::spawn(async move {
+        async move {
             let payload = churn_payload();
             let mut buf = vec![0u8; CHUNK];
-            while next.fetch_add(1, Relaxed) < n {
+            while tickets.take() {
                 let (mut send, mut recv) = open(&c).await?;
                 send.write_all(&payload).await?;
                 send.finish().await?;
@@ -216,35 +195,20 @@ pub async fn churn(c: &Connection, n: usize) -> BResult<Sample> {
                 while let Some(k) = recv.read(&mut buf).await? {
                     got += k;
                 }
-                if got != CHURN_SIZE {
-                    return Err(BenchError::Protocol("churn echo length differs"));
-                }
+                check_churn_echo(got)?;
             }
-            Ok::<_, BenchError>(())
-        }));
-    }
-    for w in workers {
-        w.await
-            .map_err(|_| BenchError::Protocol("worker panicked"))??;
-    }
-    Ok(Sample::new(n as f64 / start.elapsed().as_secs_f64()))
+            Ok(())
+        }
+    })
+    .await
 }
 
 /// See [`ours::datagrams`](super::ours::datagrams).
 pub async fn datagrams(c: &Connection, stats: &ServerStats, n: usize) -> BResult<Sample> {
-    super::ours::settle(stats).await;
-    stats.reset();
-    let payload = Bytes::from(vec![0x42u8; DGRAM_SIZE]);
-    let start = Instant::now();
-    let mut lost = 0;
-    for i in 0..n as u64 {
-        stats.window(i, &mut lost).await;
-        c.send_datagram(payload.clone())?;
-    }
-    let send_rate = n as f64 / start.elapsed().as_secs_f64();
-    Ok(datagram_result(stats, start, n)
-        .await
-        .with("send_per_s", send_rate))
+    datagram_run(stats, n, |p| {
+        std::future::ready(c.send_datagram(p).map_err(Into::into))
+    })
+    .await
 }
 
 /// See [`ours::setup`](super::ours::setup); a new endpoint per session, as wt-h3 does.

@@ -63,25 +63,7 @@ async fn run_our_client(
     let reason = format!("{} {}", ours::OUR_CLOSE_REASON, compat_name(compat));
     sc.set(
         "close-sent",
-        match session.close(ours::OUR_CLOSE_CODE, &reason) {
-            Err(e) => Outcome::Fail(format!("close: {e}")),
-            Ok(()) => {
-                let want = format!("CLOSE {} {reason}", ours::OUR_CLOSE_CODE);
-                match peer.wait_for(&want, STEP).await {
-                    Ok(_) => Outcome::Pass,
-                    Err(e) => {
-                        let closes: Vec<&String> = peer
-                            .seen()
-                            .iter()
-                            .filter(|l| l.starts_with("CLOSE"))
-                            .collect();
-                        Outcome::Fail(format!(
-                            "aioquic did not report {want:?}: {e}; saw {closes:?}"
-                        ))
-                    }
-                }
-            }
-        },
+        close_reported(&session, &mut peer, &reason, "aioquic", &["CLOSE"]).await,
     );
 
     // aioquic closes /close-me with 4242 "aioquic says bye" after the first bidi echo.
@@ -124,9 +106,51 @@ async fn run_aioquic_client(sc: &mut Scenario) -> Result<(), String> {
         .arg("--close-url")
         .arg(server.url("/close/4242/server%20bye"))
         .env("PYTHONUNBUFFERED", "1");
-    let peer = Peer::spawn("aioquic-client", cmd)?;
+    run_client_peer(sc, "aioquic-client", cmd, Duration::from_secs(45)).await?;
+    // The client closed /echo with 4141 "aioquic client bye": our server must have seen it.
+    confirm_close_sent(sc, server.ended("/echo"), 4141, "aioquic client bye").await;
+    server.stop().await;
+    Ok(())
+}
+
+/// Closes our `session` with [`ours::OUR_CLOSE_CODE`] and `reason`, then waits for the peer
+/// server `name` to print `CLOSE <code> <reason>`; a failure lists the peer's lines that start
+/// with one of `shown`.
+pub async fn close_reported<S: Session>(
+    session: &S,
+    peer: &mut Peer,
+    reason: &str,
+    name: &str,
+    shown: &[&str],
+) -> Outcome {
+    if let Err(e) = session.close(ours::OUR_CLOSE_CODE, reason) {
+        return Outcome::Fail(format!("close: {e}"));
+    }
+    let want = format!("CLOSE {} {reason}", ours::OUR_CLOSE_CODE);
+    match peer.wait_for(&want, STEP).await {
+        Ok(_) => Outcome::Pass,
+        Err(e) => {
+            let seen: Vec<&String> = peer
+                .seen()
+                .iter()
+                .filter(|l| shown.iter().any(|p| l.starts_with(p)))
+                .collect();
+            Outcome::Fail(format!("{name} did not report {want:?}: {e}; saw {seen:?}"))
+        }
+    }
+}
+
+/// Runs a peer client to completion (within `timeout`) and folds its `PASS`/`FAIL` lines into
+/// the scenario; a peer that fails or times out also fails the `client` check.
+pub async fn run_client_peer(
+    sc: &mut Scenario,
+    name: &str,
+    cmd: Command,
+    timeout: Duration,
+) -> Result<(), String> {
+    let peer = Peer::spawn(name, cmd)?;
     let log = peer.log.clone();
-    let lines = match peer.finish(Duration::from_secs(45)).await {
+    let lines = match peer.finish(timeout).await {
         Ok(l) => l,
         Err((why, l)) => {
             sc.set("client", Outcome::Fail(why));
@@ -134,16 +158,20 @@ async fn run_aioquic_client(sc: &mut Scenario) -> Result<(), String> {
         }
     };
     apply_client_lines(sc, &lines, &log);
-    // The client closed /echo with 4141 "aioquic client bye": our server must have seen it.
-    if sc.get("close-sent") == Some(&Outcome::Pass) {
-        let seen = server.ended("/echo").await;
-        sc.set(
-            "close-sent",
-            ours::expect_ended(seen, 4141, "aioquic client bye"),
-        );
-    }
-    server.stop().await;
     Ok(())
+}
+
+/// When the peer client reported `close-sent` as passed, replaces it with what our server saw:
+/// the session must have ended with `code` and `reason`. `ended` is only awaited in that case.
+pub async fn confirm_close_sent(
+    sc: &mut Scenario,
+    ended: impl std::future::Future<Output = Result<ours::Ended, String>>,
+    code: u32,
+    reason: &str,
+) {
+    if sc.get("close-sent") == Some(&Outcome::Pass) {
+        sc.set("close-sent", ours::expect_ended(ended.await, code, reason));
+    }
 }
 
 /// Folds a peer client's `PASS`/`FAIL` lines into the scenario; `connect` passes implicitly

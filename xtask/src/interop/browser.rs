@@ -9,10 +9,10 @@
 use std::process::Command;
 use std::time::Duration;
 
-use super::aioquic::apply_client_lines;
-use super::matrix::{Outcome, Scenario};
-use super::ours::{self, OurServer};
-use super::peers::{self, Peer};
+use super::aioquic::{confirm_close_sent, run_client_peer};
+use super::matrix::Scenario;
+use super::ours::OurServer;
+use super::peers;
 
 /// Chromium → our server.
 pub async fn chromium_to_ours() -> Scenario {
@@ -42,24 +42,9 @@ async fn run(sc: &mut Scenario) -> Result<(), String> {
         .arg("WT-CMD close 4242 server bye")
         .arg("--chromium")
         .arg(&chromium);
-    let peer = Peer::spawn("chromium", cmd)?;
-    let log = peer.log.clone();
-    let lines = match peer.finish(Duration::from_secs(90)).await {
-        Ok(l) => l,
-        Err((why, l)) => {
-            sc.set("client", Outcome::Fail(why));
-            l
-        }
-    };
-    apply_client_lines(sc, &lines, &log);
+    run_client_peer(sc, "chromium", cmd, Duration::from_secs(90)).await?;
     // Chromium closed /echo with 4242 "chromium says bye": our server must have seen it.
-    if sc.get("close-sent") == Some(&Outcome::Pass) {
-        let seen = server.ended("/echo").await;
-        sc.set(
-            "close-sent",
-            ours::expect_ended(seen, 4242, "chromium says bye"),
-        );
-    }
+    confirm_close_sent(sc, server.ended("/echo"), 4242, "chromium says bye").await;
     server.stop().await;
     Ok(())
 }

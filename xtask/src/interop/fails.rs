@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use wt_core::{CompatMode, Dialect, Session};
 
-use super::aioquic::apply_client_lines;
+use super::aioquic::{close_reported, confirm_close_sent, run_client_peer};
 use super::matrix::{Outcome, Scenario};
 use super::ours::{self, OurServer, STEP};
 use super::peers::{self, Peer};
@@ -76,23 +76,7 @@ async fn our_client(certs: &Certs, sc: &mut Scenario) -> Result<(), String> {
     let reason = "wt client bye h2";
     sc.set(
         "close-sent",
-        match session.close(ours::OUR_CLOSE_CODE, reason) {
-            Err(e) => Outcome::Fail(format!("close: {e}")),
-            Ok(()) => {
-                let want = format!("CLOSE {} {reason}", ours::OUR_CLOSE_CODE);
-                match peer.wait_for(&want, STEP).await {
-                    Ok(_) => Outcome::Pass,
-                    Err(e) => {
-                        let ends: Vec<&String> = peer
-                            .seen()
-                            .iter()
-                            .filter(|l| l.starts_with("CLOSE") || l.starts_with("END"))
-                            .collect();
-                        Outcome::Fail(format!("fails did not report {want:?}: {e}; saw {ends:?}"))
-                    }
-                }
-            }
-        },
+        close_reported(&session, &mut peer, reason, "fails", &["CLOSE", "END"]).await,
     );
     let outcome = match ours::connect(&client, &ours::request(addr, "127.0.0.1", "/close-me")).await
     {
@@ -119,23 +103,8 @@ async fn their_client(certs: &Certs, sc: &mut Scenario) -> Result<(), String> {
         .arg(wt_core::tls::hash_hex(&certs.hash))
         .arg("--close-url")
         .arg(url("/close/4242/server%20bye"));
-    let peer = Peer::spawn("fails-client", cmd)?;
-    let log = peer.log.clone();
-    let lines = match peer.finish(Duration::from_secs(60)).await {
-        Ok(l) => l,
-        Err((why, l)) => {
-            sc.set("client", Outcome::Fail(why));
-            l
-        }
-    };
-    apply_client_lines(sc, &lines, &log);
-    if sc.get("close-sent") == Some(&Outcome::Pass) {
-        let seen = listener.ended("/echo").await;
-        sc.set(
-            "close-sent",
-            ours::expect_ended(seen, 4141, "fails client bye"),
-        );
-    }
+    run_client_peer(sc, "fails-client", cmd, Duration::from_secs(60)).await?;
+    confirm_close_sent(sc, listener.ended("/echo"), 4141, "fails client bye").await;
     listener.stop().await;
     Ok(())
 }

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
-use wt_core::{Dialect, SessionInfo, SessionStats, StreamId, StreamKind, TransportKind};
+use wt_core::{
+    Dialect, SessionError, SessionInfo, SessionStats, StreamId, StreamKind, TransportKind,
+};
 
 use crate::driver::{Command, Handles, Reply, Shared, Target, SYNTHETIC};
 use crate::store::{Chan, Item};
@@ -18,6 +20,10 @@ use crate::{Active, CloseInfo, Error, Event, Frame, Msg, StreamData};
 /// assert_eq!(wt_client::MAX_CLOSE_REASON, 1024);
 /// ```
 pub const MAX_CLOSE_REASON: usize = 1024;
+
+/// Sends a datagram on the session directly from the caller's task (a type-erased clone of
+/// the session handle).
+pub(crate) type DatagramSender = Arc<dyn Fn(Bytes) -> Result<(), SessionError> + Send + Sync>;
 
 /// What [`Connection::info`] reports.
 ///
@@ -84,6 +90,7 @@ struct Inner {
     cmd: mpsc::Sender<Command>,
     putback: mpsc::UnboundedSender<(u64, Item)>,
     shared: Arc<Shared>,
+    datagram: DatagramSender,
     default_stream: StreamId,
     transport: TransportKind,
     recv_timeout: Option<Duration>,
@@ -148,6 +155,7 @@ impl Drop for ReplyGuard {
 impl Connection {
     pub(crate) fn from_handles(
         h: Handles,
+        datagram: DatagramSender,
         transport: TransportKind,
         recv_timeout: Option<Duration>,
     ) -> Self {
@@ -156,6 +164,7 @@ impl Connection {
                 cmd: h.cmd,
                 putback: h.putback,
                 shared: h.shared,
+                datagram,
                 default_stream: h.default_stream,
                 transport,
                 recv_timeout,
@@ -260,7 +269,14 @@ impl Connection {
 
     /// Sends a datagram: unreliable over HTTP/3 (it may be lost), a reliable capsule over
     /// HTTP/2. Too large a datagram fails with
-    /// [`SessionError::DatagramTooLarge`](wt_core::SessionError::DatagramTooLarge).
+    /// [`SessionError::DatagramTooLarge`](wt_core::SessionError::DatagramTooLarge). Once
+    /// the session has ended it fails with [`Error::Closed`] (or the error that ended it).
+    ///
+    /// The datagram is handed to the transport directly from the calling task, without a
+    /// round trip through the connection's driver task. So it is not ordered relative to
+    /// stream data sent concurrently from other tasks (datagrams are unordered anyway); a
+    /// [`send`](Self::send) that completed before this call was accepted by the transport
+    /// first.
     ///
     /// ```no_run
     /// # async fn demo(conn: wt_client::Connection) -> Result<(), wt_client::Error> {
@@ -269,7 +285,23 @@ impl Connection {
     /// ```
     pub async fn send_datagram(&self, data: impl Into<Bytes>) -> Result<(), Error> {
         let data = data.into();
-        self.call(|reply| Command::Datagram { data, reply }).await
+        if let Some(t) = self.inner.shared.terminal.get() {
+            return Err(t.clone());
+        }
+        if self.inner.cmd.is_closed() {
+            return Err(Error::driver_gone());
+        }
+        match (self.inner.datagram)(data) {
+            Ok(()) => Ok(()),
+            // The session refused it (too large, or it is ending). Ask the driver, which has
+            // handled every earlier command (a `close` in particular): it answers with the
+            // error that ended the session once it knows of one, else the session's error,
+            // as sending through the driver did.
+            Err(err) => {
+                self.call(|reply| Command::DatagramFailed { err, reply })
+                    .await
+            }
+        }
     }
 
     /// Receives the next item of the default channel: default-stream bytes, a datagram, or

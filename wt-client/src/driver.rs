@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -60,6 +60,9 @@ pub(crate) struct Shared {
     pub(crate) unread: AtomicUsize,
     /// The event receiver while nobody has taken it.
     pub(crate) events: Mutex<Option<mpsc::Receiver<Event>>>,
+    /// The error that ended the session, mirrored from the driver once it is set (it never
+    /// changes afterwards), so handles can fail fast paths without asking the driver.
+    pub(crate) terminal: OnceLock<Error>,
 }
 
 /// Where a `Send` command writes.
@@ -76,8 +79,10 @@ pub(crate) enum Command {
         fin: bool,
         reply: Reply<()>,
     },
-    Datagram {
-        data: Bytes,
+    /// A datagram the session refused when sent directly from a handle: answers with the
+    /// error that ended the session if the driver knows of one, else with the session's.
+    DatagramFailed {
+        err: SessionError,
         reply: Reply<()>,
     },
     Recv {
@@ -347,6 +352,7 @@ impl<S: Session> Driver<S> {
         let shared = Arc::new(Shared {
             unread: AtomicUsize::new(0),
             events: Mutex::new(Some(events_rx)),
+            terminal: OnceLock::new(),
         });
         let default_stream = default.0.id();
         let mut d = Driver {
@@ -513,12 +519,12 @@ impl<S: Session> Driver<S> {
                 let end = fin.then_some(None);
                 self.on_send(id, SendCmd::Write { data, fin, reply }, end);
             }
-            Command::Datagram { data, reply } => {
-                let r = match &self.terminal {
-                    Some(t) => Err(t.clone()),
-                    None => self.session.send_datagram(data).map_err(Error::Session),
+            Command::DatagramFailed { err, reply } => {
+                let e = match &self.terminal {
+                    Some(t) => t.clone(),
+                    None => Error::Session(err),
                 };
-                let _ = reply.send(r);
+                let _ = reply.send(Err(e));
             }
             Command::Recv { chan, reply } => self.on_recv(chan, reply),
             Command::Open { kind, reply } => {
@@ -779,6 +785,7 @@ impl<S: Session> Driver<S> {
             return;
         }
         self.terminal = Some(err.clone());
+        let _ = self.shared.terminal.set(err.clone());
         let waiting: Vec<Chan> = self.waiters.keys().copied().collect();
         for chan in waiting {
             self.dispatch(chan);

@@ -1,7 +1,10 @@
 //! Starting the driver for an established session (generic over the transport).
 
+use std::sync::Arc;
+
 use wt_core::{ConnectError, Session};
 
+use crate::connection::DatagramSender;
 use crate::driver::{Driver, DriverConfig};
 use crate::{Connection, Error, Options};
 
@@ -25,7 +28,11 @@ pub(crate) fn start_with<S: Session>(
         max_recv_buffer: opts.max_recv_buffer,
         active: opts.active,
     };
+    // Datagrams bypass the driver: `send_datagram` is synchronous and the handle is cheap to
+    // clone, so the caller's task sends directly (see `Connection::send_datagram`).
+    let dgram_session = session.clone();
+    let datagram: DatagramSender = Arc::new(move |data| dgram_session.send_datagram(data));
     let (driver, handles) = Driver::new(session, default, cfg);
     tokio::spawn(driver.run());
-    Connection::from_handles(handles, transport, opts.recv_timeout)
+    Connection::from_handles(handles, datagram, transport, opts.recv_timeout)
 }

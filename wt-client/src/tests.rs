@@ -92,6 +92,55 @@ async fn datagrams_both_ways() {
 }
 
 #[tokio::test]
+async fn datagrams_from_many_tasks() {
+    let (conn, peer, _d) = setup(Options::default()).await;
+    let per_task = 50usize;
+    let tasks: Vec<_> = (0..4u8)
+        .map(|t| {
+            let conn = conn.clone();
+            tokio::spawn(async move {
+                for i in 0..per_task {
+                    conn.send_datagram(vec![t, i as u8]).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..4 * per_task {
+        let d = peer.recv_datagram().await.unwrap();
+        assert!(seen.insert(d.to_vec()));
+    }
+    assert_eq!(
+        conn.info().await.unwrap().stats.datagrams_sent,
+        4 * per_task as u64
+    );
+}
+
+#[tokio::test]
+async fn datagram_racing_close_reports_the_close() {
+    let (conn, _peer, _d) = setup(Options::default()).await;
+    let other = conn.clone();
+    // The close is queued to the driver first; the datagram, refused by the closed session,
+    // is answered by the driver after it, with the close.
+    let (closed, sent) = tokio::join!(conn.close_with(9, "racing"), async {
+        tokio::task::yield_now().await;
+        other.send_datagram("late").await
+    });
+    closed.unwrap();
+    assert!(
+        matches!(sent, Ok(()) | Err(Error::Closed { code: 9, .. })),
+        "{sent:?}"
+    );
+    assert!(matches!(
+        other.send_datagram("x").await,
+        Err(Error::Closed { code: 9, .. })
+    ));
+}
+
+#[tokio::test]
 async fn server_opened_streams_arrive_on_the_default_channel() {
     let (conn, peer, _d) = setup(Options::default()).await;
     let mut uni = peer.open_uni().await.unwrap();
@@ -448,6 +497,10 @@ async fn overflow_closes_and_keeps_buffered_data() {
     }
     assert!(matches!(conn.recv().await, Err(Error::RecvBufferOverflow)));
     assert!(matches!(conn.recv().await, Err(Error::RecvBufferOverflow)));
+    assert!(matches!(
+        conn.send_datagram("x").await,
+        Err(Error::RecvBufferOverflow)
+    ));
     let info = conn.info().await.unwrap();
     assert_eq!(info.close.unwrap().code, OVERFLOW_CLOSE_CODE);
     assert_eq!(info.unread_bytes, 0);
@@ -506,6 +559,15 @@ async fn close_codes_both_ways() {
     assert!(matches!(
         conn.open_stream(StreamKind::Uni).await,
         Err(Error::Closed { .. })
+    ));
+    assert!(matches!(
+        conn.send_datagram("x").await,
+        Err(Error::Closed { code: 4000, .. })
+    ));
+    // After the end the session's error wins over the size check, as before.
+    assert!(matches!(
+        conn.send(Frame::datagram(vec![0u8; 5000])).await,
+        Err(Error::Closed { code: 4000, .. })
     ));
     conn.close().await.unwrap(); // idempotent
     let close = conn.info().await.unwrap().close.unwrap();

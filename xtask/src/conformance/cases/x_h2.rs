@@ -126,44 +126,46 @@ async fn beyond_max_data(cx: &Ctx) -> CaseResult {
 }
 
 async fn beyond_bidi(cx: &Ctx) -> CaseResult {
-    let n = server_limit(
+    beyond_streams(
         cx,
         h2ids::WT_INITIAL_MAX_STREAMS_BIDI,
-        1,
-        1000,
         "WT_INITIAL_MAX_STREAMS_BIDI",
-    )
-    .await?;
-    let fm = cx.fin_mapping();
-    let bytes: Vec<u8> = (0..=n)
-        .flat_map(|i| h2_stream(fm, 4 * i, false, b"x"))
-        .collect();
-    session_error(
-        cx,
-        bytes,
-        &format!("WT_FLOW_CONTROL_ERROR for bidi stream {} of {n}", n + 1),
-        Some(FLOW_ERR),
+        0,
+        "bidi",
     )
     .await
 }
 
 async fn beyond_uni(cx: &Ctx) -> CaseResult {
-    let n = server_limit(
+    beyond_streams(
         cx,
         h2ids::WT_INITIAL_MAX_STREAMS_UNI,
-        1,
-        1000,
         "WT_INITIAL_MAX_STREAMS_UNI",
+        2,
+        "uni",
     )
-    .await?;
+    .await
+}
+
+/// Opens one client stream more than the server's initial stream limit (`setting`), each
+/// carrying one byte; the server must end the session with WT_FLOW_CONTROL_ERROR.
+/// `first_id` is the kind's first client stream id (0 bidi, 2 uni).
+async fn beyond_streams(
+    cx: &Ctx,
+    setting: u16,
+    setting_name: &str,
+    first_id: u64,
+    kind: &str,
+) -> CaseResult {
+    let n = server_limit(cx, setting, 1, 1000, setting_name).await?;
     let fm = cx.fin_mapping();
     let bytes: Vec<u8> = (0..=n)
-        .flat_map(|i| h2_stream(fm, 4 * i + 2, false, b"x"))
+        .flat_map(|i| h2_stream(fm, 4 * i + first_id, false, b"x"))
         .collect();
     session_error(
         cx,
         bytes,
-        &format!("WT_FLOW_CONTROL_ERROR for uni stream {} of {n}", n + 1),
+        &format!("WT_FLOW_CONTROL_ERROR for {kind} stream {} of {n}", n + 1),
         Some(FLOW_ERR),
     )
     .await

@@ -5,7 +5,7 @@ use wt_core::{Connector, Session, SessionError};
 
 use super::super::ctx::{ensure, fail, CaseResult, Context, Ctx, Tp, Verdict};
 use super::super::ours;
-use super::super::peer::h3::{codes, headers_frame, ids, read_all, End, RawH3Server};
+use super::super::peer::h3::{codes, headers_frame, ids, read_all, End};
 use super::super::peer::ContentEvent;
 use super::{
     capsule, case, close_capsule, cmd, expect_connect_reset, expect_h2_session_error, h2_echo,
@@ -179,9 +179,7 @@ async fn cl3(cx: &Ctx) -> CaseResult {
 
 /// Our client sees a clean FIN from a raw server as (0, "").
 async fn client_sees_clean_fin(cx: &Ctx) -> CaseResult {
-    let server = RawH3Server::bind(true)?;
-    let client = ours::h3_client_pinned(cx, server.cert_hash)?;
-    let req = ours::request_to(server.addr, "/echo");
+    let (server, client, req) = super::our_client_vs_raw(cx, true)?;
     let task = tokio::spawn(async move {
         let sess = client
             .connect(&req)
@@ -377,9 +375,7 @@ async fn cl7(cx: &Ctx) -> CaseResult {
 
 async fn cl8(cx: &Ctx) -> CaseResult {
     cx.embedded()?;
-    let server = RawH3Server::bind(true)?;
-    let client = ours::h3_client_pinned(cx, server.cert_hash)?;
-    let req = ours::request_to(server.addr, "/echo");
+    let (server, client, req) = super::our_client_vs_raw(cx, true)?;
     let sess_task =
         tokio::spawn(async move { client.connect(&req).await.map_err(|e| e.to_string()) });
     let mut conn = cx
@@ -410,9 +406,7 @@ async fn cl8(cx: &Ctx) -> CaseResult {
 
 async fn cl9(cx: &Ctx) -> CaseResult {
     cx.embedded()?;
-    let server = RawH3Server::bind(true)?;
-    let client = ours::h3_client_pinned(cx, server.cert_hash)?;
-    let req = ours::request_to(server.addr, "/echo");
+    let (server, client, req) = super::our_client_vs_raw(cx, true)?;
     let task = tokio::spawn(async move {
         let sess = client.connect(&req).await.map_err(|e| e.to_string())?;
         sess.close(300, "bye").map_err(|e| e.to_string())?;

@@ -8,7 +8,7 @@ use wt_core::ConnectError;
 use super::super::ctx::{ensure, fail, skip, CaseResult, Context, Ctx, Dl, Tp};
 use super::super::ours;
 use super::super::peer::h2::{frames, goaway_code, hpack_encode, ids as h2ids, RawH2Server};
-use super::super::peer::h3::{codes, ids, Closed, RawH3Server};
+use super::super::peer::h3::{codes, ids, Closed};
 use super::{capsule, case, h2_echo, h3_echo, Applies, Case};
 
 pub(super) fn cases() -> Vec<Case> {
@@ -208,9 +208,7 @@ async fn client_refuses_h3(
     datagram_tp: bool,
     what: &str,
 ) -> Result<(ConnectError, Closed), super::super::ctx::Verdict> {
-    let server = RawH3Server::bind(datagram_tp)?;
-    let client = ours::h3_client_pinned(cx, server.cert_hash)?;
-    let req = ours::request_to(server.addr, "/echo");
+    let (server, client, req) = super::our_client_vs_raw(cx, datagram_tp)?;
     let mut connect = tokio::spawn(async move {
         use wt_core::Connector;
         client.connect(&req).await.map(|_| ())
@@ -317,9 +315,7 @@ async fn hs3(cx: &Ctx) -> CaseResult {
 
 async fn hs4(cx: &Ctx) -> CaseResult {
     cx.embedded()?;
-    let server = RawH3Server::bind(true)?;
-    let client = ours::h3_client_pinned(cx, server.cert_hash)?;
-    let req = ours::request_to(server.addr, "/echo");
+    let (server, client, req) = super::our_client_vs_raw(cx, true)?;
     let connect = tokio::spawn(async move {
         use wt_core::Connector;
         client.connect(&req).await.map(|_| ())
@@ -366,9 +362,7 @@ async fn hs5(cx: &Ctx) -> CaseResult {
     )?;
     // Client side (embedded only): the server's SETTINGS carry H3_DATAGRAM=2.
     if cx.target.embedded.is_some() {
-        let server = RawH3Server::bind(true)?;
-        let client = ours::h3_client_pinned(cx, server.cert_hash)?;
-        let req = ours::request_to(server.addr, "/echo");
+        let (server, client, req) = super::our_client_vs_raw(cx, true)?;
         let connect = tokio::spawn(async move {
             use wt_core::Connector;
             client.connect(&req).await.map(|_| ())
@@ -566,9 +560,7 @@ async fn hs9(cx: &Ctx) -> CaseResult {
     cx.embedded()?;
     match cx.tp {
         Tp::H3 => {
-            let server = RawH3Server::bind(true)?;
-            let client = ours::h3_client_pinned(cx, server.cert_hash)?;
-            let mut req = ours::request_to(server.addr, "/echo");
+            let (server, client, mut req) = super::our_client_vs_raw(cx, true)?;
             req.protocols = vec!["a".into(), "b".into()];
             let connect = tokio::spawn(async move {
                 use wt_core::Connector;

@@ -117,6 +117,19 @@ pub(crate) use case;
 
 // ----- shared byte builders -----
 
+/// A raw HTTP/3 server on loopback (advertising `max_datagram_frame_size` when
+/// `datagram_tp`), our HTTP/3 client pinned to its certificate, and a request for `/echo` on
+/// it: the set-up of every case that checks our client's behaviour against a raw server.
+pub fn our_client_vs_raw(
+    cx: &Ctx,
+    datagram_tp: bool,
+) -> Result<(h3::RawH3Server, wt_h3::Client, wt_core::ConnectRequest), Verdict> {
+    let server = h3::RawH3Server::bind(datagram_tp)?;
+    let client = super::ours::h3_client_pinned(cx, server.cert_hash)?;
+    let req = super::ours::request_to(server.addr, "/echo");
+    Ok((server, client, req))
+}
+
 /// Encodes a varint.
 pub fn vi(v: u64) -> Vec<u8> {
     h3::vi(v)

@@ -5,7 +5,7 @@ use wt_core::{Connector, RecvStream, SendStream, StreamError};
 
 use super::super::ctx::{ensure, fail, skip, CaseResult, Context, Ctx, Dl, Tp};
 use super::super::ours;
-use super::super::peer::h3::{code_name, headers_frame, ids, read_all, End, RawH3Server};
+use super::super::peer::h3::{code_name, headers_frame, ids, read_all, End};
 use super::{
     capsule, case, expect_h2_session_error, h2_stream, h2_until, short, vi, Applies, Case, H2View,
 };
@@ -174,9 +174,7 @@ async fn client_sees_reset<C: Connector>(cx: &Ctx, client: C) -> CaseResult {
 }
 
 async fn out_of_range_reset(cx: &Ctx) -> CaseResult {
-    let server = RawH3Server::bind(true)?;
-    let client = ours::h3_client_pinned(cx, server.cert_hash)?;
-    let req = ours::request_to(server.addr, "/echo");
+    let (server, client, req) = super::our_client_vs_raw(cx, true)?;
     let task = tokio::spawn(async move {
         use wt_core::Session;
         let sess = client

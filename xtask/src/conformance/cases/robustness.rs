@@ -4,8 +4,7 @@ use wt_core::codes::CapsuleType;
 use wt_core::Connector;
 
 use super::super::ctx::{ensure, fail, skip, CaseResult, Ctx, Tp};
-use super::super::ours;
-use super::super::peer::h3::{codes, headers_frame, ids, read_all, End, RawH3Server};
+use super::super::peer::h3::{codes, headers_frame, ids, read_all, End};
 use super::super::peer::ContentEvent;
 use super::{
     capsule, case, expect_connect_reset, expect_h2_session_error, h2_echo, h2_until, h3_echo, vi,
@@ -200,9 +199,7 @@ async fn pe5(cx: &Ctx) -> CaseResult {
         ),
         (":status 204", vec![(":status", "204")]),
     ] {
-        let server = RawH3Server::bind(true)?;
-        let client = ours::h3_client_pinned(cx, server.cert_hash)?;
-        let req = ours::request_to(server.addr, "/echo");
+        let (server, client, req) = super::our_client_vs_raw(cx, true)?;
         let task = tokio::spawn(async move { client.connect(&req).await.map(|_| ()) });
         let conn = cx
             .within(

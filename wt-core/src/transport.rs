@@ -257,6 +257,16 @@ pub trait SendStream: Send + Unpin + 'static {
     /// do), with `Ok(None)` once the stream was finished or reset locally and can no longer be
     /// stopped, and with an error if the session ends first. Cancel safe.
     fn stopped(&mut self) -> impl Future<Output = Result<Option<u32>, StreamError>> + Send;
+
+    /// A future independent of this handle that resolves with `Some(code)` when the peer
+    /// asks us to stop sending (codes outside the WebTransport range as 0, like
+    /// [`stopped`](Self::stopped)), and with `None` once that no longer matters: the stream was
+    /// finished or reset (or its handle dropped), or the session ended.
+    ///
+    /// Unlike `stopped` it borrows nothing, so one task can watch for the peer's request while
+    /// another writes through the handle. It never drives the stream (a FIN held back by flow
+    /// control still goes out through the handle or its drop).
+    fn stop_notice(&self) -> impl Future<Output = Option<u32>> + Send + 'static;
 }
 
 /// The receive half of a WebTransport stream.

@@ -39,6 +39,8 @@ struct Wakers {
     read: HashMap<u64, Waker>,
     write: HashMap<u64, Waker>,
     stopped: HashMap<u64, Waker>,
+    /// Watchers from [`SendStream::stop_notice`] (any number per stream).
+    stop_notice: HashMap<u64, Vec<Waker>>,
     accept: [Vec<Waker>; 2],
     open: [Vec<Waker>; 2],
     datagram: Vec<Waker>,
@@ -48,6 +50,14 @@ struct Wakers {
 fn register(list: &mut Vec<Waker>, w: &Waker) {
     if !list.iter().any(|x| x.will_wake(w)) {
         list.push(w.clone());
+    }
+}
+
+/// Wakes the [`SendStream::stop_notice`] watchers of stream `id` (they poll again and see
+/// the stream's new state).
+fn wake_stop_notices(w: &mut Wakers, id: u64) {
+    if let Some(mut l) = w.stop_notice.remove(&id) {
+        wake_list(&mut l);
     }
 }
 
@@ -111,6 +121,7 @@ impl Shared {
                     if let Some(w) = wakers.stopped.remove(&id) {
                         w.wake();
                     }
+                    wake_stop_notices(wakers, id);
                 }
                 Event::Incoming(d) => wake_list(&mut wakers.accept[d as usize]),
                 Event::OpenCredit(d) => wake_list(&mut wakers.open[d as usize]),
@@ -129,6 +140,9 @@ impl Shared {
                     }
                     for (_, w) in wakers.stopped.drain() {
                         w.wake();
+                    }
+                    for (_, mut l) in wakers.stop_notice.drain() {
+                        wake_list(&mut l);
                     }
                     for l in wakers.accept.iter_mut().chain(wakers.open.iter_mut()) {
                         wake_list(l);
@@ -373,11 +387,17 @@ impl wt_core::SendStream for SendStream {
     }
 
     fn finish(&mut self) -> Result<(), StreamError> {
-        self.shared.with(|e, _| e.finish(self.id))
+        self.shared.with(|e, w| {
+            wake_stop_notices(w, self.id);
+            e.finish(self.id)
+        })
     }
 
     fn reset(&mut self, code: u32) -> Result<(), StreamError> {
-        self.shared.with(|e, _| e.reset(self.id, code))
+        self.shared.with(|e, w| {
+            wake_stop_notices(w, self.id);
+            e.reset(self.id, code)
+        })
     }
 
     async fn stopped(&mut self) -> Result<Option<u32>, StreamError> {
@@ -392,6 +412,20 @@ impl wt_core::SendStream for SendStream {
         })
         .await
     }
+
+    fn stop_notice(&self) -> impl Future<Output = Option<u32>> + Send + 'static {
+        let (id, shared) = (self.id, self.shared.clone());
+        poll_fn(move |cx| {
+            shared.with(|e, w| match e.stopped(id) {
+                Some(Ok(code)) => Poll::Ready(code),
+                Some(Err(_)) => Poll::Ready(None),
+                None => {
+                    register(w.stop_notice.entry(id).or_default(), cx.waker());
+                    Poll::Pending
+                }
+            })
+        })
+    }
 }
 
 impl Drop for SendStream {
@@ -399,6 +433,7 @@ impl Drop for SendStream {
         self.shared.with(|e, w| {
             w.write.remove(&self.id);
             w.stopped.remove(&self.id);
+            wake_stop_notices(w, self.id);
             e.drop_send(self.id)
         });
     }

@@ -48,6 +48,9 @@ pub struct SendStream {
     session: Arc<SessionShared>,
     done: bool,
     _slot: Option<Arc<PeerStreamSlot>>,
+    /// Created by the first [`stop_notice`](wt_core::SendStream::stop_notice); cancelled on
+    /// reset and drop, which quinn's own `stopped` does not report.
+    gone: std::sync::OnceLock<tokio_util::sync::CancellationToken>,
 }
 
 /// Writes the pending `header` (if any) followed by up to [`FIRST_WRITE_MAX`] bytes of `data`
@@ -151,6 +154,7 @@ impl SendStream {
             session,
             done: false,
             _slot: None,
+            gone: std::sync::OnceLock::new(),
         }
     }
 
@@ -310,6 +314,9 @@ impl wt_core::SendStream for SendStream {
         q.reset(varint(wt_to_h3(code)))
             .map_err(|_| StreamError::ClosedLocally)?;
         self.done = true;
+        if let Some(g) = self.gone.get() {
+            g.cancel();
+        }
         Ok(())
     }
 
@@ -355,10 +362,35 @@ impl wt_core::SendStream for SendStream {
             Err(_) => Ok(None),
         }
     }
+
+    fn stop_notice(&self) -> impl Future<Output = Option<u32>> + Send + 'static {
+        let stopped = self.inner.as_ref().map(|q| q.stopped());
+        let ended = self.session.ended.clone();
+        let gone = self.gone.get_or_init(Default::default).clone();
+        let already_done = self.done;
+        async move {
+            let stopped = stopped?;
+            if already_done {
+                return None;
+            }
+            tokio::select! {
+                biased;
+                r = stopped => match r {
+                    Ok(Some(code)) => Some(wt_from_h3(code.into_inner()).unwrap_or(0)),
+                    _ => None,
+                },
+                _ = gone.cancelled() => None,
+                _ = ended.cancelled() => None,
+            }
+        }
+    }
 }
 
 impl Drop for SendStream {
     fn drop(&mut self) {
+        if let Some(g) = self.gone.get() {
+            g.cancel();
+        }
         let Some(q) = self.inner.as_mut() else {
             return;
         };

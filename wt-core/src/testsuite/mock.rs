@@ -25,6 +25,7 @@
 //! ([`SessionStats::local_limits`] is `None`), and the wire formats themselves.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -369,6 +370,19 @@ impl SendStream for MockSendStream {
             closure.map(|c| Err(StreamError::SessionGone(c.error_for(side))))
         })
         .await
+    }
+
+    fn stop_notice(&self) -> impl Future<Output = Option<u32>> + Send + 'static {
+        let (pipe, shared) = (self.pipe.clone(), self.shared.clone());
+        async move {
+            pipe_wait(&pipe, &shared, |st, closure| {
+                if let Some(code) = st.stop {
+                    return Some(Some(code));
+                }
+                (st.end.is_some() || closure.is_some()).then_some(None)
+            })
+            .await
+        }
     }
 }
 

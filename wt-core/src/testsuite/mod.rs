@@ -346,9 +346,21 @@ pub async fn reset_and_stop<C: Connector, A: Acceptor>(
     let cli = async {
         let (mut send, _recv) = within_ok("open_bi", "open_bi", client.open_bi()).await?;
         within_ok("write", "write", send.write_all(b"12345")).await?;
+        let notice = send.stop_notice();
         send.reset(7).map_err(|e| format!("reset: {e}"))?;
+        // The watcher outlives nothing it borrowed, and ends once the stream is done.
+        let n = within("stop_notice after reset", notice).await?;
+        ensure(n.is_none(), || {
+            format!("stop_notice after reset gave {n:?}")
+        })?;
         let (mut send, _recv) = within_ok("open_bi", "open_bi", client.open_bi()).await?;
         within_ok("write", "write", send.write_all(b"x")).await?;
+        // Watched from another task while the handle stays here.
+        let notice = tokio::spawn(send.stop_notice());
+        let n = within("stop_notice", notice).await?;
+        ensure(matches!(n, Ok(Some(9))), || {
+            format!("stop_notice gave {n:?}, expected Some(9)")
+        })?;
         let stopped = within("stopped", send.stopped()).await?;
         ensure(matches!(stopped, Ok(Some(9))), || {
             format!("stopped() gave {stopped:?}, expected Some(9)")

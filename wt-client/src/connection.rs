@@ -1,6 +1,9 @@
 //! The user's handle on a connection, and the active-mode event receiver.
 
-use std::sync::atomic::Ordering;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +13,8 @@ use wt_core::{
     Dialect, SessionError, SessionInfo, SessionStats, StreamId, StreamKind, TransportKind,
 };
 
-use crate::driver::{Command, Handles, Reply, Shared, Target, SYNTHETIC};
+use crate::driver::{lock, Command, Handles, Reply, Shared, Target, Waiter, SYNTHETIC};
+use crate::send::Note;
 use crate::store::{Chan, Item};
 use crate::{Active, CloseInfo, Error, Event, Frame, Msg, StreamData};
 
@@ -88,7 +92,7 @@ pub struct Connection {
 
 struct Inner {
     cmd: mpsc::Sender<Command>,
-    putback: mpsc::UnboundedSender<(u64, Item)>,
+    notes: mpsc::UnboundedSender<Note>,
     shared: Arc<Shared>,
     datagram: DatagramSender,
     default_stream: StreamId,
@@ -110,7 +114,7 @@ impl std::fmt::Debug for Connection {
 /// safe.
 struct ReplyGuard {
     rx: Option<oneshot::Receiver<Result<(u64, Item), Error>>>,
-    putback: mpsc::UnboundedSender<(u64, Item)>,
+    notes: mpsc::UnboundedSender<Note>,
 }
 
 impl ReplyGuard {
@@ -145,8 +149,70 @@ impl Drop for ReplyGuard {
             rx.close();
             if let Ok(Ok((seq, item))) = rx.try_recv() {
                 if seq != SYNTHETIC {
-                    let _ = self.putback.send((seq, item));
+                    let _ = self.notes.send(Note::PutBack(seq, item));
                 }
+            }
+        }
+    }
+}
+
+/// Tokens telling concurrent readers of the default channel apart.
+static NEXT_TOKEN: AtomicU64 = AtomicU64::new(0);
+
+/// A `recv` on the default channel. Cancel safe: an item is taken from the shared buffer
+/// only in the poll that returns it.
+struct MainRecv<'a> {
+    shared: &'a Shared,
+    token: u64,
+    registered: bool,
+}
+
+impl Future for MainRecv<'_> {
+    type Output = Result<Msg, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let shared = self.shared;
+        let mut rx = lock(&shared.rx);
+        let mine = |w: &Option<Waiter>, token| w.as_ref().is_some_and(|w| w.token == token);
+        let done = |rx: &mut crate::driver::Rx, token, r| {
+            if mine(&rx.main, token) {
+                rx.main = None;
+            }
+            Poll::Ready(r)
+        };
+        if rx.mode != Active::Off {
+            return done(&mut rx, self.token, Err(Error::ActiveMode));
+        }
+        if let Some((_, item)) = rx.store.pop(Chan::Main) {
+            shared.unread.fetch_sub(item.accounted(), Ordering::AcqRel);
+            let r = item.into_msg().ok_or_else(Error::driver_gone);
+            return done(&mut rx, self.token, r);
+        }
+        if let Some(t) = shared.terminal.get() {
+            return done(&mut rx, self.token, Err(t.clone()));
+        }
+        if shared.driver_gone.load(Ordering::Acquire) {
+            return done(&mut rx, self.token, Err(Error::driver_gone()));
+        }
+        if rx.main.is_some() && !mine(&rx.main, self.token) {
+            return Poll::Ready(Err(Error::RecvBusy));
+        }
+        rx.main = Some(Waiter {
+            token: self.token,
+            waker: cx.waker().clone(),
+        });
+        drop(rx);
+        self.registered = true;
+        Poll::Pending
+    }
+}
+
+impl Drop for MainRecv<'_> {
+    fn drop(&mut self) {
+        if self.registered {
+            let mut rx = lock(&self.shared.rx);
+            if rx.main.as_ref().is_some_and(|w| w.token == self.token) {
+                rx.main = None;
             }
         }
     }
@@ -162,7 +228,7 @@ impl Connection {
         Connection {
             inner: Arc::new(Inner {
                 cmd: h.cmd,
-                putback: h.putback,
+                notes: h.notes,
                 shared: h.shared,
                 datagram,
                 default_stream: h.default_stream,
@@ -186,7 +252,7 @@ impl Connection {
         let (tx, rx) = oneshot::channel();
         let mut guard = ReplyGuard {
             rx: Some(rx),
-            putback: self.inner.putback.clone(),
+            notes: self.inner.notes.clone(),
         };
         let cmd = Command::Recv { chan, reply: tx };
         let Some(d) = timeout else {
@@ -258,13 +324,41 @@ impl Connection {
             Frame::Datagram(d) => return self.send_datagram(d).await,
             Frame::Ping(_) | Frame::Pong(_) => return Err(Error::UnsupportedFrame),
         };
-        self.call(|reply| Command::Send {
-            target,
-            data,
-            fin,
-            reply,
-        })
-        .await
+        self.write(target, data, fin).await
+    }
+
+    /// Writes through the stream's shared send half from this task; streams without one
+    /// (unknown, ended, receive-only) are answered by the driver.
+    async fn write(&self, target: Target, data: Bytes, fin: bool) -> Result<(), Error> {
+        if let Some(t) = self.inner.shared.terminal.get() {
+            return Err(t.clone());
+        }
+        let id = match target {
+            Target::Default => self.inner.default_stream,
+            Target::Stream(id) => id,
+        };
+        let slot = lock(&self.inner.shared.sends).get(&id).cloned();
+        let Some(slot) = slot else {
+            return self
+                .call(|reply| Command::Send {
+                    target,
+                    data,
+                    fin,
+                    reply,
+                })
+                .await;
+        };
+        match slot.send(data, fin).await {
+            Ok(()) => Ok(()),
+            Err(e) => self.failed(Error::Stream(e)).await,
+        }
+    }
+
+    /// After the transport refused a write or datagram: asks the driver, which has handled
+    /// every earlier command (a `close` in particular). It answers with the error that ended
+    /// the session once it knows of one, else with `err`.
+    async fn failed(&self, err: Error) -> Result<(), Error> {
+        self.call(|reply| Command::Failed { err, reply }).await
     }
 
     /// Sends a datagram: unreliable over HTTP/3 (it may be lost), a reliable capsule over
@@ -293,14 +387,8 @@ impl Connection {
         }
         match (self.inner.datagram)(data) {
             Ok(()) => Ok(()),
-            // The session refused it (too large, or it is ending). Ask the driver, which has
-            // handled every earlier command (a `close` in particular): it answers with the
-            // error that ended the session once it knows of one, else the session's error,
-            // as sending through the driver did.
-            Err(err) => {
-                self.call(|reply| Command::DatagramFailed { err, reply })
-                    .await
-            }
+            // The session refused it (too large, or it is ending).
+            Err(err) => self.failed(Error::Session(err)).await,
         }
     }
 
@@ -323,8 +411,23 @@ impl Connection {
     /// # Ok(()) }
     /// ```
     pub async fn recv(&self) -> Result<Msg, Error> {
-        let item = self.recv_item(Chan::Main, self.inner.recv_timeout).await?;
-        item.into_msg().ok_or_else(Error::driver_gone)
+        self.recv_main(self.inner.recv_timeout).await
+    }
+
+    /// Takes the next item of the default channel straight from the shared buffer, waiting
+    /// for the driver to add one if there is none.
+    async fn recv_main(&self, timeout: Option<Duration>) -> Result<Msg, Error> {
+        let fut = MainRecv {
+            shared: &self.inner.shared,
+            token: NEXT_TOKEN.fetch_add(1, Ordering::Relaxed),
+            registered: false,
+        };
+        match timeout {
+            None => fut.await,
+            Some(d) => tokio::time::timeout(d, fut)
+                .await
+                .unwrap_or(Err(Error::Timeout)),
+        }
     }
 
     /// Like [`recv`](Self::recv) with a timeout: [`Error::Timeout`] if nothing arrived in
@@ -340,8 +443,7 @@ impl Connection {
     /// # }
     /// ```
     pub async fn recv_timeout(&self, timeout: Duration) -> Result<Msg, Error> {
-        let item = self.recv_item(Chan::Main, Some(timeout)).await?;
-        item.into_msg().ok_or_else(Error::driver_gone)
+        self.recv_main(Some(timeout)).await
     }
 
     /// Opens a stream and returns its ID. Waits for stream credit if the peer's limit is
@@ -434,7 +536,17 @@ impl Connection {
     /// # Ok(()) }
     /// ```
     pub async fn reset_stream(&self, id: StreamId, code: u32) -> Result<(), Error> {
-        self.call(|reply| Command::Reset { id, code, reply }).await
+        if let Some(t) = self.inner.shared.terminal.get() {
+            return Err(t.clone());
+        }
+        let slot = lock(&self.inner.shared.sends).get(&id).cloned();
+        match slot {
+            Some(slot) => match slot.reset(code).await {
+                Ok(()) => Ok(()),
+                Err(e) => self.failed(Error::Stream(e)).await,
+            },
+            None => self.call(|reply| Command::Reset { id, code, reply }).await,
+        }
     }
 
     /// Asks the peer to stop sending on a stream, with an application error code. Chunks

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,6 +27,7 @@ use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 use wt_core::{RecvStream, SendStream, Session, SessionError, StreamError, StreamId, StreamKind};
 
+use crate::send::{Note, SendEnd, SendHalf, Slot};
 use crate::store::{Chan, Item, OwnItem, Store};
 use crate::{Active, CloseReason, ConnectionInfo, Error, Event, Msg};
 
@@ -54,8 +55,40 @@ pub const OVERFLOW_CLOSE_CODE: u32 = 0x0b0f;
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, Error>>;
 pub(crate) type RecvReply = oneshot::Sender<Result<(u64, Item), Error>>;
 
+/// A `recv` waiting on the default channel.
+pub(crate) struct Waiter {
+    pub(crate) token: u64,
+    pub(crate) waker: std::task::Waker,
+}
+
+/// The receive side shared by the driver (which adds items) and the handles (which take
+/// items of the default channel directly).
+pub(crate) struct Rx {
+    pub(crate) store: Store,
+    /// Mirrors the driver's delivery mode.
+    pub(crate) mode: Active,
+    /// The `recv` waiting for the default channel, if any.
+    pub(crate) main: Option<Waiter>,
+}
+
+impl Rx {
+    /// Wakes the `recv` waiting on the default channel.
+    pub(crate) fn wake_main(&mut self) {
+        if let Some(w) = self.main.take() {
+            w.waker.wake();
+        }
+    }
+}
+
 /// State shared by the handles, the event receiver and the driver.
 pub(crate) struct Shared {
+    /// Buffered items and the default channel's waiting reader.
+    pub(crate) rx: Mutex<Rx>,
+    /// Open send halves by stream: handles write through them directly.
+    pub(crate) sends: Mutex<HashMap<StreamId, Arc<dyn SendHalf>>>,
+    /// Set when the driver task ends (it only does once every handle is gone, or if it
+    /// panicked), so readers stop waiting.
+    pub(crate) driver_gone: std::sync::atomic::AtomicBool,
     /// Unread bytes: buffered in the driver plus queued in the event channel.
     pub(crate) unread: AtomicUsize,
     /// The event receiver while nobody has taken it.
@@ -63,6 +96,12 @@ pub(crate) struct Shared {
     /// The error that ended the session, mirrored from the driver once it is set (it never
     /// changes afterwards), so handles can fail fast paths without asking the driver.
     pub(crate) terminal: OnceLock<Error>,
+}
+
+/// Locks a std mutex, ignoring poisoning (no code panics while holding these locks, and
+/// their data stays consistent between statements).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Where a `Send` command writes.
@@ -79,10 +118,10 @@ pub(crate) enum Command {
         fin: bool,
         reply: Reply<()>,
     },
-    /// A datagram the session refused when sent directly from a handle: answers with the
-    /// error that ended the session if the driver knows of one, else with the session's.
-    DatagramFailed {
-        err: SessionError,
+    /// A datagram or write the transport refused when sent directly from a handle: answers
+    /// with the error that ended the session if the driver knows of one, else with `err`.
+    Failed {
+        err: Error,
         reply: Reply<()>,
     },
     Recv {
@@ -137,27 +176,6 @@ pub struct CloseInfo {
     pub by_peer: bool,
 }
 
-enum SendCmd {
-    Write {
-        data: Bytes,
-        fin: bool,
-        reply: Reply<()>,
-    },
-    Reset {
-        code: u32,
-        reply: Reply<()>,
-    },
-}
-
-/// How a send loop ended.
-enum SendEnd {
-    Finished,
-    Reset,
-    Stopped(u32),
-    Failed(StreamError),
-    Dropped,
-}
-
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 enum Origin {
     Default,
@@ -167,7 +185,9 @@ enum Origin {
 
 enum SendSide {
     None,
-    Open(mpsc::UnboundedSender<SendCmd>),
+    /// In [`Shared::sends`].
+    Open,
+    /// Ended: `None` after a FIN, otherwise how it failed.
     Done(Option<StreamError>),
 }
 
@@ -198,9 +218,15 @@ enum Done<S: Session> {
         cancel: oneshot::Receiver<()>,
         res: Option<Result<Option<Bytes>, StreamError>>,
     },
-    SendEnded {
+    /// The peer's STOP_SENDING (`Some`) or the end of the watch.
+    StopNotice {
         id: StreamId,
-        how: SendEnd,
+        code: Option<u32>,
+    },
+    /// A send or reset the driver made on behalf of a handle.
+    Sent {
+        res: Result<(), StreamError>,
+        reply: Option<Reply<()>>,
     },
     Opened {
         res: Result<(S::SendStream, Option<S::RecvStream>), SessionError>,
@@ -230,79 +256,10 @@ fn read_op<S: Session>(
     })
 }
 
-fn fail_rest(rx: &mut mpsc::UnboundedReceiver<SendCmd>, e: StreamError) {
-    rx.close();
-    while let Ok(cmd) = rx.try_recv() {
-        let reply = match cmd {
-            SendCmd::Write { reply, .. } | SendCmd::Reset { reply, .. } => reply,
-        };
-        let _ = reply.send(Err(Error::Stream(e.clone())));
-    }
-}
-
-/// Serves one send stream: writes in order, finish/reset, and watches for the peer's
-/// STOP_SENDING while idle.
-fn send_op<S: Session>(
-    id: StreamId,
-    mut s: S::SendStream,
-    mut rx: mpsc::UnboundedReceiver<SendCmd>,
-) -> Op<S> {
-    Box::pin(async move {
-        let mut watch = true;
-        let how = loop {
-            let cmd = tokio::select! {
-                cmd = rx.recv() => cmd,
-                r = s.stopped(), if watch => {
-                    match r {
-                        Ok(Some(code)) => {
-                            fail_rest(&mut rx, StreamError::Stopped(Some(code)));
-                            break SendEnd::Stopped(code);
-                        }
-                        _ => {
-                            watch = false;
-                            continue;
-                        }
-                    }
-                }
-            };
-            match cmd {
-                None => break SendEnd::Dropped,
-                Some(SendCmd::Write { data, fin, reply }) => {
-                    let mut r = if data.is_empty() {
-                        Ok(())
-                    } else {
-                        s.write_chunk(data).await
-                    };
-                    if r.is_ok() && fin {
-                        r = s.finish();
-                    }
-                    match r {
-                        Ok(()) => {
-                            let _ = reply.send(Ok(()));
-                            if fin {
-                                fail_rest(&mut rx, StreamError::ClosedLocally);
-                                break SendEnd::Finished;
-                            }
-                        }
-                        Err(e) => {
-                            let _ = reply.send(Err(Error::Stream(e.clone())));
-                            fail_rest(&mut rx, e.clone());
-                            break match e {
-                                StreamError::Stopped(c) => SendEnd::Stopped(c.unwrap_or(0)),
-                                e => SendEnd::Failed(e),
-                            };
-                        }
-                    }
-                }
-                Some(SendCmd::Reset { code, reply }) => {
-                    let _ = reply.send(s.reset(code).map_err(Error::Stream));
-                    fail_rest(&mut rx, StreamError::ClosedLocally);
-                    break SendEnd::Reset;
-                }
-            }
-        };
-        Done::SendEnded { id, how }
-    })
+/// A write or reset the driver makes on behalf of a handle.
+enum SendOp {
+    Write { data: Bytes, fin: bool },
+    Reset { code: u32 },
 }
 
 /// Driver configuration taken from the options.
@@ -314,7 +271,7 @@ pub(crate) struct DriverConfig {
 /// The receiving ends and shared state a [`Connection`](crate::Connection) needs.
 pub(crate) struct Handles {
     pub(crate) cmd: mpsc::Sender<Command>,
-    pub(crate) putback: mpsc::UnboundedSender<(u64, Item)>,
+    pub(crate) notes: mpsc::UnboundedSender<Note>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) default_stream: StreamId,
 }
@@ -322,12 +279,12 @@ pub(crate) struct Handles {
 pub(crate) struct Driver<S: Session> {
     session: S,
     cmd_rx: mpsc::Receiver<Command>,
-    putback_rx: mpsc::UnboundedReceiver<(u64, Item)>,
+    notes_tx: mpsc::UnboundedSender<Note>,
+    notes_rx: mpsc::UnboundedReceiver<Note>,
     events_tx: Option<mpsc::Sender<Event>>,
     shared: Arc<Shared>,
     ops: FuturesUnordered<Op<S>>,
     streams: HashMap<StreamId, Entry>,
-    store: Store,
     waiters: HashMap<Chan, RecvReply>,
     mode: Active,
     terminal: Option<Error>,
@@ -347,9 +304,16 @@ impl<S: Session> Driver<S> {
         cfg: DriverConfig,
     ) -> (Self, Handles) {
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
-        let (putback_tx, putback_rx) = mpsc::unbounded_channel();
+        let (notes_tx, notes_rx) = mpsc::unbounded_channel();
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         let shared = Arc::new(Shared {
+            rx: Mutex::new(Rx {
+                store: Store::default(),
+                mode: cfg.active,
+                main: None,
+            }),
+            sends: Mutex::new(HashMap::new()),
+            driver_gone: std::sync::atomic::AtomicBool::new(false),
             unread: AtomicUsize::new(0),
             events: Mutex::new(Some(events_rx)),
             terminal: OnceLock::new(),
@@ -358,12 +322,12 @@ impl<S: Session> Driver<S> {
         let mut d = Driver {
             session,
             cmd_rx,
-            putback_rx,
+            notes_tx: notes_tx.clone(),
+            notes_rx,
             events_tx: Some(events_tx),
             shared: shared.clone(),
             ops: FuturesUnordered::new(),
             streams: HashMap::new(),
-            store: Store::default(),
             waiters: HashMap::new(),
             mode: cfg.active,
             terminal: None,
@@ -377,7 +341,7 @@ impl<S: Session> Driver<S> {
         d.add_stream(Origin::Default, Some(default.0), Some(default.1));
         let handles = Handles {
             cmd: cmd_tx,
-            putback: putback_tx,
+            notes: notes_tx,
             shared,
             default_stream,
         };
@@ -397,9 +361,16 @@ impl<S: Session> Driver<S> {
         };
         let send = match send {
             Some(s) => {
-                let (tx, rx) = mpsc::unbounded_channel();
-                self.ops.push(send_op::<S>(id, s, rx));
-                SendSide::Open(tx)
+                let notice = s.stop_notice();
+                self.ops.push(Box::pin(async move {
+                    Done::StopNotice {
+                        id,
+                        code: notice.await,
+                    }
+                }));
+                let slot: Arc<dyn SendHalf> = Slot::new(s, self.notes_tx.clone());
+                lock(&self.shared.sends).insert(id, slot);
+                SendSide::Open
             }
             None => SendSide::None,
         };
@@ -435,14 +406,14 @@ impl<S: Session> Driver<S> {
             let live = self.terminal.is_none();
             let want_permit = self.mode != Active::Off
                 && self.events_tx.is_some()
-                && (!self.store.is_empty() || self.terminal.is_some());
+                && (self.terminal.is_some() || !self.rx().store.is_empty());
             let events_tx = self.events_tx.clone();
             tokio::select! {
                 cmd = self.cmd_rx.recv() => match cmd {
                     Some(cmd) => self.on_command(cmd),
                     None => break,
                 },
-                Some((seq, item)) = self.putback_rx.recv() => self.put_back(seq, item),
+                Some(note) = self.notes_rx.recv() => self.on_note(note),
                 Some(done) = self.ops.next(), if !self.ops.is_empty() => self.on_done(done),
                 r = self.session.accept_bi(), if live && self.accept_bi => match r {
                     Ok((s, r)) => {
@@ -485,9 +456,25 @@ impl<S: Session> Driver<S> {
         }
     }
 
-    fn drain_putbacks(&mut self) {
-        while let Ok((seq, item)) = self.putback_rx.try_recv() {
-            self.put_back(seq, item);
+    /// The shared receive state (never held across an await or a call that locks it).
+    fn rx(&self) -> MutexGuard<'_, Rx> {
+        lock(&self.shared.rx)
+    }
+
+    fn drain_notes(&mut self) {
+        while let Ok(note) = self.notes_rx.try_recv() {
+            self.on_note(note);
+        }
+    }
+
+    fn on_note(&mut self, note: Note) {
+        match note {
+            Note::PutBack(seq, item) => self.put_back(seq, item),
+            Note::SendEnded(id, how) => self.on_send_end(id, how),
+            Note::Orphan(slot) => self.ops.push(Box::pin(async move {
+                let res = slot.flush().await;
+                Done::Sent { res, reply: None }
+            })),
         }
     }
 
@@ -499,12 +486,12 @@ impl<S: Session> Driver<S> {
             .unread
             .fetch_add(item.accounted(), Ordering::AcqRel);
         let chan = item.chan();
-        self.store.put_back(seq, item);
+        self.rx().store.put_back(seq, item);
         self.dispatch(chan);
     }
 
     fn on_command(&mut self, cmd: Command) {
-        self.drain_putbacks();
+        self.drain_notes();
         match cmd {
             Command::Send {
                 target,
@@ -516,13 +503,12 @@ impl<S: Session> Driver<S> {
                     Target::Default => self.default_stream,
                     Target::Stream(id) => id,
                 };
-                let end = fin.then_some(None);
-                self.on_send(id, SendCmd::Write { data, fin, reply }, end);
+                self.on_send(id, SendOp::Write { data, fin }, reply);
             }
-            Command::DatagramFailed { err, reply } => {
+            Command::Failed { err, reply } => {
                 let e = match &self.terminal {
                     Some(t) => t.clone(),
-                    None => Error::Session(err),
+                    None => err,
                 };
                 let _ = reply.send(Err(e));
             }
@@ -542,12 +528,11 @@ impl<S: Session> Driver<S> {
                 }));
             }
             Command::Reset { id, code, reply } => {
-                let end = Some(Some(StreamError::ClosedLocally));
-                self.on_send(id, SendCmd::Reset { code, reply }, end);
+                self.on_send(id, SendOp::Reset { code }, reply);
             }
             Command::StopSending { id, code, reply } => self.on_stop_sending(id, code, reply),
             Command::SetActive { mode, reply } => {
-                self.mode = mode;
+                self.set_mode(mode);
                 if mode != Active::Off {
                     for (_, w) in self.waiters.drain() {
                         let _ = w.send(Err(Error::ActiveMode));
@@ -602,38 +587,39 @@ impl<S: Session> Driver<S> {
         }
     }
 
-    /// Forwards a write or reset to the stream's send loop; `end` is the send side's state
-    /// once the command is queued, when it ends the stream.
-    fn on_send(&mut self, id: StreamId, cmd: SendCmd, end: Option<Option<StreamError>>) {
-        let fail = |cmd: SendCmd, e: Error| {
-            let reply = match cmd {
-                SendCmd::Write { reply, .. } | SendCmd::Reset { reply, .. } => reply,
-            };
-            let _ = reply.send(Err(e));
-        };
+    /// A write or reset a handle could not make itself (no send half in
+    /// [`Shared::sends`]): answers from the stream's record.
+    fn on_send(&mut self, id: StreamId, op: SendOp, reply: Reply<()>) {
         if let Some(t) = &self.terminal {
-            return fail(cmd, t.clone());
+            let _ = reply.send(Err(t.clone()));
+            return;
         }
-        let Some(entry) = self.streams.get_mut(&id) else {
-            return fail(cmd, Error::UnknownStream(id));
+        let Some(entry) = self.streams.get(&id) else {
+            let _ = reply.send(Err(Error::UnknownStream(id)));
+            return;
         };
-        match &entry.send {
-            SendSide::None => fail(cmd, Error::UnknownStream(id)),
-            SendSide::Done(e) => fail(
-                cmd,
-                Error::Stream(e.clone().unwrap_or(StreamError::ClosedLocally)),
-            ),
-            SendSide::Open(tx) => {
-                if let Err(mpsc::error::SendError(cmd)) = tx.send(cmd) {
-                    // The send loop ended in the meantime; its end is being processed.
-                    return fail(cmd, Error::Stream(StreamError::ClosedLocally));
+        let e = match &entry.send {
+            SendSide::None => Error::UnknownStream(id),
+            SendSide::Done(e) => Error::Stream(e.clone().unwrap_or(StreamError::ClosedLocally)),
+            SendSide::Open => match lock(&self.shared.sends).get(&id).cloned() {
+                // Registered after the handle looked: write through it here.
+                Some(slot) => {
+                    self.ops.push(Box::pin(async move {
+                        let res = match op {
+                            SendOp::Write { data, fin } => slot.send(data, fin).await,
+                            SendOp::Reset { code } => slot.reset(code).await,
+                        };
+                        Done::Sent {
+                            res,
+                            reply: Some(reply),
+                        }
+                    }));
+                    return;
                 }
-                if let Some(state) = end {
-                    // Further sends fail at once; the loop's own end is recorded later.
-                    entry.send = SendSide::Done(state);
-                }
-            }
-        }
+                None => Error::Stream(StreamError::ClosedLocally),
+            },
+        };
+        let _ = reply.send(Err(e));
     }
 
     fn on_stop_sending(&mut self, id: StreamId, code: u32, reply: Reply<()>) {
@@ -710,10 +696,16 @@ impl<S: Session> Driver<S> {
             self.flush_active();
             return;
         }
+        if chan == Chan::Main {
+            // The reader takes it from the shared store itself.
+            self.rx().wake_main();
+            return;
+        }
         let Some(w) = self.waiters.remove(&chan) else {
             return;
         };
-        if let Some((seq, item)) = self.store.pop(chan) {
+        let popped = self.rx().store.pop(chan);
+        if let Some((seq, item)) = popped {
             let size = item.accounted();
             match w.send(Ok((seq, item))) {
                 Ok(()) => {
@@ -722,7 +714,7 @@ impl<S: Session> Driver<S> {
                         self.maybe_forget(id);
                     }
                 }
-                Err(Ok((seq, item))) => self.store.put_back(seq, item),
+                Err(Ok((seq, item))) => self.rx().store.put_back(seq, item),
                 Err(Err(_)) => {}
             }
             return;
@@ -776,8 +768,19 @@ impl<S: Session> Driver<S> {
         }
         self.shared.unread.fetch_add(size, Ordering::AcqRel);
         let chan = item.chan();
-        self.store.push(item);
+        self.rx().store.push(item);
         self.dispatch(chan);
+    }
+
+    /// Changes the delivery mode, mirrored for the handles; a reader waiting on the default
+    /// channel learns of active mode at once.
+    fn set_mode(&mut self, mode: Active) {
+        self.mode = mode;
+        let mut rx = self.rx();
+        rx.mode = mode;
+        if mode != Active::Off {
+            rx.wake_main();
+        }
     }
 
     fn set_terminal(&mut self, err: Error) {
@@ -790,6 +793,7 @@ impl<S: Session> Driver<S> {
         for chan in waiting {
             self.dispatch(chan);
         }
+        self.rx().wake_main();
         self.flush_active();
     }
 
@@ -815,7 +819,8 @@ impl<S: Session> Driver<S> {
     }
 
     fn send_event(&mut self, permit: mpsc::OwnedPermit<Event>) {
-        if let Some((_, item)) = self.store.pop_first() {
+        let first = self.rx().store.pop_first();
+        if let Some((_, item)) = first {
             let chan = item.chan();
             permit.send(item.into_event());
             if let Chan::Own(id) = chan {
@@ -833,13 +838,15 @@ impl<S: Session> Driver<S> {
             return;
         }
         if self.mode == Active::Once {
-            self.mode = Active::Off;
+            self.set_mode(Active::Off);
         }
     }
 
     /// Forwards buffered events while in active mode and the channel has room.
     fn flush_active(&mut self) {
-        while self.mode != Active::Off && (!self.store.is_empty() || self.terminal.is_some()) {
+        while self.mode != Active::Off
+            && (self.terminal.is_some() || !self.rx().store.is_empty())
+        {
             let Some(tx) = self.events_tx.clone() else {
                 return;
             };
@@ -858,7 +865,16 @@ impl<S: Session> Driver<S> {
                 cancel,
                 res,
             } => self.on_read(id, stream, cancel, res),
-            Done::SendEnded { id, how } => self.on_send_end(id, how),
+            Done::StopNotice { id, code } => {
+                if let Some(code) = code {
+                    self.on_send_end(id, SendEnd::Stopped(code));
+                }
+            }
+            Done::Sent { res, reply } => {
+                if let Some(reply) = reply {
+                    let _ = reply.send(res.map_err(Error::Stream));
+                }
+            }
             Done::Opened { res, reply } => {
                 let r = match res {
                     Ok((s, r)) => {
@@ -983,15 +999,25 @@ impl<S: Session> Driver<S> {
         }
     }
 
+    /// A send half ended (reported by its slot, or the peer's STOP_SENDING seen by the
+    /// driver's watch): records it once and tells the application what it needs to know.
     fn on_send_end(&mut self, id: StreamId, how: SendEnd) {
         let Some(entry) = self.streams.get_mut(&id) else {
             return;
         };
+        if !matches!(entry.send, SendSide::Open) {
+            return;
+        }
+        if let Some(slot) = lock(&self.shared.sends).remove(&id) {
+            if let SendEnd::Stopped(code) = how {
+                slot.stopped_by_peer(code);
+            }
+        }
         let origin = entry.origin;
         let recv_finished = matches!(entry.recv, RecvSide::Done(None) | RecvSide::None);
         let (state, notice) = match how {
             SendEnd::Finished => (None, None),
-            SendEnd::Dropped | SendEnd::Reset => (Some(StreamError::ClosedLocally), None),
+            SendEnd::Reset => (Some(StreamError::ClosedLocally), None),
             SendEnd::Stopped(code) => (
                 Some(StreamError::Stopped(Some(code))),
                 Some(CloseReason::StopSending(code)),
@@ -1025,10 +1051,10 @@ impl<S: Session> Driver<S> {
         if e.origin == Origin::Default {
             return;
         }
-        let send_over = !matches!(e.send, SendSide::Open(_));
+        let send_over = !matches!(e.send, SendSide::Open);
         let recv_over = !matches!(e.recv, RecvSide::Reading { .. });
         let drained = e.origin == Origin::Remote
-            || (!self.store.has(Chan::Own(id)) && !self.waiters.contains_key(&Chan::Own(id)));
+            || (!self.rx().store.has(Chan::Own(id)) && !self.waiters.contains_key(&Chan::Own(id)));
         // A stream of ours whose end was not read yet stays known so stream_recv reports it.
         let end_read = match (&e.origin, &e.recv) {
             (Origin::Local, RecvSide::Done(_)) => drained,
@@ -1037,5 +1063,13 @@ impl<S: Session> Driver<S> {
         if send_over && recv_over && drained && end_read {
             self.streams.remove(&id);
         }
+    }
+}
+
+impl<S: Session> Drop for Driver<S> {
+    fn drop(&mut self) {
+        // Normally every handle is gone by now; after a panic, waiting readers must not hang.
+        self.shared.driver_gone.store(true, Ordering::Release);
+        self.rx().wake_main();
     }
 }

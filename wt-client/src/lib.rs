@@ -95,6 +95,7 @@ mod frame;
 mod options;
 mod request;
 mod spawn;
+mod send;
 mod store;
 mod transports;
 

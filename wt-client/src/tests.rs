@@ -337,7 +337,10 @@ async fn timeouts_lose_nothing() {
 
 #[tokio::test]
 async fn dropped_recv_future_loses_nothing() {
+    use futures_util::FutureExt;
     let (conn, _peer, mut d) = setup(Options::default()).await;
+    // A recv polled while nothing is there, then dropped: it leaves no waiter behind.
+    assert!(conn.recv().now_or_never().is_none());
     d.send
         .as_mut()
         .unwrap()
@@ -345,15 +348,39 @@ async fn dropped_recv_future_loses_nothing() {
         .await
         .unwrap();
     wait_unread(&conn, 4).await;
-    // A recv raced against an always-ready branch: whatever it had is put back.
+    // A recv dropped before it completed took nothing.
     for _ in 0..3 {
         tokio::select! {
             biased;
-            _ = conn.recv() => {}
             _ = std::future::ready(()) => {}
+            _ = conn.recv() => unreachable!("the ready branch wins"),
         }
     }
     assert_eq!(conn.recv().await.unwrap(), Msg::Binary(b("keep")));
+    assert_eq!(conn.unread_bytes(), 0);
+}
+
+#[tokio::test]
+async fn dropped_stream_recv_future_loses_nothing() {
+    let (conn, peer, _d) = setup(Options::default()).await;
+    let id = conn.open_stream(StreamKind::Bidi).await.unwrap();
+    conn.stream_send(id, b("x"), false).await.unwrap();
+    let (mut send, _recv) = peer.accept_bi().await.unwrap();
+    send.write_chunk(b("kept")).await.unwrap();
+    wait_unread(&conn, 4).await;
+    // The driver answers a stream_recv through a reply; one dropped after the answer came
+    // hands the item back.
+    for _ in 0..3 {
+        tokio::select! {
+            biased;
+            _ = conn.stream_recv(id) => {}
+            _ = std::future::ready(()) => {}
+        }
+    }
+    assert_eq!(
+        conn.stream_recv(id).await.unwrap(),
+        StreamData::Data(b("kept"))
+    );
 }
 
 #[tokio::test]
@@ -697,4 +724,64 @@ async fn close_right_after_data_does_not_overtake_it() {
             other => panic!("round {round}: expected Closed(7, bye), got {other:?}"),
         }
     }
+}
+
+#[tokio::test]
+async fn dropped_send_future_still_writes_everything() {
+    use futures_util::FutureExt;
+    let cfg = MockConfig {
+        stream_window: 16,
+        ..MockConfig::default()
+    };
+    let (s, peer) = MockSession::pair(cfg);
+    let conn = spawn::start(s, &Options::default()).await.unwrap();
+    let mut d = peer.accept_any().await.unwrap();
+    let whole: Vec<u8> = (0..100u8).collect();
+    // Polled once: the first 16 bytes fit, the rest waits for the peer; then dropped.
+    assert!(conn
+        .send(Frame::binary(whole.clone()))
+        .now_or_never()
+        .is_none());
+    let tail = conn.clone();
+    let sender = tokio::spawn(async move { tail.send(Frame::binary(b("tail"))).await });
+    let mut got = Vec::new();
+    while got.len() < whole.len() + 4 {
+        match d.recv.read_chunk(1 << 20).await.unwrap() {
+            Some(c) => got.extend_from_slice(&c),
+            None => break,
+        }
+    }
+    sender.await.unwrap().unwrap();
+    let mut want = whole;
+    want.extend_from_slice(b"tail");
+    assert_eq!(got, want);
+}
+
+#[tokio::test]
+async fn abandoned_write_is_finished_by_the_driver() {
+    use futures_util::FutureExt;
+    let cfg = MockConfig {
+        stream_window: 8,
+        ..MockConfig::default()
+    };
+    let (s, peer) = MockSession::pair(cfg);
+    let conn = spawn::start(s, &Options::default()).await.unwrap();
+    let mut d = peer.accept_any().await.unwrap();
+    let id = conn.default_stream_id();
+    // Nobody writes after the dropped send: the driver writes the rest and the FIN.
+    assert!(conn
+        .send(Frame::Stream(id, Bytes::from(vec![7u8; 40]), true))
+        .now_or_never()
+        .is_none());
+    let got = tokio::time::timeout(Duration::from_secs(10), read_all(&mut d.recv))
+        .await
+        .expect("the rest and the FIN arrive")
+        .unwrap();
+    assert_eq!(got, vec![7u8; 40]);
+    // The stream ended: later sends say so.
+    let r = conn.send(Frame::binary(b("late"))).await;
+    assert!(
+        matches!(r, Err(Error::Stream(StreamError::ClosedLocally))),
+        "{r:?}"
+    );
 }

@@ -234,6 +234,23 @@ pub trait SendStream: Send + Unpin + 'static {
     /// cancelled, a prefix of `data` may have been sent.
     fn write_chunk(&mut self, data: Bytes) -> impl Future<Output = Result<(), StreamError>> + Send;
 
+    /// Writes a prefix of `data` (at least one byte unless it is empty) and advances `data`
+    /// past it, avoiding a copy where the transport allows. Cancel safe: if the future is
+    /// dropped before it resolves, nothing was written and `data` is unchanged, so a caller
+    /// can keep what is left and finish the write later.
+    ///
+    /// The default goes through [`write`](Self::write) (one copy).
+    fn write_some(
+        &mut self,
+        data: &mut Bytes,
+    ) -> impl Future<Output = Result<(), StreamError>> + Send {
+        async move {
+            let n = self.write(data).await?;
+            bytes::Buf::advance(data, n);
+            Ok(())
+        }
+    }
+
     /// Writes all of `buf`. Not cancel safe (a prefix may have been sent).
     fn write_all(&mut self, buf: &[u8]) -> impl Future<Output = Result<(), StreamError>> + Send {
         async move {

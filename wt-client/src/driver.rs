@@ -844,9 +844,7 @@ impl<S: Session> Driver<S> {
 
     /// Forwards buffered events while in active mode and the channel has room.
     fn flush_active(&mut self) {
-        while self.mode != Active::Off
-            && (self.terminal.is_some() || !self.rx().store.is_empty())
-        {
+        while self.mode != Active::Off && (self.terminal.is_some() || !self.rx().store.is_empty()) {
             let Some(tx) = self.events_tx.clone() else {
                 return;
             };

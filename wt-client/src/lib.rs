@@ -94,8 +94,8 @@ mod error;
 mod frame;
 mod options;
 mod request;
-mod spawn;
 mod send;
+mod spawn;
 mod store;
 mod transports;
 

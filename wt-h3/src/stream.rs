@@ -363,6 +363,54 @@ impl wt_core::SendStream for SendStream {
         }
     }
 
+    /// Zero-copy once the stream header is out (the first write, which carries the header,
+    /// copies). Cancel safe.
+    async fn write_some(&mut self, data: &mut Bytes) -> Result<(), StreamError> {
+        if self.header.is_some() || self.fin_pending || self.inner.is_none() {
+            let n = wt_core::SendStream::write(self, data).await?;
+            data.advance(n);
+            return Ok(());
+        }
+        if self.session.is_ended() {
+            return Err(self.gone());
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        let Some(q) = self.inner.as_mut() else {
+            return Err(StreamError::ClosedLocally);
+        };
+        // Waits for session credit (no-op without flow control); unused credit goes back.
+        let Ok(credit) = self.session.acquire(Credit::Data, data.len() as u64).await else {
+            return Err(self.gone());
+        };
+        let mut chunk = [data.slice(..credit.n as usize)];
+        let r = tokio::select! {
+            biased;
+            r = q.write_chunks(&mut chunk) => Some(r),
+            _ = self.session.ended.cancelled() => None,
+        };
+        match r {
+            Some(Ok(w)) => {
+                credit.commit(w.bytes as u64);
+                data.advance(w.bytes);
+                self.session
+                    .stats
+                    .bytes_sent
+                    .fetch_add(w.bytes as u64, Relaxed);
+                Ok(())
+            }
+            Some(Err(e)) => {
+                drop(credit);
+                Err(self.map_write(e))
+            }
+            None => {
+                drop(credit);
+                Err(self.gone())
+            }
+        }
+    }
+
     fn stop_notice(&self) -> impl Future<Output = Option<u32>> + Send + 'static {
         let stopped = self.inner.as_ref().map(|q| q.stopped());
         let ended = self.session.ended.clone();

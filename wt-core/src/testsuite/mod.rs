@@ -535,11 +535,19 @@ pub async fn large_transfer<C: Connector, A: Acceptor>(
     let payload: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
     let srv = async {
         let (mut send, mut recv) = within_ok("accept_bi", "accept_bi", server.accept_bi()).await?;
-        // Echo as it arrives (not after the end), so both directions are in flight at once.
+        // Echo as it arrives (not after the end), so both directions are in flight at once,
+        // with `write_some` (the client writes with `write_chunk`).
         loop {
             match within("data", recv.read_chunk(64 * 1024)).await? {
-                Ok(Some(chunk)) => {
-                    within_ok("write", "server write", send.write_chunk(chunk)).await?
+                Ok(Some(mut chunk)) => {
+                    while !chunk.is_empty() {
+                        let before = chunk.len();
+                        within_ok("write", "server write_some", send.write_some(&mut chunk))
+                            .await?;
+                        ensure(chunk.len() < before, || {
+                            "write_some wrote nothing".to_string()
+                        })?;
+                    }
                 }
                 Ok(None) => break,
                 Err(e) => return Err(format!("server read: {e}")),

@@ -300,7 +300,11 @@ impl Connection {
         self.inner.default_stream
     }
 
-    /// Sends a frame and waits until the transport accepted it.
+    /// Sends a frame and waits until the transport accepted it. Stream data is written from
+    /// the calling task (writes to one stream from several tasks go out whole, one after
+    /// the other). If the future is dropped before it completes, the data is either not
+    /// sent at all (it was still waiting behind another write to that stream) or sent in
+    /// full in the background: a stream never carries part of a frame.
     ///
     /// * `Binary`, `Text` (its UTF-8 bytes) and raw bytes are written to the default stream
     ///   as they are. No framing is added: the peer may read them in chunks of any size.

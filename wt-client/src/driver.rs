@@ -1,18 +1,22 @@
-//! The per-connection driver task: it owns the session and every stream, and serves the
-//! [`Connection`](crate::Connection) handles over a bounded command channel.
+//! The per-connection driver task: it owns the session and every receive half, accepts the
+//! server's streams, and serves the [`Connection`](crate::Connection) handles' commands
+//! (open, stop, close, info, mode, and whatever the handles cannot do themselves).
 //!
 //! ```text
-//!  Connection ──Command──▶ ┌────────────────────── driver task ──────────────────────┐
-//!  (any task)  ◀──reply─── │ streams: id → send loop (future) + read op (future)      │
-//!                          │ store: buffered items, per channel, in arrival order     │
-//!  EventReceiver ◀─Event── │ mode Off: serve waiting readers; On/Once: forward events │
+//!  Connection ── write ─────────────────▶ Shared::sends (send halves, one async lock each)
+//!  (any task) ── recv (default channel) ─▶ Shared::rx (buffered items + the waiting reader)
+//!             ──Command──▶ ┌────────────────────── driver task ──────────────────────┐
+//!             ◀──reply──── │ streams: id → read op (future) + STOP_SENDING watch      │
+//!                          │ pushes received items to Shared::rx, wakes the reader    │
+//!  EventReceiver ◀─Event── │ mode Off: readers take items; On/Once: forwards events   │
 //!                          └──────────────────────────────────────────────────────────┘
 //! ```
 //!
-//! Everything runs inside one task: reads and writes are futures in one `FuturesUnordered`
-//! that own their stream and hand it back when they complete, so a write blocked on flow
-//! control never stops reads (or other streams' writes), and the driver yields to the runtime
-//! after [`YIELD_EVERY`] operations.
+//! The hot paths skip the driver: a write runs in the caller's task on the stream's shared
+//! send half ([`crate::send`]), and a `recv` on the default channel takes items from the shared
+//! buffer, so a round trip costs one hop through the driver (the read) instead of four.
+//! Reads are futures in one `FuturesUnordered` that own their stream and hand it back when
+//! they complete; the driver yields to the runtime after [`YIELD_EVERY`] operations.
 
 use std::collections::HashMap;
 use std::future::Future;

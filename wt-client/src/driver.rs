@@ -41,6 +41,8 @@ pub(crate) const COMMAND_QUEUE: usize = 64;
 pub(crate) const EVENT_QUEUE: usize = 256;
 /// The driver yields to the runtime after this many operations in a row.
 pub(crate) const YIELD_EVERY: u32 = 32;
+/// Most chunks one read operation takes before handing them to the driver.
+pub(crate) const READ_BATCH: usize = 64;
 /// Largest chunk read from a stream at once.
 pub(crate) const READ_CHUNK: usize = 64 * 1024;
 /// How long `close` waits for the transport to report the session closed (so the close
@@ -220,6 +222,8 @@ enum Done<S: Session> {
         id: StreamId,
         stream: S::RecvStream,
         cancel: oneshot::Receiver<()>,
+        /// Chunks read before `res`, in order.
+        batch: Vec<Bytes>,
         res: Option<Result<Option<Bytes>, StreamError>>,
     },
     /// The peer's STOP_SENDING (`Some`) or the end of the watch.
@@ -241,20 +245,33 @@ enum Done<S: Session> {
     },
 }
 
+/// Reads the next chunk, then takes whatever more is ready at once (up to [`READ_BATCH`]
+/// chunks), so a burst of packets costs one trip through the driver. `batch` comes back with
+/// the earlier chunks (its allocation is reused); `res` is the last read's result.
 fn read_op<S: Session>(
     id: StreamId,
     mut stream: S::RecvStream,
     mut cancel: oneshot::Receiver<()>,
+    mut batch: Vec<Bytes>,
 ) -> Op<S> {
     Box::pin(async move {
-        let res = tokio::select! {
+        let mut res = tokio::select! {
             r = stream.read_chunk(READ_CHUNK) => Some(r),
             _ = &mut cancel => None,
         };
+        while matches!(res, Some(Ok(Some(_)))) && batch.len() < READ_BATCH {
+            let Some(next) = stream.read_chunk(READ_CHUNK).now_or_never() else {
+                break;
+            };
+            if let Some(Ok(Some(chunk))) = res.replace(next) {
+                batch.push(chunk);
+            }
+        }
         Done::Read {
             id,
             stream,
             cancel,
+            batch,
             res,
         }
     })
@@ -381,7 +398,7 @@ impl<S: Session> Driver<S> {
         let recv = match recv {
             Some(r) => {
                 let (cancel, cancel_rx) = oneshot::channel();
-                self.ops.push(read_op::<S>(id, r, cancel_rx));
+                self.ops.push(read_op::<S>(id, r, cancel_rx, Vec::new()));
                 RecvSide::Reading { cancel, stop: None }
             }
             None => RecvSide::None,
@@ -865,8 +882,14 @@ impl<S: Session> Driver<S> {
                 id,
                 stream,
                 cancel,
+                mut batch,
                 res,
-            } => self.on_read(id, stream, cancel, res),
+            } => {
+                for chunk in batch.drain(..) {
+                    self.deliver_chunk(id, chunk);
+                }
+                self.on_read(id, stream, cancel, batch, res)
+            }
             Done::StopNotice { id, code } => {
                 if let Some(code) = code {
                     self.on_send_end(id, SendEnd::Stopped(code));
@@ -896,11 +919,28 @@ impl<S: Session> Driver<S> {
         }
     }
 
+    /// Buffers a chunk read from stream `id` on the channel its origin decides.
+    fn deliver_chunk(&mut self, id: StreamId, chunk: Bytes) {
+        let Some(entry) = self.streams.get(&id) else {
+            return;
+        };
+        if chunk.is_empty() {
+            return;
+        }
+        let item = match entry.origin {
+            Origin::Default => Item::Main(Msg::Binary(chunk)),
+            Origin::Remote => Item::Main(Msg::Stream(id, chunk)),
+            Origin::Local => Item::Own(id, OwnItem::Data(chunk)),
+        };
+        self.deliver(item);
+    }
+
     fn on_read(
         &mut self,
         id: StreamId,
         mut stream: S::RecvStream,
         cancel_rx: oneshot::Receiver<()>,
+        batch: Vec<Bytes>,
         res: Option<Result<Option<Bytes>, StreamError>>,
     ) {
         if self.terminal.is_some() {
@@ -925,7 +965,7 @@ impl<S: Session> Driver<S> {
                             cancel: cancel_tx,
                             stop: None,
                         };
-                        self.ops.push(read_op::<S>(id, stream, cancel_rx));
+                        self.ops.push(read_op::<S>(id, stream, cancel_rx, batch));
                     }
                     Some((code, reply)) => {
                         // A stop raced with this chunk: keep the chunk, then stop.
@@ -933,14 +973,7 @@ impl<S: Session> Driver<S> {
                         entry.recv = RecvSide::Done(Some(StreamError::ClosedLocally));
                     }
                 }
-                if !chunk.is_empty() {
-                    let item = match origin {
-                        Origin::Default => Item::Main(Msg::Binary(chunk)),
-                        Origin::Remote => Item::Main(Msg::Stream(id, chunk)),
-                        Origin::Local => Item::Own(id, OwnItem::Data(chunk)),
-                    };
-                    self.deliver(item);
-                }
+                self.deliver_chunk(id, chunk);
                 self.maybe_forget(id);
             }
             None => {

@@ -1,7 +1,7 @@
 //! The driver's receive buffers: one queue per channel, with a global arrival order so that
 //! switching between passive and active delivery neither loses nor reorders anything.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
 use wt_core::StreamError;
@@ -88,10 +88,14 @@ impl Item {
 }
 
 /// Buffered items in arrival order, indexed by channel.
+///
+/// Steady traffic allocates nothing: the item map and the default channel's queue keep their
+/// capacity when they run empty (queues of streams we opened are dropped when drained, as
+/// such streams come and go).
 #[derive(Default)]
 pub(crate) struct Store {
     next_seq: u64,
-    items: BTreeMap<u64, Item>,
+    items: HashMap<u64, Item>,
     chans: HashMap<Chan, VecDeque<u64>>,
 }
 
@@ -112,30 +116,33 @@ impl Store {
         self.items.insert(seq, item);
     }
 
-    pub(crate) fn pop(&mut self, chan: Chan) -> Option<(u64, Item)> {
-        let q = self.chans.get_mut(&chan)?;
-        let seq = q.pop_front()?;
-        if q.is_empty() {
+    fn took(&mut self, chan: Chan) {
+        if chan != Chan::Main && self.chans.get(&chan).is_some_and(VecDeque::is_empty) {
             self.chans.remove(&chan);
         }
+    }
+
+    pub(crate) fn pop(&mut self, chan: Chan) -> Option<(u64, Item)> {
+        let seq = self.chans.get_mut(&chan)?.pop_front()?;
+        self.took(chan);
         let item = self.items.remove(&seq)?;
         Some((seq, item))
     }
 
+    /// The oldest item of any channel.
     pub(crate) fn pop_first(&mut self) -> Option<(u64, Item)> {
-        let (seq, item) = self.items.pop_first()?;
-        let chan = item.chan();
-        if let Some(q) = self.chans.get_mut(&chan) {
-            q.pop_front();
-            if q.is_empty() {
-                self.chans.remove(&chan);
-            }
-        }
-        Some((seq, item))
+        // Each queue is in arrival order, so the oldest item heads one of them.
+        let chan = self
+            .chans
+            .iter()
+            .filter_map(|(c, q)| q.front().map(|s| (*s, *c)))
+            .min_by_key(|(s, _)| *s)?
+            .1;
+        self.pop(chan)
     }
 
     pub(crate) fn has(&self, chan: Chan) -> bool {
-        self.chans.contains_key(&chan)
+        self.chans.get(&chan).is_some_and(|q| !q.is_empty())
     }
 
     pub(crate) fn is_empty(&self) -> bool {

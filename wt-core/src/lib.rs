@@ -29,6 +29,6 @@ pub use error::{
 };
 pub use transport::{
     AcceptOptions, Acceptor, CompatMode, ConnectRequest, Connector, Dialect, FlowLimits,
-    IncomingRequest, ReadToEndError, RecvStream, RequestInfo, SendStream, Session, SessionInfo,
-    SessionStats, StreamId, StreamKind, TransportKind,
+    IncomingRequest, ReadToEndError, RecvStream, RequestInfo, RequestTarget, SendStream, Session,
+    SessionInfo, SessionStats, StreamId, StreamKind, TransportKind,
 };

@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 
-use crate::error::{ConnectError, SessionError, StreamError};
+use crate::error::{ConnectError, RequestError, SessionError, StreamError};
 
 /// A WebTransport stream ID.
 ///
@@ -425,6 +425,80 @@ pub struct ConnectRequest {
     pub headers: http::HeaderMap,
 }
 
+/// The `:authority` and `:path` a [`ConnectRequest`] goes out with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestTarget {
+    /// `:authority`: the request's own, or `host[:port]` (IPv6 literals in brackets, the
+    /// port left out when it is 443, as browsers do).
+    pub authority: String,
+    /// `:path`: the request's own, or `/`.
+    pub path: String,
+}
+
+fn check_chars(field: &'static str, s: &str) -> Result<(), RequestError> {
+    match s.chars().find(|c| matches!(c, '\r' | '\n' | '\0')) {
+        Some(ch) => Err(RequestError::ForbiddenCharacter { field, ch }),
+        None => Ok(()),
+    }
+}
+
+impl ConnectRequest {
+    /// Checks the request before any I/O and derives its `:authority` and `:path`. Fails
+    /// on an empty host, on CR, LF or NUL in the host, authority, path or origin (they
+    /// could split a header), and on a subprotocol name that is not printable ASCII (it
+    /// could not be written as a structured-field string).
+    ///
+    /// ```
+    /// use wt_core::ConnectRequest;
+    /// let req = ConnectRequest {
+    ///     host: "::1".into(),
+    ///     port: 4433,
+    ///     ..ConnectRequest::default()
+    /// };
+    /// let t = req.target().unwrap();
+    /// assert_eq!((t.authority.as_str(), t.path.as_str()), ("[::1]:4433", "/"));
+    /// ```
+    pub fn target(&self) -> Result<RequestTarget, RequestError> {
+        if self.host.is_empty() {
+            return Err(RequestError::MissingHost);
+        }
+        check_chars("host", &self.host)?;
+        check_chars("authority", &self.authority)?;
+        check_chars("path", &self.path)?;
+        if let Some(o) = &self.origin {
+            check_chars("origin", o)?;
+        }
+        if self
+            .protocols
+            .iter()
+            .any(|p| p.chars().any(|c| !(' '..='~').contains(&c)))
+        {
+            return Err(RequestError::InvalidHeader("wt-available-protocols".into()));
+        }
+        let authority = if self.authority.is_empty() {
+            let host = self.host.trim_start_matches('[').trim_end_matches(']');
+            let host = if host.contains(':') {
+                format!("[{host}]")
+            } else {
+                host.to_owned()
+            };
+            if self.port == 443 {
+                host
+            } else {
+                format!("{host}:{}", self.port)
+            }
+        } else {
+            self.authority.clone()
+        };
+        let path = if self.path.is_empty() {
+            "/".to_owned()
+        } else {
+            self.path.clone()
+        };
+        Ok(RequestTarget { authority, path })
+    }
+}
+
 /// Establishes client sessions. Configuration (TLS, dialect, timeouts) lives in the
 /// implementing type.
 pub trait Connector: Send + Sync + 'static {
@@ -515,6 +589,84 @@ mod tests {
         assert!(!StreamId(3).is_bidi() && !StreamId(3).is_client_initiated());
         assert_eq!(StreamId(8).index(), 2);
         assert_eq!(StreamId(7).kind(), StreamKind::Uni);
+    }
+
+    #[test]
+    fn request_target_defaults_and_checks() {
+        let req = |host: &str, port: u16| ConnectRequest {
+            host: host.into(),
+            port,
+            ..ConnectRequest::default()
+        };
+        let t = req("example.com", 443).target().unwrap();
+        assert_eq!(t.authority, "example.com");
+        assert_eq!(t.path, "/");
+        assert_eq!(
+            req("example.com", 8443).target().unwrap().authority,
+            "example.com:8443"
+        );
+        assert_eq!(req("::1", 443).target().unwrap().authority, "[::1]");
+        assert_eq!(req("[::1]", 4433).target().unwrap().authority, "[::1]:4433");
+        let own = ConnectRequest {
+            authority: "other:1".into(),
+            path: "/wt?x=1".into(),
+            ..req("h", 1)
+        };
+        assert_eq!(
+            own.target().unwrap(),
+            RequestTarget {
+                authority: "other:1".into(),
+                path: "/wt?x=1".into()
+            }
+        );
+        assert!(matches!(
+            req("", 443).target(),
+            Err(RequestError::MissingHost)
+        ));
+        let bad = [
+            (
+                "host",
+                ConnectRequest {
+                    host: "a\r\nb".into(),
+                    ..req("h", 1)
+                },
+            ),
+            (
+                "authority",
+                ConnectRequest {
+                    authority: "a\nb".into(),
+                    ..req("h", 1)
+                },
+            ),
+            (
+                "path",
+                ConnectRequest {
+                    path: "/a\0".into(),
+                    ..req("h", 1)
+                },
+            ),
+            (
+                "origin",
+                ConnectRequest {
+                    origin: Some("o\r".into()),
+                    ..req("h", 1)
+                },
+            ),
+        ];
+        for (field, r) in bad {
+            match r.target() {
+                Err(RequestError::ForbiddenCharacter { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+        let proto = ConnectRequest {
+            protocols: vec!["ok".into(), "caf\u{e9}".into()],
+            ..req("h", 1)
+        };
+        assert!(matches!(
+            proto.target(),
+            Err(RequestError::InvalidHeader(_))
+        ));
     }
 
     #[test]

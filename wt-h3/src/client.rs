@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use wt_core::codes::H3Code;
-use wt_core::{ConnectError, ConnectRequest, ProtocolError, RequestError};
+use wt_core::{ConnectError, ConnectRequest, ProtocolError};
 
 use crate::config::ClientConfig;
 use crate::conn::negotiate::{self, ClientCheckError};
@@ -57,7 +57,7 @@ impl Client {
     }
 
     async fn connect_inner(&self, req: &ConnectRequest) -> Result<Session, ConnectError> {
-        let (authority, path) = validate(req)?;
+        let wt_core::RequestTarget { authority, path } = req.target()?;
         let host = req.host.trim_start_matches('[').trim_end_matches(']');
         let addr = tokio::net::lookup_host((host, req.port))
             .await
@@ -275,53 +275,6 @@ fn handshake_error(e: quinn::ConnectionError) -> ConnectError {
         }
         _ => ConnectError::Connection(wt_core::ConnectionError::Reset),
     }
-}
-
-fn check_chars(field: &'static str, s: &str) -> Result<(), RequestError> {
-    match s.chars().find(|c| matches!(c, '\r' | '\n' | '\0')) {
-        Some(ch) => Err(RequestError::ForbiddenCharacter { field, ch }),
-        None => Ok(()),
-    }
-}
-
-/// Checks the request before any I/O; returns (authority, path).
-fn validate(req: &ConnectRequest) -> Result<(String, String), RequestError> {
-    if req.host.is_empty() {
-        return Err(RequestError::MissingHost);
-    }
-    check_chars("host", &req.host)?;
-    check_chars("authority", &req.authority)?;
-    check_chars("path", &req.path)?;
-    if let Some(o) = &req.origin {
-        check_chars("origin", o)?;
-    }
-    for p in &req.protocols {
-        if p.chars().any(|c| !(' '..='~').contains(&c)) {
-            return Err(RequestError::InvalidHeader(
-                headers::AVAILABLE_PROTOCOLS.into(),
-            ));
-        }
-    }
-    let authority = if req.authority.is_empty() {
-        let host = if req.host.contains(':') && !req.host.starts_with('[') {
-            format!("[{}]", req.host)
-        } else {
-            req.host.clone()
-        };
-        if req.port == 443 {
-            host
-        } else {
-            format!("{host}:{}", req.port)
-        }
-    } else {
-        req.authority.clone()
-    };
-    let path = if req.path.is_empty() {
-        "/".to_owned()
-    } else {
-        req.path.clone()
-    };
-    Ok((authority, path))
 }
 
 impl wt_core::Connector for Client {

@@ -1,10 +1,12 @@
 //! The quinn glue of one connection: the demultiplexer tasks that own every incoming QUIC
 //! stream and datagram, the control streams, and the session table.
 //!
-//! Per connection there are three accept loops (unidirectional streams, bidirectional streams,
-//! datagrams) plus a short task per incoming stream that reads its preamble and routes it.
-//! Stream *data* never passes through these tasks: once routed, a stream is handed to its
-//! session's bounded accept queue and the application reads it directly from quinn. The
+//! Per connection there are two tasks: the driver, which accepts every incoming stream and
+//! runs, inside itself (a set of futures, no task per stream), the short job of reading each
+//! stream's preamble and routing it, as well as the long-lived readers of the peer's control
+//! and QPACK streams; and the datagram loop. Stream *data* never passes through them: once
+//! routed, a stream is handed to its session's bounded accept queue and the application reads
+//! it directly from quinn. The
 //! preamble is read with `read_chunk` (at most [`PREAMBLE_READ`] bytes at a time); payload
 //! bytes that came in the same chunk travel with the stream as a prefix its
 //! [`RecvStream`](crate::RecvStream) returns first.
@@ -12,7 +14,11 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use std::future::Future;
+use std::task::Poll;
+
 use bytes::{Buf, Bytes, BytesMut};
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, trace};
@@ -129,10 +135,8 @@ impl Conn {
             _ => ConnectionError::Reset,
         })?;
         *self.control_send.lock().await = Some(send);
-        tokio::spawn(accept_uni_loop(self.clone()));
-        tokio::spawn(accept_bi_loop(self.clone()));
+        tokio::spawn(drive(self.clone()));
         tokio::spawn(datagram_loop(self.clone()));
-        tokio::spawn(watch_close(self.clone()));
         Ok(())
     }
 
@@ -456,8 +460,8 @@ async fn read_varint(recv: &mut quinn::RecvStream, buf: &mut Bytes) -> Result<u6
     Ok(v)
 }
 
-async fn watch_close(conn: Arc<Conn>) {
-    let e = conn.quic.closed().await;
+/// The connection is gone: what waits for it learns why.
+fn on_closed(conn: &Conn, e: quinn::ConnectionError) {
     let err = conn.map_error(&e);
     debug!(error = %err, "connection closed");
     let pending = {
@@ -470,16 +474,63 @@ async fn watch_close(conn: Arc<Conn>) {
     }
 }
 
-async fn accept_uni_loop(conn: Arc<Conn>) {
-    while let Ok(recv) = conn.quic.accept_uni().await {
-        tokio::spawn(handle_uni(conn.clone(), recv));
-    }
-}
-
-async fn accept_bi_loop(conn: Arc<Conn>) {
-    while let Ok((send, recv)) = conn.quic.accept_bi().await {
-        tokio::spawn(handle_bidi(conn.clone(), send, recv));
-    }
+/// The connection's driver: accepts incoming streams and runs each one's preamble read and
+/// routing ([`handle_bidi`], [`handle_uni`]) as a future of its own set, polled right here, so
+/// a new stream whose header came with it is routed in the same turn, without a task spawn
+/// and a wake-up. The sets are bounded by QUIC's stream limits: every future holds its stream
+/// (which counts as open) until it has been handed on. Also watches for the connection's end.
+async fn drive(conn: Arc<Conn>) {
+    let quic = conn.quic.clone();
+    let mut bi = std::pin::pin!(quic.accept_bi());
+    let mut uni = std::pin::pin!(quic.accept_uni());
+    let mut closed = std::pin::pin!(quic.closed());
+    let (mut bi_open, mut uni_open, mut close_seen) = (true, true, false);
+    let mut bidis = FuturesUnordered::new();
+    let mut unis = FuturesUnordered::new();
+    std::future::poll_fn(|cx| {
+        if !close_seen {
+            if let Poll::Ready(e) = closed.as_mut().poll(cx) {
+                close_seen = true;
+                on_closed(&conn, e);
+            }
+        }
+        loop {
+            let mut accepted = false;
+            while bi_open {
+                match bi.as_mut().poll(cx) {
+                    Poll::Ready(Ok((send, recv))) => {
+                        bidis.push(handle_bidi(conn.clone(), send, recv));
+                        bi.set(quic.accept_bi());
+                        accepted = true;
+                    }
+                    Poll::Ready(Err(_)) => bi_open = false,
+                    Poll::Pending => break,
+                }
+            }
+            while uni_open {
+                match uni.as_mut().poll(cx) {
+                    Poll::Ready(Ok(recv)) => {
+                        unis.push(handle_uni(conn.clone(), recv));
+                        uni.set(quic.accept_uni());
+                        accepted = true;
+                    }
+                    Poll::Ready(Err(_)) => uni_open = false,
+                    Poll::Pending => break,
+                }
+            }
+            while let Poll::Ready(Some(())) = bidis.poll_next_unpin(cx) {}
+            while let Poll::Ready(Some(())) = unis.poll_next_unpin(cx) {}
+            if !accepted {
+                break;
+            }
+        }
+        if close_seen && !bi_open && !uni_open && bidis.is_empty() && unis.is_empty() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
 }
 
 async fn datagram_loop(conn: Arc<Conn>) {

@@ -54,6 +54,7 @@ pub mod conn;
 mod driver;
 mod error;
 pub mod proto;
+mod queue;
 mod readahead;
 mod server;
 mod session;

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 use wt_core::capsule::{Capsule, CapsuleDecoder, CapsuleOptions};
@@ -32,6 +32,7 @@ use crate::conn::flow::{Credit, FlowError, SessionFlow};
 use crate::driver::{varint, Conn, FrameReader, Incoming, ReadFail};
 use crate::proto::frame::{self, Frame};
 use crate::proto::stream_type::{self, Role};
+use crate::queue::AcceptQueue;
 use crate::stream::{RecvStream, SendStream, Source};
 
 #[derive(Default)]
@@ -67,10 +68,9 @@ pub(crate) struct SessionShared {
     ended_flag: AtomicBool,
     reason: OnceLock<SessionError>,
     pub draining: CancellationToken,
-    bidi_tx: mpsc::Sender<(quinn::SendStream, Source)>,
-    bidi_rx: tokio::sync::Mutex<mpsc::Receiver<(quinn::SendStream, Source)>>,
-    uni_tx: mpsc::Sender<Source>,
-    uni_rx: tokio::sync::Mutex<mpsc::Receiver<Source>>,
+    /// Peer-opened streams waiting for `accept_bi` / `accept_uni`.
+    bidi: AcceptQueue<(quinn::SendStream, Source)>,
+    uni: AcceptQueue<Source>,
     datagrams: Mutex<VecDeque<Bytes>>,
     dgram_notify: Notify,
     ctrl: Mutex<Ctrl>,
@@ -81,6 +81,8 @@ pub(crate) struct SessionShared {
     close_timeout: Duration,
     /// Peer streams reset before their preamble was read: stream → reset code.
     pre_reset: Mutex<std::collections::HashMap<quinn::StreamId, u64>>,
+    /// Whether `pre_reset` may be non-empty (spares every stream a lock and a lookup).
+    any_pre_reset: AtomicBool,
     /// Session flow control, when negotiated.
     flow: Option<Mutex<SessionFlow>>,
     /// Woken when our flow-control credit grows.
@@ -100,8 +102,6 @@ impl SessionShared {
         close_timeout: Duration,
         flow: Option<SessionFlow>,
     ) -> Arc<Self> {
-        let (bidi_tx, bidi_rx) = mpsc::channel(wt_core::limits::MAX_PENDING_ACCEPT);
-        let (uni_tx, uni_rx) = mpsc::channel(wt_core::limits::MAX_PENDING_ACCEPT);
         let info = SessionInfo {
             transport: wt_core::TransportKind::Http3,
             dialect,
@@ -122,10 +122,8 @@ impl SessionShared {
             ended_flag: AtomicBool::new(false),
             reason: OnceLock::new(),
             draining,
-            bidi_tx,
-            bidi_rx: tokio::sync::Mutex::new(bidi_rx),
-            uni_tx,
-            uni_rx: tokio::sync::Mutex::new(uni_rx),
+            bidi: AcceptQueue::new(wt_core::limits::MAX_PENDING_ACCEPT),
+            uni: AcceptQueue::new(wt_core::limits::MAX_PENDING_ACCEPT),
             datagrams: Mutex::new(VecDeque::new()),
             dgram_notify: Notify::new(),
             ctrl: Mutex::new(Ctrl::default()),
@@ -134,6 +132,7 @@ impl SessionShared {
             dgram_prefix: stream_type::datagram_prefix(id),
             close_timeout,
             pre_reset: Mutex::new(Default::default()),
+            any_pre_reset: AtomicBool::new(false),
             flow: flow.map(Mutex::new),
             flow_notify: Notify::new(),
         });
@@ -299,16 +298,12 @@ impl SessionShared {
         self.ended.cancel();
         self.draining.cancel();
         lock(&self.datagrams).clear();
-        if let Ok(mut rx) = self.bidi_rx.try_lock() {
-            while let Ok((mut s, r)) = rx.try_recv() {
-                let _ = s.reset(varint(H3Code::WT_SESSION_GONE.0));
-                r.refuse(H3Code::WT_SESSION_GONE);
-            }
+        for (mut s, r) in self.bidi.close() {
+            let _ = s.reset(varint(H3Code::WT_SESSION_GONE.0));
+            r.refuse(H3Code::WT_SESSION_GONE);
         }
-        if let Ok(mut rx) = self.uni_rx.try_lock() {
-            while let Ok(r) = rx.try_recv() {
-                r.refuse(H3Code::WT_SESSION_GONE);
-            }
+        for r in self.uni.close() {
+            r.refuse(H3Code::WT_SESSION_GONE);
         }
     }
 
@@ -325,42 +320,35 @@ impl SessionShared {
         if !self.on_peer_stream(credit) {
             return stream.refuse(H3Code::WT_SESSION_GONE);
         }
+        // A closed queue (the session ended) hands the stream back to be refused.
         match stream {
             Incoming::Bidi(s, r, prefix) => {
                 let r = Source::new(r, prefix, self);
-                let sent = tokio::select! {
-                    r = self.bidi_tx.send((s, r)) => r,
-                    _ = self.ended.cancelled() => Ok(()),
-                };
-                if let Err(mpsc::error::SendError((mut s, r))) = sent {
+                if let Err((mut s, r)) = self.bidi.push((s, r), &self.ended).await {
                     let _ = s.reset(varint(H3Code::WT_SESSION_GONE.0));
                     r.refuse(H3Code::WT_SESSION_GONE);
                 }
             }
             Incoming::Uni(r, prefix) => {
                 let r = Source::new(r, prefix, self);
-                let sent = tokio::select! {
-                    r = self.uni_tx.send(r) => r,
-                    _ = self.ended.cancelled() => Ok(()),
-                };
-                if let Err(mpsc::error::SendError(r)) = sent {
+                if let Err(r) = self.uni.push(r, &self.ended).await {
                     r.refuse(H3Code::WT_SESSION_GONE);
                 }
             }
-        }
-        if self.is_ended() {
-            // Raced with the end: whatever is queued is refused.
-            self.terminate(self.end_reason());
         }
     }
 
     /// Records that the peer reset stream `id` before its preamble could be read.
     pub(crate) fn note_pre_reset(&self, id: quinn::StreamId, code: u64) {
         lock(&self.pre_reset).insert(id, code);
+        self.any_pre_reset.store(true, Ordering::Release);
     }
 
     /// Takes the pre-preamble reset code of stream `id`, if any.
     pub(crate) fn take_pre_reset(&self, id: quinn::StreamId) -> Option<u64> {
+        if !self.any_pre_reset.load(Ordering::Acquire) {
+            return None;
+        }
         lock(&self.pre_reset).remove(&id)
     }
 
@@ -839,45 +827,27 @@ impl wt_core::Session for Session {
 
     async fn accept_bi(&self) -> Result<(SendStream, RecvStream), SessionError> {
         self.check_open()?;
-        let mut rx = tokio::select! {
-            g = self.shared.bidi_rx.lock() => g,
-            _ = self.shared.ended.cancelled() => return Err(self.shared.end_reason()),
+        let Some((send, recv)) = self.shared.bidi.pop(&self.shared.ended).await else {
+            return Err(self.shared.end_reason());
         };
-        tokio::select! {
-            r = rx.recv() => match r {
-                Some((send, recv)) => {
-                    self.shared.stats.bidi_remote.fetch_add(1, Relaxed);
-                    let id = stream_id(send.id());
-                    let slot = PeerStreamSlot::new(&self.shared, Credit::Bidi);
-                    Ok((
-                        SendStream::new(send, id, self.shared.clone()).with_slot(slot.clone()),
-                        RecvStream::new(recv, id, self.shared.clone()).with_slot(slot),
-                    ))
-                }
-                None => Err(self.shared.end_reason()),
-            },
-            _ = self.shared.ended.cancelled() => Err(self.shared.end_reason()),
-        }
+        self.shared.stats.bidi_remote.fetch_add(1, Relaxed);
+        let id = stream_id(send.id());
+        let slot = PeerStreamSlot::new(&self.shared, Credit::Bidi);
+        Ok((
+            SendStream::new(send, id, self.shared.clone()).with_slot(slot.clone()),
+            RecvStream::new(recv, id, self.shared.clone()).with_slot(slot),
+        ))
     }
 
     async fn accept_uni(&self) -> Result<RecvStream, SessionError> {
         self.check_open()?;
-        let mut rx = tokio::select! {
-            g = self.shared.uni_rx.lock() => g,
-            _ = self.shared.ended.cancelled() => return Err(self.shared.end_reason()),
+        let Some(recv) = self.shared.uni.pop(&self.shared.ended).await else {
+            return Err(self.shared.end_reason());
         };
-        tokio::select! {
-            r = rx.recv() => match r {
-                Some(recv) => {
-                    self.shared.stats.uni_remote.fetch_add(1, Relaxed);
-                    let id = stream_id(recv.quinn_id());
-                    let slot = PeerStreamSlot::new(&self.shared, Credit::Uni);
-                    Ok(RecvStream::new(recv, id, self.shared.clone()).with_slot(slot))
-                }
-                None => Err(self.shared.end_reason()),
-            },
-            _ = self.shared.ended.cancelled() => Err(self.shared.end_reason()),
-        }
+        self.shared.stats.uni_remote.fetch_add(1, Relaxed);
+        let id = stream_id(recv.quinn_id());
+        let slot = PeerStreamSlot::new(&self.shared, Credit::Uni);
+        Ok(RecvStream::new(recv, id, self.shared.clone()).with_slot(slot))
     }
 
     fn send_datagram(&self, data: Bytes) -> Result<(), SessionError> {

@@ -4,7 +4,8 @@
 //! Per connection there are two tasks: the driver, which accepts every incoming stream and
 //! runs, inside itself (a set of futures, no task per stream), the short job of reading each
 //! stream's preamble and routing it, as well as the long-lived readers of the peer's control
-//! and QPACK streams; and the datagram loop. Stream *data* never passes through them: once
+//! and QPACK streams; and the datagram loop, which stands by while the connection's only
+//! session reads its datagrams straight from quinn ([`Conn::claim_datagrams`]). Stream *data* never passes through them: once
 //! routed, a stream is handed to its session's bounded accept queue and the application reads
 //! it directly from quinn. The
 //! preamble is read with `read_chunk` (at most [`PREAMBLE_READ`] bytes at a time); payload
@@ -12,6 +13,7 @@
 //! [`RecvStream`](crate::RecvStream) returns first.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use std::future::Future;
@@ -19,7 +21,7 @@ use std::task::Poll;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, trace};
 use wt_core::codes::H3Code;
@@ -69,6 +71,9 @@ struct State {
     early_streams: EarlyBuffer<Incoming>,
     early_datagrams: EarlyBuffer<(u64, Bytes)>,
     max_request_id: Option<u64>,
+    /// The session that reads the connection's datagrams itself (see
+    /// [`Conn::claim_datagrams`]).
+    direct_datagrams: Option<Arc<SessionShared>>,
 }
 
 /// Shared state of one HTTP/3 connection.
@@ -81,6 +86,10 @@ pub(crate) struct Conn {
     state: Mutex<State>,
     control_send: tokio::sync::Mutex<Option<quinn::SendStream>>,
     local_error: OnceLock<ProtocolError>,
+    /// A session reads datagrams straight from quinn: the datagram loop stands by.
+    datagrams_direct: AtomicBool,
+    /// Wakes the datagram loop when `datagrams_direct` changes.
+    datagram_loop_wake: Notify,
     /// Cancelled when the peer sent GOAWAY.
     pub goaway: CancellationToken,
     request_handler: Option<RequestHandler>,
@@ -109,9 +118,12 @@ impl Conn {
                 early_streams: EarlyBuffer::new(max_buffered_streams),
                 early_datagrams: EarlyBuffer::new(max_buffered_datagrams),
                 max_request_id: None,
+                direct_datagrams: None,
             }),
             control_send: tokio::sync::Mutex::new(None),
             local_error: OnceLock::new(),
+            datagrams_direct: AtomicBool::new(false),
+            datagram_loop_wake: Notify::new(),
             goaway: CancellationToken::new(),
             request_handler,
             _endpoint: endpoint,
@@ -216,7 +228,9 @@ impl Conn {
 
     /// Marks `id` as a session whose CONNECT is in flight.
     pub(crate) fn add_pending(&self, id: u64) {
-        self.lock().pending.insert(id);
+        let mut st = self.lock();
+        st.pending.insert(id);
+        self.revoke_direct(&mut st);
     }
 
     /// Server: marks `id` pending unless `max` sessions are already active or pending.
@@ -227,6 +241,7 @@ impl Conn {
             return false;
         }
         st.pending.insert(id);
+        self.revoke_direct(&mut st);
         true
     }
 
@@ -251,6 +266,7 @@ impl Conn {
             let mut st = self.lock();
             st.pending.remove(&id);
             st.sessions.insert(id, session.clone());
+            self.revoke_direct(&mut st);
             (st.early_streams.take(id), st.early_datagrams.take(id))
         };
         for (_, d) in datagrams {
@@ -271,6 +287,44 @@ impl Conn {
         st.sessions.remove(&id);
         st.pending.remove(&id);
         st.gone.insert(id);
+        if st.direct_datagrams.as_ref().is_some_and(|s| s.id == id) {
+            self.revoke_direct(&mut st);
+        }
+    }
+
+    /// Lets `session` read the connection's datagrams straight from quinn, without the hop
+    /// through the datagram loop and its queue, when it is the connection's only session
+    /// (always so on a connection without session flow control) and no other is pending.
+    /// Datagrams then wait in quinn's receive buffer (bounded, oldest dropped) until the
+    /// session reads; any for another session ID are routed as usual. Revoked as soon as
+    /// another session is pending or registered, or this one ends. `true` if `session` now
+    /// reads directly.
+    pub(crate) fn claim_datagrams(&self, session: &Arc<SessionShared>) -> bool {
+        let mut st = self.lock();
+        if let Some(s) = &st.direct_datagrams {
+            return s.id == session.id;
+        }
+        let sole = st.pending.is_empty()
+            && st.sessions.len() == 1
+            && st.sessions.contains_key(&session.id)
+            && !session.is_ended();
+        if !sole {
+            return false;
+        }
+        session.set_direct_datagrams(true);
+        st.direct_datagrams = Some(session.clone());
+        self.datagrams_direct.store(true, Ordering::Release);
+        self.datagram_loop_wake.notify_one();
+        true
+    }
+
+    /// Ends a session's direct reading of datagrams: the loop routes them again.
+    fn revoke_direct(&self, st: &mut State) {
+        if let Some(s) = st.direct_datagrams.take() {
+            s.set_direct_datagrams(false);
+            self.datagrams_direct.store(false, Ordering::Release);
+            self.datagram_loop_wake.notify_one();
+        }
     }
 
     fn sessions(&self) -> Vec<Arc<SessionShared>> {
@@ -328,7 +382,8 @@ impl Conn {
         }
     }
 
-    fn route_datagram(&self, data: Bytes) {
+    /// Routes a datagram read from quinn (by the loop, or by a session reading directly).
+    pub(crate) fn route_datagram(&self, data: Bytes) {
         let (sid, payload) = match stream_type::decode_datagram(data) {
             Ok(v) => v,
             Err(e) => return self.fail(e),
@@ -533,9 +588,26 @@ async fn drive(conn: Arc<Conn>) {
     .await
 }
 
+/// Routes datagrams to their sessions, except while a session reads them directly
+/// ([`Conn::claim_datagrams`]).
 async fn datagram_loop(conn: Arc<Conn>) {
-    while let Ok(d) = conn.quic.read_datagram().await {
-        conn.route_datagram(d);
+    loop {
+        // One waiter only: a change between the check and the wait leaves a permit.
+        let wake = conn.datagram_loop_wake.notified();
+        if conn.datagrams_direct.load(Ordering::Acquire) {
+            tokio::select! {
+                _ = wake => continue,
+                _ = conn.quic.closed() => return,
+            }
+        }
+        tokio::select! {
+            biased;
+            r = conn.quic.read_datagram() => match r {
+                Ok(d) => conn.route_datagram(d),
+                Err(_) => return,
+            },
+            _ = wake => {}
+        }
     }
 }
 

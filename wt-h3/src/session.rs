@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
@@ -73,6 +73,9 @@ pub(crate) struct SessionShared {
     uni: AcceptQueue<Source>,
     datagrams: Mutex<VecDeque<Bytes>>,
     dgram_notify: Notify,
+    /// This session reads the connection's datagrams straight from quinn
+    /// ([`Conn::claim_datagrams`]).
+    direct_datagrams: AtomicBool,
     ctrl: Mutex<Ctrl>,
     ctrl_notify: Notify,
     pub stats: Stats,
@@ -126,6 +129,7 @@ impl SessionShared {
             uni: AcceptQueue::new(wt_core::limits::MAX_PENDING_ACCEPT),
             datagrams: Mutex::new(VecDeque::new()),
             dgram_notify: Notify::new(),
+            direct_datagrams: AtomicBool::new(false),
             ctrl: Mutex::new(Ctrl::default()),
             ctrl_notify: Notify::new(),
             stats: Stats::default(),
@@ -365,6 +369,13 @@ impl SessionShared {
             q.push_back(d);
         }
         self.stats.dgrams_received.fetch_add(1, Relaxed);
+        self.dgram_notify.notify_one();
+    }
+
+    /// Switches direct datagram reading on or off (by the connection, under its lock); a
+    /// reader waiting in `recv_datagram` wakes up to look again.
+    pub(crate) fn set_direct_datagrams(&self, on: bool) {
+        self.direct_datagrams.store(on, Ordering::Release);
         self.dgram_notify.notify_one();
     }
 
@@ -870,17 +881,46 @@ impl wt_core::Session for Session {
     }
 
     async fn recv_datagram(&self) -> Result<Bytes, SessionError> {
+        let shared = &self.shared;
         loop {
-            let notified = self.shared.dgram_notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if let Some(d) = lock(&self.shared.datagrams).pop_front() {
+            // Pushes use notify_one: one arriving between the queue check and the wait leaves
+            // a permit, so the waiter need not be registered up front.
+            let notified = shared.dgram_notify.notified();
+            if let Some(d) = lock(&shared.datagrams).pop_front() {
                 return Ok(d);
             }
             self.check_open()?;
+            let direct = shared.direct_datagrams.load(Ordering::Acquire)
+                || shared.conn.claim_datagrams(shared);
+            if !direct {
+                tokio::select! {
+                    _ = notified => {}
+                    _ = shared.ended.cancelled() => return Err(shared.end_reason()),
+                }
+                continue;
+            }
+            // The fast path: straight from quinn, no task hop and no queue.
             tokio::select! {
+                biased;
+                r = shared.conn.quic.read_datagram() => match r {
+                    Ok(d) => match stream_type::datagram_payload(&d, shared.id) {
+                        Some(n) => {
+                            let mut d = d;
+                            d.advance(n);
+                            shared.stats.dgrams_received.fetch_add(1, Relaxed);
+                            return Ok(d);
+                        }
+                        // Another session's, or malformed: the usual routing decides.
+                        None => shared.conn.route_datagram(d),
+                    },
+                    Err(_) => {
+                        // The connection is gone: report it as the session's end.
+                        shared.ended.cancelled().await;
+                        return Err(shared.end_reason());
+                    }
+                },
                 _ = notified => {}
-                _ = self.shared.ended.cancelled() => return Err(self.shared.end_reason()),
+                _ = shared.ended.cancelled() => return Err(shared.end_reason()),
             }
         }
     }

@@ -164,6 +164,16 @@ pub fn datagram_overhead(session_id: u64) -> usize {
     varint::size(session_id / 4)
 }
 
+/// The length of the quarter-stream-ID prefix of `data` when it is a well-formed datagram of
+/// `session_id`; `None` otherwise (another session's, or malformed: see
+/// [`decode_datagram`]).
+pub fn datagram_payload(data: &[u8], session_id: u64) -> Option<usize> {
+    match varint::peek(data) {
+        Ok((q, used)) if q <= MAX_QUARTER_ID && q.checked_mul(4) == Some(session_id) => Some(used),
+        _ => None,
+    }
+}
+
 /// Decodes an HTTP datagram into (session ID, payload). An empty datagram or a quarter
 /// stream ID above 2^60 − 1 is H3_DATAGRAM_ERROR.
 pub fn decode_datagram(mut data: Bytes) -> Result<(u64, Bytes), ProtocolError> {
@@ -233,6 +243,16 @@ mod tests {
         );
         assert_eq!(datagram_overhead(0), 1);
         assert_eq!(datagram_overhead(4 * 64), 2);
+    }
+
+    #[test]
+    fn datagram_payload_matches_one_session_only() {
+        let d = encode_datagram(400, b"hi");
+        assert_eq!(datagram_payload(&d, 400), Some(d.len() - 2));
+        assert_eq!(datagram_payload(&d, 4), None);
+        assert_eq!(datagram_payload(&[], 0), None);
+        // A quarter ID whose session ID overflows is never ours.
+        assert_eq!(datagram_payload(&[0xff; 9], 0), None);
     }
 
     #[test]

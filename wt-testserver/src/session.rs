@@ -72,17 +72,21 @@ pub(crate) struct SessionSignals {
     pub force: CancellationToken,
 }
 
+/// An event for the session task. Large payloads are boxed: the event queue allocates room
+/// for a block of events when the session starts, so a small event keeps an idle session
+/// small.
 enum Event<S: Session> {
-    Bidi(S::SendStream, S::RecvStream),
-    Uni(S::RecvStream),
+    Bidi(Box<(S::SendStream, S::RecvStream)>),
+    Uni(Box<S::RecvStream>),
     Data(StreamId, Bytes),
     Fin(StreamId),
-    ReadFailed(StreamId, StreamError),
+    ReadFailed(StreamId, Box<StreamError>),
     Datagram(Bytes),
     /// A wait requested with [`Action::WakeOn`] is over.
     Woken(u64, Woken),
 }
 
+/// A writer's report (boxed failure: see [`Event`]).
 enum Report {
     /// FIN sent after all queued data.
     Finished(StreamId),
@@ -91,7 +95,7 @@ enum Report {
     /// The peer sent STOP_SENDING while the writer was idle.
     Stopped(StreamId, u32),
     /// An action failed (or was still queued when an earlier one failed).
-    Failed(StreamId, Action, StreamError),
+    Failed(Box<(StreamId, Action, StreamError)>),
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -537,7 +541,8 @@ impl<S: Session, H: Handler> Runner<S, H> {
 
     async fn on_event(&mut self, ev: Event<S>) -> Result<(), End> {
         match ev {
-            Event::Bidi(mut send, mut recv) => {
+            Event::Bidi(pair) => {
+                let (mut send, mut recv) = *pair;
                 if self.at_stream_limit() {
                     tracing::debug!(stream = %send.id(), "refusing bidi stream: stream limit");
                     let _ = send.reset(STREAM_LIMIT_EXCEEDED);
@@ -547,7 +552,8 @@ impl<S: Session, H: Handler> Runner<S, H> {
                 }
                 Ok(())
             }
-            Event::Uni(mut recv) => {
+            Event::Uni(recv) => {
+                let mut recv = *recv;
                 if self.at_stream_limit() {
                     tracing::debug!(stream = %recv.id(), "refusing uni stream: stream limit");
                     let _ = recv.stop(STREAM_LIMIT_EXCEEDED);
@@ -588,6 +594,7 @@ impl<S: Session, H: Handler> Runner<S, H> {
                 self.forget_if_done(id).await
             }
             Event::ReadFailed(id, error) => {
+                let error = *error;
                 if self.receiving(id).is_none() {
                     return Ok(());
                 }
@@ -636,7 +643,8 @@ impl<S: Session, H: Handler> Runner<S, H> {
                 }
                 self.forget_if_done(id).await
             }
-            Report::Failed(id, action, error) => {
+            Report::Failed(failed) => {
+                let (id, action, error) = *failed;
                 if let StreamError::Stopped(code) = error {
                     if self.mark_stopped(id) {
                         let code = code.unwrap_or(0);
@@ -673,7 +681,11 @@ impl<S: Session, H: Handler> Runner<S, H> {
 
 async fn accept_bi_loop<S: Session>(session: S, events: mpsc::Sender<Event<S>>) {
     while let Ok((send, recv)) = session.accept_bi().await {
-        if events.send(Event::Bidi(send, recv)).await.is_err() {
+        if events
+            .send(Event::Bidi(Box::new((send, recv))))
+            .await
+            .is_err()
+        {
             return;
         }
     }
@@ -681,7 +693,7 @@ async fn accept_bi_loop<S: Session>(session: S, events: mpsc::Sender<Event<S>>) 
 
 async fn accept_uni_loop<S: Session>(session: S, events: mpsc::Sender<Event<S>>) {
     while let Ok(recv) = session.accept_uni().await {
-        if events.send(Event::Uni(recv)).await.is_err() {
+        if events.send(Event::Uni(Box::new(recv))).await.is_err() {
             return;
         }
     }
@@ -739,7 +751,7 @@ async fn read_loop<S: Session>(
             }
             Ok(Ok(Some(data))) => Event::Data(id, data),
             Ok(Ok(None)) => Event::Fin(id),
-            Ok(Err(e)) => Event::ReadFailed(id, e),
+            Ok(Err(e)) => Event::ReadFailed(id, Box::new(e)),
         };
         let last = !matches!(event, Event::Data(..));
         let sent = tokio::select! {
@@ -812,7 +824,7 @@ async fn write_loop<W: SendStream>(
             }
             (Ok(()), _) => {}
             (Err(e), _) => {
-                let _ = reports.send(Report::Failed(id, action, e.clone()));
+                let _ = reports.send(Report::Failed(Box::new((id, action, e.clone()))));
                 fail_rest(&mut actions, &reports, id, e);
                 return;
             }
@@ -829,6 +841,6 @@ fn fail_rest(
 ) {
     actions.close();
     while let Ok((a, _permit)) = actions.try_recv() {
-        let _ = reports.send(Report::Failed(id, a, error.clone()));
+        let _ = reports.send(Report::Failed(Box::new((id, a, error.clone()))));
     }
 }

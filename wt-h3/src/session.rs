@@ -14,7 +14,7 @@
 //! then closes the QUIC connection.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -72,6 +72,8 @@ pub(crate) struct SessionShared {
     bidi: AcceptQueue<(quinn::SendStream, Source)>,
     uni: AcceptQueue<Source>,
     datagrams: Mutex<VecDeque<Bytes>>,
+    /// Mirrors `datagrams.len()`, so a reader skips the lock when nothing is queued.
+    dgram_queued: AtomicUsize,
     dgram_notify: Notify,
     /// This session reads the connection's datagrams straight from quinn
     /// ([`Conn::claim_datagrams`]).
@@ -81,6 +83,10 @@ pub(crate) struct SessionShared {
     pub stats: Stats,
     /// The quarter-stream-ID prefix of our datagrams.
     dgram_prefix: Bytes,
+    /// Where outgoing datagrams are assembled (prefix + payload) and split off, so a burst of
+    /// sends shares an allocation of [`DATAGRAM_ARENA`] bytes instead of taking one each.
+    /// Empty until the first send.
+    dgram_out: Mutex<BytesMut>,
     close_timeout: Duration,
     /// Peer streams reset before their preamble was read: stream → reset code.
     pre_reset: Mutex<std::collections::HashMap<quinn::StreamId, u64>>,
@@ -128,12 +134,14 @@ impl SessionShared {
             bidi: AcceptQueue::new(wt_core::limits::MAX_PENDING_ACCEPT),
             uni: AcceptQueue::new(wt_core::limits::MAX_PENDING_ACCEPT),
             datagrams: Mutex::new(VecDeque::new()),
+            dgram_queued: AtomicUsize::new(0),
             dgram_notify: Notify::new(),
             direct_datagrams: AtomicBool::new(false),
             ctrl: Mutex::new(Ctrl::default()),
             ctrl_notify: Notify::new(),
             stats: Stats::default(),
             dgram_prefix: stream_type::datagram_prefix(id),
+            dgram_out: Mutex::new(BytesMut::new()),
             close_timeout,
             pre_reset: Mutex::new(Default::default()),
             any_pre_reset: AtomicBool::new(false),
@@ -301,7 +309,14 @@ impl SessionShared {
         self.ended_flag.store(true, Ordering::Release);
         self.ended.cancel();
         self.draining.cancel();
-        lock(&self.datagrams).clear();
+        {
+            let mut q = lock(&self.datagrams);
+            q.clear();
+            self.dgram_queued.store(0, Relaxed);
+        }
+        // Readers waiting on quinn directly wait on this, not on `ended`.
+        self.dgram_notify.notify_waiters();
+        *lock(&self.dgram_out) = BytesMut::new();
         for (mut s, r) in self.bidi.close() {
             let _ = s.reset(varint(H3Code::WT_SESSION_GONE.0));
             r.refuse(H3Code::WT_SESSION_GONE);
@@ -367,9 +382,34 @@ impl SessionShared {
                 q.pop_front();
             }
             q.push_back(d);
+            self.dgram_queued.store(q.len(), Relaxed);
         }
         self.stats.dgrams_received.fetch_add(1, Relaxed);
         self.dgram_notify.notify_one();
+    }
+
+    /// Takes the oldest queued datagram (no lock when none is queued).
+    fn pop_datagram(&self) -> Option<Bytes> {
+        if self.dgram_queued.load(Relaxed) == 0 {
+            return None;
+        }
+        let mut q = lock(&self.datagrams);
+        let d = q.pop_front();
+        self.dgram_queued.store(q.len(), Relaxed);
+        d
+    }
+
+    /// `prefix + payload` as one `Bytes`, cut from the session's datagram arena.
+    fn datagram_frame(&self, payload: &[u8]) -> Bytes {
+        let need = self.dgram_prefix.len() + payload.len();
+        let mut b = lock(&self.dgram_out);
+        if b.capacity() < need {
+            // A fresh arena, or the old one again once every datagram cut from it is gone.
+            b.reserve(need.max(DATAGRAM_ARENA));
+        }
+        b.extend_from_slice(&self.dgram_prefix);
+        b.extend_from_slice(payload);
+        b.split().freeze()
     }
 
     /// Switches direct datagram reading on or off (by the connection, under its lock); a
@@ -448,6 +488,10 @@ fn capsule_filter(ty: CapsuleType) -> bool {
         || ty == CapsuleType::WT_STREAMS_BLOCKED_BIDI
         || ty == CapsuleType::WT_STREAMS_BLOCKED_UNI
 }
+
+/// Size of the allocation outgoing datagrams are cut from (about a dozen full-size ones); a
+/// session that has sent datagrams keeps at most this much until it ends.
+const DATAGRAM_ARENA: usize = 16 * 1024;
 
 /// Largest capsule the session task buffers (a close capsule is at most 1028 bytes).
 const MAX_CONTROL_CAPSULE: usize = 4096;
@@ -865,7 +909,7 @@ impl wt_core::Session for Session {
         self.check_open()?;
         // quinn checks the size (nothing is sent when too large); the limit is only looked up
         // to report it.
-        let frame = stream_type::datagram_with_prefix(&self.shared.dgram_prefix, &data);
+        let frame = self.shared.datagram_frame(&data);
         match self.shared.conn.quic.send_datagram(frame) {
             Ok(()) => {
                 self.shared.stats.dgrams_sent.fetch_add(1, Relaxed);
@@ -886,7 +930,7 @@ impl wt_core::Session for Session {
             // Pushes use notify_one: one arriving between the queue check and the wait leaves
             // a permit, so the waiter need not be registered up front.
             let notified = shared.dgram_notify.notified();
-            if let Some(d) = lock(&shared.datagrams).pop_front() {
+            if let Some(d) = shared.pop_datagram() {
                 return Ok(d);
             }
             self.check_open()?;
@@ -899,7 +943,8 @@ impl wt_core::Session for Session {
                 }
                 continue;
             }
-            // The fast path: straight from quinn, no task hop and no queue.
+            // The fast path: straight from quinn, no task hop and no queue. The end of the
+            // session wakes `notified` too (see `terminate`), so no third future is needed.
             tokio::select! {
                 biased;
                 r = shared.conn.quic.read_datagram() => match r {
@@ -920,7 +965,6 @@ impl wt_core::Session for Session {
                     }
                 },
                 _ = notified => {}
-                _ = shared.ended.cancelled() => return Err(shared.end_reason()),
             }
         }
     }

@@ -549,36 +549,30 @@ async fn drive(conn: Arc<Conn>) {
                 on_closed(&conn, e);
             }
         }
-        loop {
-            let mut accepted = false;
-            while bi_open {
-                match bi.as_mut().poll(cx) {
-                    Poll::Ready(Ok((send, recv))) => {
-                        bidis.push(handle_bidi(conn.clone(), send, recv));
-                        bi.set(quic.accept_bi());
-                        accepted = true;
-                    }
-                    Poll::Ready(Err(_)) => bi_open = false,
-                    Poll::Pending => break,
+        // Each accept is polled until it has nothing more; new streams' futures are then
+        // polled by their set in the same turn.
+        while bi_open {
+            match bi.as_mut().poll(cx) {
+                Poll::Ready(Ok((send, recv))) => {
+                    bidis.push(handle_bidi(conn.clone(), send, recv));
+                    bi.set(quic.accept_bi());
                 }
-            }
-            while uni_open {
-                match uni.as_mut().poll(cx) {
-                    Poll::Ready(Ok(recv)) => {
-                        unis.push(handle_uni(conn.clone(), recv));
-                        uni.set(quic.accept_uni());
-                        accepted = true;
-                    }
-                    Poll::Ready(Err(_)) => uni_open = false,
-                    Poll::Pending => break,
-                }
-            }
-            while let Poll::Ready(Some(())) = bidis.poll_next_unpin(cx) {}
-            while let Poll::Ready(Some(())) = unis.poll_next_unpin(cx) {}
-            if !accepted {
-                break;
+                Poll::Ready(Err(_)) => bi_open = false,
+                Poll::Pending => break,
             }
         }
+        while uni_open {
+            match uni.as_mut().poll(cx) {
+                Poll::Ready(Ok(recv)) => {
+                    unis.push(handle_uni(conn.clone(), recv));
+                    uni.set(quic.accept_uni());
+                }
+                Poll::Ready(Err(_)) => uni_open = false,
+                Poll::Pending => break,
+            }
+        }
+        while let Poll::Ready(Some(())) = bidis.poll_next_unpin(cx) {}
+        while let Poll::Ready(Some(())) = unis.poll_next_unpin(cx) {}
         if close_seen && !bi_open && !uni_open && bidis.is_empty() && unis.is_empty() {
             Poll::Ready(())
         } else {

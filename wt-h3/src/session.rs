@@ -83,10 +83,6 @@ pub(crate) struct SessionShared {
     pub stats: Stats,
     /// The quarter-stream-ID prefix of our datagrams.
     dgram_prefix: Bytes,
-    /// Where outgoing datagrams are assembled (prefix + payload) and split off, so a burst of
-    /// sends shares an allocation of [`DATAGRAM_ARENA`] bytes instead of taking one each.
-    /// Empty until the first send.
-    dgram_out: Mutex<BytesMut>,
     close_timeout: Duration,
     /// Peer streams reset before their preamble was read: stream → reset code.
     pre_reset: Mutex<std::collections::HashMap<quinn::StreamId, u64>>,
@@ -141,7 +137,6 @@ impl SessionShared {
             ctrl_notify: Notify::new(),
             stats: Stats::default(),
             dgram_prefix: stream_type::datagram_prefix(id),
-            dgram_out: Mutex::new(BytesMut::new()),
             close_timeout,
             pre_reset: Mutex::new(Default::default()),
             any_pre_reset: AtomicBool::new(false),
@@ -316,7 +311,6 @@ impl SessionShared {
         }
         // Readers waiting on quinn directly wait on this, not on `ended`.
         self.dgram_notify.notify_waiters();
-        *lock(&self.dgram_out) = BytesMut::new();
         for (mut s, r) in self.bidi.close() {
             let _ = s.reset(varint(H3Code::WT_SESSION_GONE.0));
             r.refuse(H3Code::WT_SESSION_GONE);
@@ -399,17 +393,19 @@ impl SessionShared {
         d
     }
 
-    /// `prefix + payload` as one `Bytes`, cut from the session's datagram arena.
+    /// `prefix + payload` as one `Bytes`, cut from this thread's datagram arena.
     fn datagram_frame(&self, payload: &[u8]) -> Bytes {
         let need = self.dgram_prefix.len() + payload.len();
-        let mut b = lock(&self.dgram_out);
-        if b.capacity() < need {
-            // A fresh arena, or the old one again once every datagram cut from it is gone.
-            b.reserve(need.max(DATAGRAM_ARENA));
-        }
-        b.extend_from_slice(&self.dgram_prefix);
-        b.extend_from_slice(payload);
-        b.split().freeze()
+        DATAGRAM_OUT.with(|out| {
+            let mut b = out.borrow_mut();
+            if b.capacity() < need {
+                // A fresh arena, or the old one again once every datagram cut from it is gone.
+                b.reserve(need.max(DATAGRAM_ARENA));
+            }
+            b.extend_from_slice(&self.dgram_prefix);
+            b.extend_from_slice(payload);
+            b.split().freeze()
+        })
     }
 
     /// Switches direct datagram reading on or off (by the connection, under its lock); a
@@ -489,9 +485,16 @@ fn capsule_filter(ty: CapsuleType) -> bool {
         || ty == CapsuleType::WT_STREAMS_BLOCKED_UNI
 }
 
-/// Size of the allocation outgoing datagrams are cut from (about a dozen full-size ones); a
-/// session that has sent datagrams keeps at most this much until it ends.
+/// Size of the allocation outgoing datagrams are cut from (about a dozen full-size ones).
 const DATAGRAM_ARENA: usize = 16 * 1024;
+
+thread_local! {
+    /// Where outgoing datagrams are assembled (prefix + payload) and split off, so a burst of
+    /// sends shares an allocation of [`DATAGRAM_ARENA`] bytes instead of taking one each. One
+    /// per thread (no lock; at most one arena kept per thread, not per session); a frame is
+    /// never borrowed across an await.
+    static DATAGRAM_OUT: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
+}
 
 /// Largest capsule the session task buffers (a close capsule is at most 1028 bytes).
 const MAX_CONTROL_CAPSULE: usize = 4096;

@@ -83,6 +83,9 @@ pub(crate) struct SessionShared {
     pub stats: Stats,
     /// The quarter-stream-ID prefix of our datagrams.
     dgram_prefix: Bytes,
+    /// The headers of the bidirectional and unidirectional streams we open, encoded once (on
+    /// first use) and shared by every stream.
+    stream_headers: [OnceLock<Bytes>; 2],
     close_timeout: Duration,
     /// Peer streams reset before their preamble was read: stream → reset code.
     pre_reset: Mutex<std::collections::HashMap<quinn::StreamId, u64>>,
@@ -137,6 +140,7 @@ impl SessionShared {
             ctrl_notify: Notify::new(),
             stats: Stats::default(),
             dgram_prefix: stream_type::datagram_prefix(id),
+            stream_headers: Default::default(),
             close_timeout,
             pre_reset: Mutex::new(Default::default()),
             any_pre_reset: AtomicBool::new(false),
@@ -406,6 +410,13 @@ impl SessionShared {
             b.extend_from_slice(payload);
             b.split().freeze()
         })
+    }
+
+    /// The header of a stream we open (shared, not re-encoded per stream).
+    fn stream_header(&self, bidi: bool) -> Bytes {
+        self.stream_headers[usize::from(bidi)]
+            .get_or_init(|| stream_type::wt_stream_header(bidi, self.id))
+            .clone()
     }
 
     /// Switches direct datagram reading on or off (by the connection, under its lock); a
@@ -858,7 +869,7 @@ impl wt_core::Session for Session {
         credit.commit(1);
         self.shared.stats.bidi_local.fetch_add(1, Relaxed);
         let id = stream_id(send.id());
-        let header = stream_type::wt_stream_header(true, self.shared.id);
+        let header = self.shared.stream_header(true);
         Ok((
             SendStream::new(send, id, self.shared.clone()).with_header(header),
             RecvStream::new(
@@ -879,7 +890,7 @@ impl wt_core::Session for Session {
         credit.commit(1);
         self.shared.stats.uni_local.fetch_add(1, Relaxed);
         let id = stream_id(send.id());
-        let header = stream_type::wt_stream_header(false, self.shared.id);
+        let header = self.shared.stream_header(false);
         Ok(SendStream::new(send, id, self.shared.clone()).with_header(header))
     }
 

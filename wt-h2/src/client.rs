@@ -268,9 +268,8 @@ impl Client {
         ec.peer = peer_flow(&settings, &init);
         ec.codes = cfg.error_codes;
         ec.max_send_buffer = cfg.h2.max_send_buffer;
-        let shared = Shared::new(Engine::new(ec));
-        let recv = resp.into_body();
-        let driver = Driver::new(shared.clone(), send, recv, Some(Box::new(send_req)));
+        let shared = Shared::new(Engine::new(ec), send, resp.into_body());
+        let driver = Driver::new(shared.clone(), Some(Box::new(send_req)));
         tokio::spawn(driver);
         Ok(Session::new(
             shared,

@@ -387,8 +387,8 @@ impl wt_core::IncomingRequest for Request {
         ec.peer = peer_flow(&settings, &self.init);
         ec.codes = config.error_codes;
         ec.max_send_buffer = config.h2.max_send_buffer;
-        let shared = Shared::new(Engine::new(ec));
-        tokio::spawn(Driver::new(shared.clone(), send, recv, None));
+        let shared = Shared::new(Engine::new(ec), send, recv);
+        tokio::spawn(Driver::new(shared.clone(), None));
         Ok(Session::new(
             shared,
             SessionInfo {

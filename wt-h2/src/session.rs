@@ -1,18 +1,37 @@
-//! Thin tokio glue: the session handles ([`Session`], [`SendStream`], [`RecvStream`]) share
-//! the sans-IO [`Engine`] behind a mutex with the per-session [`Driver`], which moves bytes
-//! between the engine and the h2 CONNECT stream.
+//! Thin tokio glue: the session handles ([`Session`], [`SendStream`], [`RecvStream`]) and the
+//! per-session [`Driver`] share the sans-IO [`Engine`] and the h2 CONNECT stream behind one
+//! mutex.
+//!
+//! When the session is quiet, whoever changes the engine moves its output on at once: a write
+//! (or close, reset, grant) hands the capsule bytes to h2 from the caller's own task, within
+//! h2's send capacity, and a reader whose stream has nothing buffered polls h2's receive side
+//! itself. So a lone request/response costs the same task hops as raw h2. When it is busy
+//! (received bytes wait unread, so other tasks are about to run, or the driver is already
+//! woken) output is left to one batching point, the driver or the reader polling h2, so many
+//! streams share DATA frames (a DATA frame per write costs churn about half its rate). The
+//! driver also does what nobody else is waiting for: output blocked on HTTP/2 send capacity
+//! (`poll_capacity`), input nobody reads (control capsules, datagrams, data for streams whose
+//! readers are not polling h2), the peer's RST_STREAM after its END_STREAM, and the close
+//! linger.
+//!
+//! h2 keeps one receive waker per stream, replaced by whoever polls last. Every poll of ours
+//! passes the same one, [`H2Wake`], which at wake-up time wakes the reader currently waiting
+//! on h2 (at most one, recorded by stream id), else the driver; so no registration is ever
+//! stale. A reader that stops waiting (its read completes or is dropped) clears itself and
+//! polls h2 once more, which re-registers the waker now pointing at the driver and picks up
+//! anything whose wake-up it absorbed.
 //!
 //! Flow-control chain: the application reads → the engine grants WT credit and reports the
-//! bytes it no longer holds → the driver releases that much HTTP/2 receive window. On the send
-//! side the driver hands h2 only as many bytes as h2 has send capacity for
-//! (`reserve_capacity` / `poll_capacity`), so nothing is buffered without bound in h2; writers
+//! bytes it no longer holds → the reader's task releases that much HTTP/2 receive window. On
+//! the send side only as many bytes go to h2 as h2 has send capacity for
+//! (`reserve_capacity` / `capacity`), so nothing is buffered without bound in h2; writers
 //! block in the engine once its bounded output queue is full.
 
 use std::collections::HashMap;
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -31,7 +50,7 @@ const CLOSE_LINGER: Duration = Duration::from_secs(3);
 /// Most capacity reserved from h2 at once.
 const MAX_RESERVE: usize = 1 << 20;
 
-/// Polls of `poll_data` per driver wake-up before yielding.
+/// Polls of `poll_data` per pump before yielding.
 const READ_BUDGET: usize = 64;
 
 #[derive(Default)]
@@ -44,7 +63,6 @@ struct Wakers {
     accept: [Vec<Waker>; 2],
     open: [Vec<Waker>; 2],
     datagram: Vec<Waker>,
-    driver: Option<Waker>,
 }
 
 fn register(list: &mut Vec<Waker>, w: &Waker) {
@@ -67,25 +85,275 @@ fn wake_list(list: &mut Vec<Waker>) {
     }
 }
 
+/// Who h2's receive notifications for the CONNECT stream go to (see the module docs).
+///
+/// Its lock is a leaf: h2 wakes it while holding h2's own lock, so nothing is called while
+/// holding it but plain wakers.
+#[derive(Default)]
+struct H2Wake {
+    target: Mutex<WakeTarget>,
+}
+
+#[derive(Default)]
+struct WakeTarget {
+    driver: Option<Waker>,
+    /// The reader (stream id) waiting on h2 itself.
+    reader: Option<(u64, Waker)>,
+    /// The driver was woken and has not polled since: output left for it is batched.
+    driver_woken: bool,
+}
+
+impl H2Wake {
+    fn lock(&self) -> MutexGuard<'_, WakeTarget> {
+        self.target.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_driver(&self, w: &Waker) {
+        let mut t = self.lock();
+        t.driver_woken = false;
+        if !t.driver.as_ref().is_some_and(|d| d.will_wake(w)) {
+            t.driver = Some(w.clone());
+        }
+    }
+
+    fn clear_driver(&self) {
+        self.lock().driver = None;
+    }
+
+    /// Whether the driver was woken and has not run since.
+    fn driver_woken(&self) -> bool {
+        self.lock().driver_woken
+    }
+
+    fn wake_driver(&self) {
+        let mut t = self.lock();
+        t.driver_woken = true;
+        if let Some(w) = &t.driver {
+            w.wake_by_ref();
+        }
+    }
+
+    /// Makes reader `id` the receiver of h2's wake-ups unless another reader is; whether
+    /// it now is.
+    fn try_claim(&self, id: u64, w: &Waker) -> bool {
+        let mut t = self.lock();
+        match &t.reader {
+            Some((r, old)) if *r == id && old.will_wake(w) => true,
+            Some((r, _)) if *r != id => false,
+            _ => {
+                t.reader = Some((id, w.clone()));
+                true
+            }
+        }
+    }
+
+    /// Stops sending wake-ups to reader `id`; whether it was the one receiving them.
+    fn clear_reader(&self, id: u64) -> bool {
+        let mut t = self.lock();
+        if t.reader.as_ref().is_some_and(|(r, _)| *r == id) {
+            t.reader = None;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl Wake for H2Wake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let t = self.lock();
+        if let Some((_, w)) = &t.reader {
+            w.wake_by_ref();
+        } else if let Some(w) = &t.driver {
+            w.wake_by_ref();
+        }
+    }
+}
+
+/// What a [`H2Io::pump`] did.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Pump {
+    /// h2 had nothing (more); the wake-up is registered.
+    Idle,
+    /// Fed the engine, and h2 has nothing more; the wake-up is registered.
+    Fed,
+    /// Fed the engine and stopped at the budget: h2 may hold more, and no wake-up is
+    /// registered, so someone must poll again.
+    Budget,
+}
+
+/// The h2 CONNECT stream of a session, and how far each direction got.
+struct H2Io {
+    send: h2::SendStream<Bytes>,
+    recv: h2::RecvStream,
+    recv_done: bool,
+    end_sent: bool,
+    reset_sent: bool,
+    send_failed: bool,
+}
+
+impl H2Io {
+    fn on_h2_error(engine: &mut Engine, e: h2::Error) {
+        match h2_error_to_session(e) {
+            Ok(code) => engine.recv_reset(code),
+            Err(err) => engine.connection_lost(err),
+        }
+    }
+
+    /// Feeds the engine what h2 has received, polling with `h2cx` (the [`H2Wake`] waker).
+    fn pump(&mut self, h2cx: &mut Context<'_>, engine: &mut Engine) -> Pump {
+        let mut fed = false;
+        for _ in 0..READ_BUDGET {
+            if self.recv_done {
+                return if fed { Pump::Fed } else { Pump::Idle };
+            }
+            match self.recv.poll_data(h2cx) {
+                Poll::Ready(Some(Ok(b))) => engine.recv_bytes(b),
+                Poll::Ready(Some(Err(e))) => {
+                    self.recv_done = true;
+                    Self::on_h2_error(engine, e);
+                }
+                Poll::Ready(None) => {
+                    self.recv_done = true;
+                    engine.recv_end();
+                }
+                Poll::Pending => return if fed { Pump::Fed } else { Pump::Idle },
+            }
+            fed = true;
+        }
+        Pump::Budget
+    }
+
+    /// Hands h2 everything it takes without waiting: released receive window, a reset,
+    /// capsule output within the current send capacity, END_STREAM. Returns whether output
+    /// is left waiting for send capacity.
+    ///
+    /// With `data` false the capsule output stays in the engine (for the driver to batch);
+    /// the result then says whether there is any.
+    fn flush(&mut self, engine: &mut Engine, data: bool) -> bool {
+        let n = engine.take_release();
+        if n > 0 && !self.recv_done {
+            let _ = self.recv.flow_control().release_capacity(n);
+        }
+        if self.reset_sent || self.send_failed {
+            return false;
+        }
+        if let Some(code) = engine.wants_reset() {
+            self.send.send_reset(h2::Reason::from(code.0));
+            self.reset_sent = true;
+            return false;
+        }
+        if !data {
+            return engine.transmit_len() > 0 || (!self.end_sent && engine.wants_end_stream());
+        }
+        while !self.end_sent {
+            let want = engine.transmit_len();
+            if want == 0 {
+                break;
+            }
+            self.send.reserve_capacity(want.min(MAX_RESERVE));
+            let cap = self.send.capacity();
+            if cap == 0 {
+                return true;
+            }
+            let Some(chunk) = engine.poll_transmit(cap) else {
+                break;
+            };
+            if let Err(e) = self.send.send_data(chunk, false) {
+                self.send_failed = true;
+                Self::on_h2_error(engine, e);
+                return false;
+            }
+        }
+        if !self.end_sent && engine.transmit_len() == 0 && engine.wants_end_stream() {
+            self.end_sent = true;
+            if let Err(e) = self.send.send_data(Bytes::new(), true) {
+                self.send_failed = true;
+                Self::on_h2_error(engine, e);
+            }
+        }
+        false
+    }
+
+    /// Whether the send side is still open and waits on h2 for a reset only
+    /// `poll_reset` reports (the peer's RST_STREAM after its END_STREAM; before that,
+    /// `poll_data` reports it).
+    fn watches_reset(&self) -> bool {
+        self.recv_done && !self.end_sent && !self.reset_sent && !self.send_failed
+    }
+
+    /// The driver's part: pump, flush, and wait (with the driver's `cx`) for send capacity
+    /// and for a reset.
+    fn drive(&mut self, cx: &mut Context<'_>, h2cx: &mut Context<'_>, engine: &mut Engine) {
+        if self.pump(h2cx, engine) == Pump::Budget {
+            cx.waker().wake_by_ref();
+        }
+        while self.flush(engine, true) {
+            match self.send.poll_capacity(cx) {
+                Poll::Ready(Some(Ok(_))) => {}
+                Poll::Ready(Some(Err(e))) => {
+                    self.send_failed = true;
+                    Self::on_h2_error(engine, e);
+                }
+                Poll::Ready(None) => {
+                    self.send_failed = true;
+                    engine.connection_lost(SessionError::Connection(ConnectionError::Reset));
+                }
+                Poll::Pending => break,
+            }
+        }
+        if self.watches_reset() {
+            if let Poll::Ready(r) = self.send.poll_reset(cx) {
+                self.send_failed = true;
+                match r {
+                    Ok(reason) => engine.recv_reset(H2Code(reason.into())),
+                    Err(e) => Self::on_h2_error(engine, e),
+                }
+            }
+        }
+    }
+}
+
 pub(crate) struct Inner {
     pub engine: Engine,
     wakers: Wakers,
+    /// The CONNECT stream; gone once the driver finished.
+    io: Option<H2Io>,
 }
 
 /// State shared by the handles and the driver of one session.
 pub(crate) struct Shared {
     inner: Mutex<Inner>,
+    wake: Arc<H2Wake>,
+    /// The waker every `poll_data` registers (a [`H2Wake`]).
+    h2_waker: Waker,
     closed: watch::Sender<Option<SessionError>>,
     draining: watch::Sender<bool>,
 }
 
 impl Shared {
-    pub fn new(engine: Engine) -> Arc<Self> {
+    /// The shared state of a session on the CONNECT stream `send` / `recv`.
+    pub fn new(engine: Engine, send: h2::SendStream<Bytes>, recv: h2::RecvStream) -> Arc<Self> {
+        let wake = Arc::new(H2Wake::default());
         Arc::new(Shared {
             inner: Mutex::new(Inner {
                 engine,
                 wakers: Wakers::default(),
+                io: Some(H2Io {
+                    send,
+                    recv,
+                    recv_done: false,
+                    end_sent: false,
+                    reset_sent: false,
+                    send_failed: false,
+                }),
             }),
+            h2_waker: Waker::from(wake.clone()),
+            wake,
             closed: watch::Sender::new(None),
             draining: watch::Sender::new(false),
         })
@@ -95,18 +363,62 @@ impl Shared {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs `f` on the engine, then wakes whoever its events concern (and the driver if
-    /// there is output).
+    /// Runs `f` on the engine, then moves its output to h2 and wakes whoever its events
+    /// concern.
     fn with<R>(&self, f: impl FnOnce(&mut Engine, &mut Wakers) -> R) -> R {
         let mut inner = self.lock();
-        let Inner { engine, wakers } = &mut *inner;
+        let Inner { engine, wakers, .. } = &mut *inner;
         let r = f(engine, wakers);
-        self.dispatch(&mut inner, true);
+        self.settle(&mut inner);
         r
     }
 
-    fn dispatch(&self, inner: &mut Inner, wake_driver: bool) {
-        let Inner { engine, wakers } = inner;
+    /// After a change to the engine from a handle's task: flushes its output into h2, wakes
+    /// the handles its events concern, and wakes the driver if something is left for it.
+    fn settle(&self, inner: &mut Inner) {
+        let direct = inner.engine.unread() == 0 && !self.wake.driver_woken();
+        self.settle_with(inner, direct);
+    }
+
+    /// [`settle`](Self::settle), flushing capsule output from this task only if `data`.
+    fn settle_with(&self, inner: &mut Inner, data: bool) {
+        let Inner { engine, wakers, io } = inner;
+        let mut driver = false;
+        if let Some(io) = io {
+            driver = io.flush(engine, data) || io.watches_reset() || engine.error().is_some();
+        }
+        self.dispatch(engine, wakers);
+        if driver {
+            self.wake.wake_driver();
+        }
+    }
+
+    /// Pumps h2's receive side from a handle's task (see [`RecvStream`]); whether the engine
+    /// was fed.
+    fn pump(&self, inner: &mut Inner) -> bool {
+        let Some(io) = inner.io.as_mut() else {
+            return false;
+        };
+        let mut h2cx = Context::from_waker(&self.h2_waker);
+        match io.pump(&mut h2cx, &mut inner.engine) {
+            Pump::Idle => false,
+            Pump::Fed => true,
+            Pump::Budget => {
+                self.wake.wake_driver();
+                true
+            }
+        }
+    }
+
+    /// Reader `id` stops waiting on h2: wake-ups go to the driver again, and h2 is polled
+    /// once more in case this reader absorbed one.
+    fn release_reader(&self, inner: &mut Inner, id: u64) {
+        if self.wake.clear_reader(id) {
+            self.pump(inner);
+        }
+    }
+
+    fn dispatch(&self, engine: &mut Engine, wakers: &mut Wakers) {
         while let Some(ev) = engine.poll_event() {
             match ev {
                 Event::Readable(id) => {
@@ -149,17 +461,6 @@ impl Shared {
                     }
                     wake_list(&mut wakers.datagram);
                 }
-            }
-        }
-        if wake_driver
-            && (engine.transmit_len() > 0
-                || engine.has_release()
-                || engine.wants_end_stream()
-                || engine.wants_reset().is_some()
-                || engine.error().is_some())
-        {
-            if let Some(w) = &wakers.driver {
-                w.wake_by_ref();
             }
         }
     }
@@ -458,22 +759,78 @@ impl wt_core::RecvStream for RecvStream {
     }
 
     async fn read_chunk(&mut self, max: usize) -> Result<Option<Bytes>, StreamError> {
-        poll_fn(|cx| {
-            self.shared.with(|e, w| match e.read(self.id, max) {
-                Ok(Read::Data(d)) => Poll::Ready(Ok(Some(d))),
-                Ok(Read::Fin) => Poll::Ready(Ok(None)),
-                Ok(Read::Blocked) => {
-                    w.read.insert(self.id, cx.waker().clone());
-                    Poll::Pending
-                }
-                Err(err) => Poll::Ready(Err(err)),
-            })
-        })
+        ReadChunk {
+            stream: self,
+            max,
+            waiting_on_h2: false,
+        }
         .await
     }
 
     fn stop(&mut self, code: u32) -> Result<(), StreamError> {
         self.shared.with(|e, _| e.stop(self.id, code))
+    }
+}
+
+/// [`RecvStream::read_chunk`]: reads from the engine; while it has nothing for this stream,
+/// polls h2's receive side from this task (see the module docs).
+struct ReadChunk<'a> {
+    stream: &'a RecvStream,
+    max: usize,
+    /// h2's wake-ups may be coming to this reader ([`H2Wake`]).
+    waiting_on_h2: bool,
+}
+
+impl Future for ReadChunk<'_> {
+    type Output = Result<Option<Bytes>, StreamError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let (id, shared) = (this.stream.id, &*this.stream.shared);
+        let mut inner = shared.lock();
+        // Polled now: a Readable event need not wake this task again.
+        inner.wakers.read.remove(&id);
+        let mut pumped = false;
+        let r = loop {
+            match inner.engine.read(id, this.max) {
+                Ok(Read::Data(d)) => break Ok(Some(d)),
+                Ok(Read::Fin) => break Ok(None),
+                Err(err) => break Err(err),
+                Ok(Read::Blocked) => {}
+            }
+            // At most once per poll (a pump reads until h2 has nothing), and only as the
+            // one reader h2's wake-ups go to: with several readers waiting, one pumps and
+            // the events it produces wake the others.
+            let recv_open = inner.io.as_ref().is_some_and(|io| !io.recv_done);
+            if !pumped && recv_open && shared.wake.try_claim(id, cx.waker()) {
+                pumped = true;
+                this.waiting_on_h2 = true;
+                shared.pump(&mut inner);
+                continue;
+            }
+            inner.wakers.read.insert(id, cx.waker().clone());
+            // The reader waiting on h2 also sends what has queued up meanwhile (it is the
+            // batching point, like the driver); others leave that to the driver.
+            let direct = this.waiting_on_h2;
+            shared.settle_with(&mut inner, direct);
+            return Poll::Pending;
+        };
+        if std::mem::take(&mut this.waiting_on_h2) {
+            shared.release_reader(&mut inner, id);
+        }
+        shared.settle(&mut inner);
+        Poll::Ready(r)
+    }
+}
+
+impl Drop for ReadChunk<'_> {
+    fn drop(&mut self) {
+        if self.waiting_on_h2 {
+            let shared = &*self.stream.shared;
+            let mut inner = shared.lock();
+            shared.release_reader(&mut inner, self.stream.id);
+            shared.settle(&mut inner);
+        }
     }
 }
 
@@ -489,15 +846,10 @@ impl Drop for RecvStream {
 /// Something the driver keeps alive while it runs (the client's h2 `SendRequest`).
 pub(crate) type KeepAlive = Box<dyn std::any::Any + Send>;
 
-/// Moves bytes between one session's engine and its h2 CONNECT stream.
+/// Does what no handle's task is waiting to do for one session (see the module docs):
+/// output blocked on HTTP/2 send capacity, input nobody reads, the close linger.
 pub(crate) struct Driver {
     shared: Arc<Shared>,
-    send: h2::SendStream<Bytes>,
-    recv: h2::RecvStream,
-    recv_done: bool,
-    end_sent: bool,
-    reset_sent: bool,
-    send_failed: bool,
     linger: Option<Pin<Box<tokio::time::Sleep>>>,
     _keep: Option<KeepAlive>,
 }
@@ -536,117 +888,11 @@ pub(crate) fn h2_error_to_session(e: h2::Error) -> Result<H2Code, SessionError> 
 }
 
 impl Driver {
-    pub fn new(
-        shared: Arc<Shared>,
-        send: h2::SendStream<Bytes>,
-        recv: h2::RecvStream,
-        keep: Option<KeepAlive>,
-    ) -> Self {
+    pub fn new(shared: Arc<Shared>, keep: Option<KeepAlive>) -> Self {
         Driver {
             shared,
-            send,
-            recv,
-            recv_done: false,
-            end_sent: false,
-            reset_sent: false,
-            send_failed: false,
             linger: None,
             _keep: keep,
-        }
-    }
-
-    fn on_h2_error(engine: &mut Engine, e: h2::Error) {
-        match h2_error_to_session(e) {
-            Ok(code) => engine.recv_reset(code),
-            Err(err) => engine.connection_lost(err),
-        }
-    }
-
-    fn poll_io(&mut self, cx: &mut Context<'_>, inner: &mut Inner) {
-        let engine = &mut inner.engine;
-        // Input.
-        let mut budget = READ_BUDGET;
-        while !self.recv_done {
-            if budget == 0 {
-                cx.waker().wake_by_ref();
-                break;
-            }
-            budget -= 1;
-            match self.recv.poll_data(cx) {
-                Poll::Ready(Some(Ok(b))) => engine.recv_bytes(b),
-                Poll::Ready(Some(Err(e))) => {
-                    self.recv_done = true;
-                    Self::on_h2_error(engine, e);
-                }
-                Poll::Ready(None) => {
-                    self.recv_done = true;
-                    engine.recv_end();
-                }
-                Poll::Pending => break,
-            }
-        }
-        let n = engine.take_release();
-        if n > 0 && !self.recv_done {
-            let _ = self.recv.flow_control().release_capacity(n);
-        }
-        if self.reset_sent || self.send_failed {
-            return;
-        }
-        if let Some(code) = engine.wants_reset() {
-            self.send.send_reset(h2::Reason::from(code.0));
-            self.reset_sent = true;
-            return;
-        }
-        // Output, within h2's send capacity.
-        while !self.end_sent {
-            let want = engine.transmit_len();
-            if want == 0 {
-                break;
-            }
-            self.send.reserve_capacity(want.min(MAX_RESERVE));
-            let mut cap = self.send.capacity();
-            if cap == 0 {
-                match self.send.poll_capacity(cx) {
-                    Poll::Ready(Some(Ok(n))) if n > 0 => cap = n,
-                    Poll::Ready(Some(Ok(_))) => continue,
-                    Poll::Ready(Some(Err(e))) => {
-                        self.send_failed = true;
-                        Self::on_h2_error(engine, e);
-                        return;
-                    }
-                    Poll::Ready(None) => {
-                        self.send_failed = true;
-                        engine.connection_lost(SessionError::Connection(ConnectionError::Reset));
-                        return;
-                    }
-                    Poll::Pending => break,
-                }
-            }
-            let Some(chunk) = engine.poll_transmit(cap) else {
-                break;
-            };
-            if let Err(e) = self.send.send_data(chunk, false) {
-                self.send_failed = true;
-                Self::on_h2_error(engine, e);
-                return;
-            }
-        }
-        if !self.end_sent && engine.transmit_len() == 0 && engine.wants_end_stream() {
-            self.end_sent = true;
-            if let Err(e) = self.send.send_data(Bytes::new(), true) {
-                self.send_failed = true;
-                Self::on_h2_error(engine, e);
-                return;
-            }
-        }
-        if !self.end_sent {
-            if let Poll::Ready(r) = self.send.poll_reset(cx) {
-                self.send_failed = true;
-                match r {
-                    Ok(reason) => engine.recv_reset(H2Code(reason.into())),
-                    Err(e) => Self::on_h2_error(engine, e),
-                }
-            }
         }
     }
 }
@@ -656,33 +902,35 @@ impl Future for Driver {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
-        let shared = this.shared.clone();
-        let mut inner = shared.lock();
-        inner.wakers.driver = Some(cx.waker().clone());
-        // Two rounds: output produced by input (grants, replies) goes out at once.
-        this.poll_io(cx, &mut inner);
-        shared.dispatch(&mut inner, false);
-        this.poll_io(cx, &mut inner);
-        shared.dispatch(&mut inner, false);
-        let engine = &inner.engine;
+        let shared = &*this.shared;
+        shared.wake.set_driver(cx.waker());
+        let mut guard = shared.lock();
+        let Inner { engine, wakers, io } = &mut *guard;
+        let Some(h2) = io.as_mut() else {
+            return Poll::Ready(());
+        };
+        let mut h2cx = Context::from_waker(&shared.h2_waker);
+        h2.drive(cx, &mut h2cx, engine);
+        shared.dispatch(engine, wakers);
         if engine.error().is_none() {
             return Poll::Pending;
         }
-        let finished = this.reset_sent
-            || this.send_failed
-            || (this.recv_done && (this.end_sent || !engine.wants_end_stream()));
-        if finished {
-            inner.wakers.driver = None;
-            return Poll::Ready(());
+        let finished = h2.reset_sent
+            || h2.send_failed
+            || (h2.recv_done && (h2.end_sent || !engine.wants_end_stream()));
+        if !finished {
+            let linger = this
+                .linger
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(CLOSE_LINGER)));
+            if linger.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            h2.send.send_reset(h2::Reason::CANCEL);
         }
-        let linger = this
-            .linger
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(CLOSE_LINGER)));
-        if linger.as_mut().poll(cx).is_ready() {
-            this.send.send_reset(h2::Reason::CANCEL);
-            inner.wakers.driver = None;
-            return Poll::Ready(());
-        }
-        Poll::Pending
+        // Drops the h2 stream handles, as h2 expects once we are done with the stream.
+        *io = None;
+        drop(guard);
+        shared.wake.clear_driver();
+        Poll::Ready(())
     }
 }

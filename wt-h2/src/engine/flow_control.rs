@@ -71,7 +71,6 @@ impl RecvWindow {
     }
 
     /// Units received but not yet consumed.
-    #[cfg(test)]
     pub fn outstanding(&self) -> u64 {
         self.received - self.consumed
     }

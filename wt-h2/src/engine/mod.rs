@@ -317,6 +317,11 @@ impl Engine {
         self.draining
     }
 
+    /// Stream bytes received and not yet read by the application (nor discarded).
+    pub fn unread(&self) -> u64 {
+        self.recv_data.outstanding()
+    }
+
     /// Bytes of capsules waiting to be sent.
     pub fn transmit_len(&self) -> usize {
         self.tx.len()
@@ -380,11 +385,6 @@ impl Engine {
     /// HTTP/2 flow control.
     pub fn take_release(&mut self) -> usize {
         std::mem::take(&mut self.release) as usize
-    }
-
-    /// Whether [`take_release`](Self::take_release) has something.
-    pub fn has_release(&self) -> bool {
-        self.release > 0
     }
 
     /// The next event for the glue.

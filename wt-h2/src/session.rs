@@ -772,8 +772,8 @@ impl wt_core::RecvStream for RecvStream {
     }
 }
 
-/// [`RecvStream::read_chunk`]: reads from the engine; while it has nothing for this stream,
-/// polls h2's receive side from this task (see the module docs).
+/// [`read_chunk`](wt_core::RecvStream::read_chunk): reads from the engine; while it has
+/// nothing for this stream, polls h2's receive side from this task (see the module docs).
 struct ReadChunk<'a> {
     stream: &'a RecvStream,
     max: usize,

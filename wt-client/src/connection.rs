@@ -367,7 +367,7 @@ impl Connection {
 
     /// Sends a datagram: unreliable over HTTP/3 (it may be lost), a reliable capsule over
     /// HTTP/2. Too large a datagram fails with
-    /// [`SessionError::DatagramTooLarge`](wt_core::SessionError::DatagramTooLarge). Once
+    /// [`SessionError::DatagramTooLarge`]. Once
     /// the session has ended it fails with [`Error::Closed`] (or the error that ended it).
     ///
     /// The datagram is handed to the transport directly from the calling task, without a

@@ -58,7 +58,7 @@ struct Wakers {
     read: HashMap<u64, Waker>,
     write: HashMap<u64, Waker>,
     stopped: HashMap<u64, Waker>,
-    /// Watchers from [`SendStream::stop_notice`] (any number per stream).
+    /// Watchers from [`stop_notice`](wt_core::SendStream::stop_notice) (any number per stream).
     stop_notice: HashMap<u64, Vec<Waker>>,
     accept: [Vec<Waker>; 2],
     open: [Vec<Waker>; 2],
@@ -71,7 +71,7 @@ fn register(list: &mut Vec<Waker>, w: &Waker) {
     }
 }
 
-/// Wakes the [`SendStream::stop_notice`] watchers of stream `id` (they poll again and see
+/// Wakes the [`stop_notice`](wt_core::SendStream::stop_notice) watchers of stream `id` (they poll again and see
 /// the stream's new state).
 fn wake_stop_notices(w: &mut Wakers, id: u64) {
     if let Some(mut l) = w.stop_notice.remove(&id) {

@@ -473,93 +473,109 @@ async fn dropping_the_server_stops_accepting_sessions_continue() {
     echo_checks(&c).await;
 }
 
+/// Runs a test body that would hang, not fail, if a wake-up were lost; fails it instead.
+async fn bounded(body: impl std::future::Future<Output = ()>) {
+    tokio::time::timeout(std::time::Duration::from_secs(30), body)
+        .await
+        .expect("no progress for 30 s: a wake-up was lost");
+}
+
 /// A read that waited on h2 itself and was then dropped (cancelled) hands h2's wake-ups back
 /// to the driver: a datagram and stream data sent afterwards still arrive.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelled_read_hands_h2_back_to_the_driver() {
-    let s = setup(false, |_, _| {});
-    let (c, srv) = pair(&s).await;
-    let (mut cs, mut cr) = c.open_bi().await.unwrap();
-    cs.write_all(b"x").await.unwrap();
-    let (mut ss, mut sr) = srv.accept_bi().await.unwrap();
-    assert_eq!(sr.read_chunk(10).await.unwrap().unwrap(), &b"x"[..]);
-    // Polled once (nothing buffered: it waits on h2), then dropped.
-    tokio::select! {
-        biased;
-        _ = cr.read_chunk(10) => panic!("nothing was sent"),
-        _ = std::future::ready(()) => {}
-    }
-    srv.send_datagram(Bytes::from_static(b"dg")).unwrap();
-    assert_eq!(c.recv_datagram().await.unwrap(), &b"dg"[..]);
-    ss.write_all(b"later").await.unwrap();
-    assert_eq!(cr.read_chunk(10).await.unwrap().unwrap(), &b"later"[..]);
+    bounded(async {
+        let s = setup(false, |_, _| {});
+        let (c, srv) = pair(&s).await;
+        let (mut cs, mut cr) = c.open_bi().await.unwrap();
+        cs.write_all(b"x").await.unwrap();
+        let (mut ss, mut sr) = srv.accept_bi().await.unwrap();
+        assert_eq!(sr.read_chunk(10).await.unwrap().unwrap(), &b"x"[..]);
+        // Polled once (nothing buffered: it waits on h2), then dropped.
+        tokio::select! {
+            biased;
+            _ = cr.read_chunk(10) => panic!("nothing was sent"),
+            _ = std::future::ready(()) => {}
+        }
+        srv.send_datagram(Bytes::from_static(b"dg")).unwrap();
+        assert_eq!(c.recv_datagram().await.unwrap(), &b"dg"[..]);
+        ss.write_all(b"later").await.unwrap();
+        assert_eq!(cr.read_chunk(10).await.unwrap().unwrap(), &b"later"[..]);
+    })
+    .await;
 }
 
 /// After a read completes nobody polls h2 but the driver: control capsules, datagrams and new
 /// streams still arrive while the application does not read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completed_read_leaves_h2_to_the_driver() {
-    let s = setup(false, |_, _| {});
-    let (c, srv) = pair(&s).await;
-    spawn_echo(srv.clone());
-    let (mut cs, mut cr) = c.open_bi().await.unwrap();
-    for _ in 0..50 {
-        cs.write_all(b"ping").await.unwrap();
-        assert_eq!(cr.read_chunk(10).await.unwrap().unwrap(), &b"ping"[..]);
-    }
-    c.send_datagram(Bytes::from_static(b"dg")).unwrap();
-    assert_eq!(c.recv_datagram().await.unwrap(), &b"dg"[..]);
-    let mut u = c.open_uni().await.unwrap();
-    u.write_all(b"uni").await.unwrap();
-    u.finish().unwrap();
-    let mut back = c.accept_uni().await.unwrap();
-    assert_eq!(back.read_to_end(100).await.unwrap(), b"uni");
-    srv.close(7, "bye").unwrap();
-    match c.closed().await {
-        SessionError::ClosedByPeer { code, reason } => {
-            assert_eq!((code, reason.as_str()), (7, "bye"));
+    bounded(async {
+        let s = setup(false, |_, _| {});
+        let (c, srv) = pair(&s).await;
+        spawn_echo(srv.clone());
+        let (mut cs, mut cr) = c.open_bi().await.unwrap();
+        for _ in 0..50 {
+            cs.write_all(b"ping").await.unwrap();
+            assert_eq!(cr.read_chunk(10).await.unwrap().unwrap(), &b"ping"[..]);
         }
-        e => panic!("unexpected {e:?}"),
-    }
+        c.send_datagram(Bytes::from_static(b"dg")).unwrap();
+        assert_eq!(c.recv_datagram().await.unwrap(), &b"dg"[..]);
+        let mut u = c.open_uni().await.unwrap();
+        u.write_all(b"uni").await.unwrap();
+        u.finish().unwrap();
+        let mut back = c.accept_uni().await.unwrap();
+        assert_eq!(back.read_to_end(100).await.unwrap(), b"uni");
+        srv.close(7, "bye").unwrap();
+        match c.closed().await {
+            SessionError::ClosedByPeer { code, reason } => {
+                assert_eq!((code, reason.as_str()), (7, "bye"));
+            }
+            e => panic!("unexpected {e:?}"),
+        }
+    })
+    .await;
 }
 
 /// A reader waiting on h2 is woken for data of other streams and datagrams too, and passes
 /// them on: while one read stays pending, other streams' round trips and a datagram complete.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_reader_passes_on_other_input() {
-    let s = setup(false, |_, _| {});
-    let (c, srv) = pair(&s).await;
-    spawn_echo(srv.clone());
-    let (mut idle_send, mut idle) = c.open_bi().await.unwrap();
-    idle_send.write_all(b"a").await.unwrap();
-    assert_eq!(idle.read_chunk(10).await.unwrap().unwrap(), &b"a"[..]);
-    // This read waits on h2 (and receives its wake-ups) until the end of the test.
-    let waiting = tokio::spawn(async move {
-        let r = idle.read_chunk(10).await.unwrap();
-        (r, idle)
-    });
-    let mut tasks = Vec::new();
-    for i in 0..4u8 {
-        let c = c.clone();
-        tasks.push(tokio::spawn(async move {
-            let (mut send, mut recv) = c.open_bi().await.unwrap();
-            for _ in 0..100 {
-                send.write_all(&[i; 64]).await.unwrap();
-                let mut got = 0;
-                while got < 64 {
-                    let chunk = recv.read_chunk(64 - got).await.unwrap().unwrap();
-                    assert!(chunk.iter().all(|b| *b == i));
-                    got += chunk.len();
+    bounded(async {
+        let s = setup(false, |_, _| {});
+        let (c, srv) = pair(&s).await;
+        spawn_echo(srv.clone());
+        let (mut idle_send, mut idle) = c.open_bi().await.unwrap();
+        idle_send.write_all(b"a").await.unwrap();
+        assert_eq!(idle.read_chunk(10).await.unwrap().unwrap(), &b"a"[..]);
+        // This read waits on h2 (and receives its wake-ups) until the end of the test.
+        let waiting = tokio::spawn(async move {
+            let r = idle.read_chunk(10).await.unwrap();
+            (r, idle)
+        });
+        let mut tasks = Vec::new();
+        for i in 0..4u8 {
+            let c = c.clone();
+            tasks.push(tokio::spawn(async move {
+                let (mut send, mut recv) = c.open_bi().await.unwrap();
+                for _ in 0..100 {
+                    send.write_all(&[i; 64]).await.unwrap();
+                    let mut got = 0;
+                    while got < 64 {
+                        let chunk = recv.read_chunk(64 - got).await.unwrap().unwrap();
+                        assert!(chunk.iter().all(|b| *b == i));
+                        got += chunk.len();
+                    }
                 }
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    c.send_datagram(Bytes::from_static(b"dg")).unwrap();
-    assert_eq!(c.recv_datagram().await.unwrap(), &b"dg"[..]);
-    idle_send.write_all(b"b").await.unwrap();
-    let (r, _idle) = waiting.await.unwrap();
-    assert_eq!(r.unwrap(), &b"b"[..]);
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        c.send_datagram(Bytes::from_static(b"dg")).unwrap();
+        assert_eq!(c.recv_datagram().await.unwrap(), &b"dg"[..]);
+        idle_send.write_all(b"b").await.unwrap();
+        let (r, _idle) = waiting.await.unwrap();
+        assert_eq!(r.unwrap(), &b"b"[..]);
+    })
+    .await;
 }

@@ -42,13 +42,6 @@ fn conn_error(e: h2::Error) -> ConnectError {
     }
 }
 
-fn check_field(field: &'static str, s: &str) -> Result<(), RequestError> {
-    match s.chars().find(|c| matches!(c, '\r' | '\n' | '\0')) {
-        Some(ch) => Err(RequestError::ForbiddenCharacter { field, ch }),
-        None => Ok(()),
-    }
-}
-
 impl Client {
     /// Builds a client (TLS configuration with ALPN `h2`; TLS 1.2 only with EMS).
     pub fn new(config: ClientConfig) -> Result<Client, ConnectError> {
@@ -61,27 +54,12 @@ impl Client {
 
     async fn connect_inner(&self, req: &ConnectRequest) -> Result<Session, ConnectError> {
         let cfg = &self.config;
-        if req.host.is_empty() {
-            return Err(RequestError::MissingHost.into());
-        }
-        check_field("host", &req.host)?;
-        check_field("path", &req.path)?;
-        check_field("authority", &req.authority)?;
+        let wt_core::RequestTarget { authority, path } = req.target()?;
         let host = req.host.trim_start_matches('[').trim_end_matches(']');
-        let authority = if req.authority.is_empty() {
-            if host.contains(':') {
-                format!("[{host}]:{}", req.port)
-            } else {
-                format!("{host}:{}", req.port)
-            }
-        } else {
-            req.authority.clone()
-        };
-        let path = if req.path.is_empty() { "/" } else { &req.path };
         let uri = http::Uri::builder()
             .scheme("https")
             .authority(authority.as_str())
-            .path_and_query(path)
+            .path_and_query(path.as_str())
             .build()
             .map_err(|_| RequestError::BadUrl)?;
         let mut builder = HttpRequest::builder()
@@ -89,7 +67,6 @@ impl Client {
             .uri(uri)
             .extension(h2::ext::Protocol::from("webtransport"));
         if let Some(origin) = &req.origin {
-            check_field("origin", origin)?;
             builder = builder.header(http::header::ORIGIN, origin.as_str());
         }
         if !req.protocols.is_empty() {

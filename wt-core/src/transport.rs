@@ -443,6 +443,17 @@ fn check_chars(field: &'static str, s: &str) -> Result<(), RequestError> {
 }
 
 impl ConnectRequest {
+    /// The host without the brackets an IPv6 literal may have been given with (for DNS,
+    /// the socket address and the TLS server name).
+    ///
+    /// ```
+    /// let req = wt_core::ConnectRequest { host: "[::1]".into(), ..Default::default() };
+    /// assert_eq!(req.bare_host(), "::1");
+    /// ```
+    pub fn bare_host(&self) -> &str {
+        self.host.trim_start_matches('[').trim_end_matches(']')
+    }
+
     /// Checks the request before any I/O and derives its `:authority` and `:path`. Fails
     /// on an empty host, on CR, LF or NUL in the host, authority, path or origin (they
     /// could split a header), and on a subprotocol name that is not printable ASCII (it
@@ -476,7 +487,7 @@ impl ConnectRequest {
             return Err(RequestError::InvalidHeader("wt-available-protocols".into()));
         }
         let authority = if self.authority.is_empty() {
-            let host = self.host.trim_start_matches('[').trim_end_matches(']');
+            let host = self.bare_host();
             let host = if host.contains(':') {
                 format!("[{host}]")
             } else {

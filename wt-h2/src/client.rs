@@ -55,7 +55,7 @@ impl Client {
     async fn connect_inner(&self, req: &ConnectRequest) -> Result<Session, ConnectError> {
         let cfg = &self.config;
         let wt_core::RequestTarget { authority, path } = req.target()?;
-        let host = req.host.trim_start_matches('[').trim_end_matches(']');
+        let host = req.bare_host();
         let uri = http::Uri::builder()
             .scheme("https")
             .authority(authority.as_str())

@@ -58,7 +58,7 @@ impl Client {
 
     async fn connect_inner(&self, req: &ConnectRequest) -> Result<Session, ConnectError> {
         let wt_core::RequestTarget { authority, path } = req.target()?;
-        let host = req.host.trim_start_matches('[').trim_end_matches(']');
+        let host = req.bare_host();
         let addr = tokio::net::lookup_host((host, req.port))
             .await
             .map_err(|e| ConnectError::Resolve {

@@ -9,10 +9,23 @@ use wt_core::{RecvStream, SendStream, Session, SessionError, StreamError};
 use crate::*;
 
 async fn setup(opts: Options) -> (Connection, MockSession, IncomingStream) {
-    let (s, peer) = MockSession::pair(MockConfig::default());
+    setup_with(MockConfig::default(), opts).await
+}
+
+/// Like [`setup`] over a mock transport configured with `cfg`.
+async fn setup_with(cfg: MockConfig, opts: Options) -> (Connection, MockSession, IncomingStream) {
+    let (s, peer) = MockSession::pair(cfg);
     let conn = spawn::start(s, &opts).await.unwrap();
     let default = peer.accept_any().await.unwrap();
     (conn, peer, default)
+}
+
+/// A mock transport whose streams buffer only `window` bytes each way.
+fn small_window(window: usize) -> MockConfig {
+    MockConfig {
+        stream_window: window,
+        ..MockConfig::default()
+    }
 }
 
 /// Waits for the session's end, as the peer sees it: (closed by the client, code, reason).
@@ -729,13 +742,7 @@ async fn close_right_after_data_does_not_overtake_it() {
 #[tokio::test]
 async fn dropped_send_future_still_writes_everything() {
     use futures_util::FutureExt;
-    let cfg = MockConfig {
-        stream_window: 16,
-        ..MockConfig::default()
-    };
-    let (s, peer) = MockSession::pair(cfg);
-    let conn = spawn::start(s, &Options::default()).await.unwrap();
-    let mut d = peer.accept_any().await.unwrap();
+    let (conn, _peer, mut d) = setup_with(small_window(16), Options::default()).await;
     let whole: Vec<u8> = (0..100u8).collect();
     // Polled once: the first 16 bytes fit, the rest waits for the peer; then dropped.
     assert!(conn
@@ -760,13 +767,7 @@ async fn dropped_send_future_still_writes_everything() {
 #[tokio::test]
 async fn abandoned_write_is_finished_by_the_driver() {
     use futures_util::FutureExt;
-    let cfg = MockConfig {
-        stream_window: 8,
-        ..MockConfig::default()
-    };
-    let (s, peer) = MockSession::pair(cfg);
-    let conn = spawn::start(s, &Options::default()).await.unwrap();
-    let mut d = peer.accept_any().await.unwrap();
+    let (conn, _peer, mut d) = setup_with(small_window(8), Options::default()).await;
     let id = conn.default_stream_id();
     // Nobody writes after the dropped send: the driver writes the rest and the FIN.
     assert!(conn
@@ -788,13 +789,7 @@ async fn abandoned_write_is_finished_by_the_driver() {
 
 #[tokio::test]
 async fn concurrent_writers_keep_frames_whole() {
-    let cfg = MockConfig {
-        stream_window: 16,
-        ..MockConfig::default()
-    };
-    let (s, peer) = MockSession::pair(cfg);
-    let conn = spawn::start(s, &Options::default()).await.unwrap();
-    let mut d = peer.accept_any().await.unwrap();
+    let (conn, _peer, mut d) = setup_with(small_window(16), Options::default()).await;
     let writers: Vec<_> = [b'a', b'b', b'c']
         .into_iter()
         .map(|byte| {

@@ -13,8 +13,9 @@ use wt_core::{
     Dialect, SessionError, SessionInfo, SessionStats, StreamId, StreamKind, TransportKind,
 };
 
-use crate::driver::{lock, Command, Handles, Reply, Shared, Target, Waiter, SYNTHETIC};
+use crate::driver::{lock, Command, Handles, Reply, Shared, Waiter, SYNTHETIC};
 use crate::send::Note;
+use crate::send::SendHalf;
 use crate::store::{Chan, Item};
 use crate::{Active, CloseInfo, Error, Event, Frame, Msg, StreamData};
 
@@ -171,49 +172,37 @@ impl Future for MainRecv<'_> {
     type Output = Result<Msg, Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let shared = self.shared;
+        let (shared, token) = (self.shared, self.token);
         let mut rx = lock(&shared.rx);
-        let mine = |w: &Option<Waiter>, token| w.as_ref().is_some_and(|w| w.token == token);
-        let done = |rx: &mut crate::driver::Rx, token, r| {
-            if mine(&rx.main, token) {
-                rx.main = None;
-            }
-            Poll::Ready(r)
-        };
-        if rx.mode != Active::Off {
-            return done(&mut rx, self.token, Err(Error::ActiveMode));
-        }
-        if let Some((_, item)) = rx.store.pop(Chan::Main) {
+        let result = if rx.mode != Active::Off {
+            Err(Error::ActiveMode)
+        } else if let Some((_, item)) = rx.store.pop(Chan::Main) {
             shared.unread.fetch_sub(item.accounted(), Ordering::AcqRel);
-            let r = item.into_msg().ok_or_else(Error::driver_gone);
-            return done(&mut rx, self.token, r);
-        }
-        if let Some(t) = shared.terminal.get() {
-            return done(&mut rx, self.token, Err(t.clone()));
-        }
-        if shared.driver_gone.load(Ordering::Acquire) {
-            return done(&mut rx, self.token, Err(Error::driver_gone()));
-        }
-        if rx.main.is_some() && !mine(&rx.main, self.token) {
+            item.into_msg().ok_or_else(Error::driver_gone)
+        } else if let Some(t) = shared.terminal.get() {
+            Err(t.clone())
+        } else if shared.driver_gone.load(Ordering::Acquire) {
+            Err(Error::driver_gone())
+        } else if rx.main.as_ref().is_some_and(|w| w.token != token) {
             return Poll::Ready(Err(Error::RecvBusy));
-        }
-        rx.main = Some(Waiter {
-            token: self.token,
-            waker: cx.waker().clone(),
-        });
-        drop(rx);
-        self.registered = true;
-        Poll::Pending
+        } else {
+            rx.main = Some(Waiter {
+                token,
+                waker: cx.waker().clone(),
+            });
+            drop(rx);
+            self.registered = true;
+            return Poll::Pending;
+        };
+        rx.unregister_main(token);
+        Poll::Ready(result)
     }
 }
 
 impl Drop for MainRecv<'_> {
     fn drop(&mut self) {
         if self.registered {
-            let mut rx = lock(&self.shared.rx);
-            if rx.main.as_ref().is_some_and(|w| w.token == self.token) {
-                rx.main = None;
-            }
+            lock(&self.shared.rx).unregister_main(self.token);
         }
     }
 }
@@ -321,38 +310,46 @@ impl Connection {
     /// # Ok(()) }
     /// ```
     pub async fn send(&self, frame: impl Into<Frame>) -> Result<(), Error> {
-        let (target, data, fin) = match frame.into() {
-            Frame::Binary(b) => (Target::Default, b, false),
-            Frame::Text(t) => (Target::Default, Bytes::from(t), false),
-            Frame::Stream(id, b, fin) => (Target::Stream(id), b, fin),
+        let default = self.inner.default_stream;
+        let (id, data, fin) = match frame.into() {
+            Frame::Binary(b) => (default, b, false),
+            Frame::Text(t) => (default, Bytes::from(t), false),
+            Frame::Stream(id, b, fin) => (id, b, fin),
             Frame::Datagram(d) => return self.send_datagram(d).await,
             Frame::Ping(_) | Frame::Pong(_) => return Err(Error::UnsupportedFrame),
         };
-        self.write(target, data, fin).await
+        self.write(id, data, fin).await
     }
 
     /// Writes through the stream's shared send half from this task; streams without one
     /// (unknown, ended, receive-only) are answered by the driver.
-    async fn write(&self, target: Target, data: Bytes, fin: bool) -> Result<(), Error> {
-        if let Some(t) = self.inner.shared.terminal.get() {
-            return Err(t.clone());
-        }
-        let id = match target {
-            Target::Default => self.inner.default_stream,
-            Target::Stream(id) => id,
-        };
-        let slot = lock(&self.inner.shared.sends).get(&id).cloned();
-        let Some(slot) = slot else {
-            return self
-                .call(|reply| Command::Send {
-                    target,
+    async fn write(&self, id: StreamId, data: Bytes, fin: bool) -> Result<(), Error> {
+        match self.send_half(id)? {
+            Some(slot) => self.settle(slot.send(data, fin).await).await,
+            None => {
+                self.call(|reply| Command::Send {
+                    id,
                     data,
                     fin,
                     reply,
                 })
-                .await;
-        };
-        match slot.send(data, fin).await {
+                .await
+            }
+        }
+    }
+
+    /// The stream's shared send half (`None`: the driver answers for the stream), unless
+    /// the session has ended.
+    fn send_half(&self, id: StreamId) -> Result<Option<Arc<dyn SendHalf>>, Error> {
+        if let Some(t) = self.inner.shared.terminal.get() {
+            return Err(t.clone());
+        }
+        Ok(lock(&self.inner.shared.sends).get(&id).cloned())
+    }
+
+    /// The result of a write or reset made through a send half.
+    async fn settle(&self, r: Result<(), wt_core::StreamError>) -> Result<(), Error> {
+        match r {
             Ok(()) => Ok(()),
             Err(e) => self.failed(Error::Stream(e)).await,
         }
@@ -540,15 +537,8 @@ impl Connection {
     /// # Ok(()) }
     /// ```
     pub async fn reset_stream(&self, id: StreamId, code: u32) -> Result<(), Error> {
-        if let Some(t) = self.inner.shared.terminal.get() {
-            return Err(t.clone());
-        }
-        let slot = lock(&self.inner.shared.sends).get(&id).cloned();
-        match slot {
-            Some(slot) => match slot.reset(code).await {
-                Ok(()) => Ok(()),
-                Err(e) => self.failed(Error::Stream(e)).await,
-            },
+        match self.send_half(id)? {
+            Some(slot) => self.settle(slot.reset(code).await).await,
             None => self.call(|reply| Command::Reset { id, code, reply }).await,
         }
     }
@@ -600,13 +590,7 @@ impl Connection {
     /// # }
     /// ```
     pub fn take_events(&self) -> Option<EventReceiver> {
-        let rx = self
-            .inner
-            .shared
-            .events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()?;
+        let rx = lock(&self.inner.shared.events).take()?;
         Some(EventReceiver {
             rx: Some(rx),
             shared: self.inner.shared.clone(),
@@ -757,7 +741,7 @@ impl EventReceiver {
 impl Drop for EventReceiver {
     fn drop(&mut self) {
         if let Some(rx) = self.rx.take() {
-            let mut slot = self.shared.events.lock().unwrap_or_else(|p| p.into_inner());
+            let mut slot = lock(&self.shared.events);
             *slot = Some(rx);
         }
     }

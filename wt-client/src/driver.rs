@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -76,6 +76,13 @@ pub(crate) struct Rx {
 }
 
 impl Rx {
+    /// Forgets the waiting `recv` if it is the one with `token`.
+    pub(crate) fn unregister_main(&mut self, token: u64) {
+        if self.main.as_ref().is_some_and(|w| w.token == token) {
+            self.main = None;
+        }
+    }
+
     /// Wakes the `recv` waiting on the default channel.
     pub(crate) fn wake_main(&mut self) {
         if let Some(w) = self.main.take() {
@@ -92,7 +99,7 @@ pub(crate) struct Shared {
     pub(crate) sends: Mutex<HashMap<StreamId, Arc<dyn SendHalf>>>,
     /// Set when the driver task ends (it only does once every handle is gone, or if it
     /// panicked), so readers stop waiting.
-    pub(crate) driver_gone: std::sync::atomic::AtomicBool,
+    pub(crate) driver_gone: AtomicBool,
     /// Unread bytes: buffered in the driver plus queued in the event channel.
     pub(crate) unread: AtomicUsize,
     /// The event receiver while nobody has taken it.
@@ -108,16 +115,10 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Where a `Send` command writes.
-#[derive(Copy, Clone, Debug)]
-pub(crate) enum Target {
-    Default,
-    Stream(StreamId),
-}
-
 pub(crate) enum Command {
+    /// A write to a stream without a shared send half (see [`Driver::on_send`]).
     Send {
-        target: Target,
+        id: StreamId,
         data: Bytes,
         fin: bool,
         reply: Reply<()>,
@@ -319,7 +320,7 @@ impl<S: Session> Driver<S> {
                 main: None,
             }),
             sends: Mutex::new(HashMap::new()),
-            driver_gone: std::sync::atomic::AtomicBool::new(false),
+            driver_gone: AtomicBool::new(false),
             unread: AtomicUsize::new(0),
             events: Mutex::new(Some(events_rx)),
             terminal: OnceLock::new(),
@@ -500,17 +501,11 @@ impl<S: Session> Driver<S> {
         self.drain_notes();
         match cmd {
             Command::Send {
-                target,
+                id,
                 data,
                 fin,
                 reply,
-            } => {
-                let id = match target {
-                    Target::Default => self.default_stream,
-                    Target::Stream(id) => id,
-                };
-                self.on_send(id, SendOp::Write { data, fin }, reply);
-            }
+            } => self.on_send(id, SendOp::Write { data, fin }, reply),
             Command::Failed { err, reply } => {
                 let e = match &self.terminal {
                     Some(t) => t.clone(),
@@ -898,22 +893,6 @@ impl<S: Session> Driver<S> {
         }
     }
 
-    /// Buffers a chunk read from stream `id` on the channel its origin decides.
-    fn deliver_chunk(&mut self, id: StreamId, chunk: Bytes) {
-        let Some(entry) = self.streams.get(&id) else {
-            return;
-        };
-        if chunk.is_empty() {
-            return;
-        }
-        let item = match entry.origin {
-            Origin::Default => Item::Main(Msg::Binary(chunk)),
-            Origin::Remote => Item::Main(Msg::Stream(id, chunk)),
-            Origin::Local => Item::Own(id, OwnItem::Data(chunk)),
-        };
-        self.deliver(item);
-    }
-
     fn on_read(
         &mut self,
         id: StreamId,
@@ -951,7 +930,14 @@ impl<S: Session> Driver<S> {
                         entry.recv = RecvSide::Done(Some(StreamError::ClosedLocally));
                     }
                 }
-                self.deliver_chunk(id, chunk);
+                if !chunk.is_empty() {
+                    let item = match origin {
+                        Origin::Default => Item::Main(Msg::Binary(chunk)),
+                        Origin::Remote => Item::Main(Msg::Stream(id, chunk)),
+                        Origin::Local => Item::Own(id, OwnItem::Data(chunk)),
+                    };
+                    self.deliver(item);
+                }
                 self.maybe_forget(id);
             }
             None => {

@@ -163,30 +163,18 @@ impl<W: SendStream> SendHalf for Slot<W> {
     fn send(self: Arc<Self>, data: Bytes, fin: bool) -> SendFut {
         Box::pin(async move {
             let mut state = self.state.lock().await;
+            // An abandoned write comes first (nothing to do if none).
+            self.drive(&mut state).await?;
             match &mut *state {
-                State::Ended(e) => return Err(e.clone()),
                 State::Open {
                     pending,
                     fin: pending_fin,
                     ..
                 } => {
-                    if !pending.is_empty() || *pending_fin {
-                        // An abandoned write comes first.
-                        self.drive(&mut state).await?;
-                        if let State::Ended(e) = &*state {
-                            return Err(e.clone());
-                        }
-                    }
+                    *pending = data;
+                    *pending_fin = fin;
                 }
-            }
-            if let State::Open {
-                pending,
-                fin: pending_fin,
-                ..
-            } = &mut *state
-            {
-                *pending = data;
-                *pending_fin = fin;
+                State::Ended(e) => return Err(e.clone()),
             }
             let guard = OrphanGuard {
                 slot: Some(self.clone() as Arc<dyn SendHalf>),
@@ -201,13 +189,10 @@ impl<W: SendStream> SendHalf for Slot<W> {
     fn reset(self: Arc<Self>, code: u32) -> SendFut {
         Box::pin(async move {
             let mut state = self.state.lock().await;
-            let State::Open { stream, .. } = &mut *state else {
-                let State::Ended(e) = &*state else {
-                    return Ok(());
-                };
-                return Err(e.clone());
+            let r = match &mut *state {
+                State::Open { stream, .. } => stream.reset(code),
+                State::Ended(e) => return Err(e.clone()),
             };
-            let r = stream.reset(code);
             self.end(&mut state, StreamError::ClosedLocally, SendEnd::Reset);
             r
         })

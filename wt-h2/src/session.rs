@@ -103,9 +103,14 @@ struct WakeTarget {
     driver_woken: bool,
 }
 
+/// Locks a std mutex, ignoring poisoning (nothing panics while holding these locks).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl H2Wake {
     fn lock(&self) -> MutexGuard<'_, WakeTarget> {
-        self.target.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.target)
     }
 
     fn set_driver(&self, w: &Waker) {
@@ -360,7 +365,7 @@ impl Shared {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.inner)
     }
 
     /// Runs `f` on the engine, then moves its output to h2 and wakes whoever its events

@@ -429,7 +429,7 @@ impl PeerSettings {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::session::lock(&self.state)
     }
 
     fn notify(&self) {

@@ -131,7 +131,7 @@ impl Conn {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::session::lock(&self.state)
     }
 
     /// Opens our control stream, sends SETTINGS, and starts the accept loops.

@@ -50,7 +50,7 @@ impl<T> AcceptQueue<T> {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State<T>> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::session::lock(&self.state)
     }
 
     /// Queues `item` if there is room.

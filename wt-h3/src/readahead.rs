@@ -25,7 +25,7 @@ use tokio::sync::Notify;
 use wt_core::codes::H3Code;
 
 use crate::driver::varint;
-use crate::session::SessionShared;
+use crate::session::{lock, SessionShared};
 
 /// Bytes read ahead from a stream but not yet by the application, and how the stream ended.
 /// Sans-IO: the pump pushes, the reader pops.
@@ -130,10 +130,6 @@ pub(crate) struct ReadAhead {
     /// Reader → pump: STOP_SENDING with this code and quit.
     stop: Mutex<Option<u64>>,
     stop_notify: Notify,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl ReadAhead {

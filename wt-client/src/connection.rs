@@ -326,15 +326,7 @@ impl Connection {
     async fn write(&self, id: StreamId, data: Bytes, fin: bool) -> Result<(), Error> {
         match self.send_half(id)? {
             Some(slot) => self.settle(slot.send(data, fin).await).await,
-            None => {
-                self.call(|reply| Command::Send {
-                    id,
-                    data,
-                    fin,
-                    reply,
-                })
-                .await
-            }
+            None => self.call(|reply| Command::NoSendHalf { id, reply }).await,
         }
     }
 
@@ -539,7 +531,7 @@ impl Connection {
     pub async fn reset_stream(&self, id: StreamId, code: u32) -> Result<(), Error> {
         match self.send_half(id)? {
             Some(slot) => self.settle(slot.reset(code).await).await,
-            None => self.call(|reply| Command::Reset { id, code, reply }).await,
+            None => self.call(|reply| Command::NoSendHalf { id, reply }).await,
         }
     }
 

@@ -116,11 +116,10 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 pub(crate) enum Command {
-    /// A write to a stream without a shared send half (see [`Driver::on_send`]).
-    Send {
+    /// A write or reset to a stream without a shared send half: the driver answers why
+    /// (see [`Driver::on_no_send_half`]).
+    NoSendHalf {
         id: StreamId,
-        data: Bytes,
-        fin: bool,
         reply: Reply<()>,
     },
     /// A datagram or write the transport refused when sent directly from a handle: answers
@@ -136,11 +135,6 @@ pub(crate) enum Command {
     Open {
         kind: StreamKind,
         reply: Reply<StreamId>,
-    },
-    Reset {
-        id: StreamId,
-        code: u32,
-        reply: Reply<()>,
     },
     StopSending {
         id: StreamId,
@@ -228,11 +222,8 @@ enum Done<S: Session> {
         id: StreamId,
         code: Option<u32>,
     },
-    /// A send or reset the driver made on behalf of a handle.
-    Sent {
-        res: Result<(), StreamError>,
-        reply: Option<Reply<()>>,
-    },
+    /// The rest of an abandoned write went out (or failed; the slot reported how).
+    Flushed,
     Opened {
         res: Result<(S::SendStream, Option<S::RecvStream>), SessionError>,
         reply: Reply<StreamId>,
@@ -261,12 +252,6 @@ fn read_op<S: Session>(
             res,
         }
     })
-}
-
-/// A write or reset the driver makes on behalf of a handle.
-enum SendOp {
-    Write { data: Bytes, fin: bool },
-    Reset { code: u32 },
 }
 
 /// Driver configuration taken from the options.
@@ -479,8 +464,8 @@ impl<S: Session> Driver<S> {
             Note::PutBack(seq, item) => self.put_back(seq, item),
             Note::SendEnded(id, how) => self.on_send_end(id, how),
             Note::Orphan(slot) => self.ops.push(Box::pin(async move {
-                let res = slot.flush().await;
-                Done::Sent { res, reply: None }
+                let _ = slot.flush().await;
+                Done::Flushed
             })),
         }
     }
@@ -500,12 +485,7 @@ impl<S: Session> Driver<S> {
     fn on_command(&mut self, cmd: Command) {
         self.drain_notes();
         match cmd {
-            Command::Send {
-                id,
-                data,
-                fin,
-                reply,
-            } => self.on_send(id, SendOp::Write { data, fin }, reply),
+            Command::NoSendHalf { id, reply } => self.on_no_send_half(id, reply),
             Command::Failed { err, reply } => {
                 let e = match &self.terminal {
                     Some(t) => t.clone(),
@@ -527,9 +507,6 @@ impl<S: Session> Driver<S> {
                     };
                     Done::Opened { res, reply }
                 }));
-            }
-            Command::Reset { id, code, reply } => {
-                self.on_send(id, SendOp::Reset { code }, reply);
             }
             Command::StopSending { id, code, reply } => self.on_stop_sending(id, code, reply),
             Command::SetActive { mode, reply } => {
@@ -588,37 +565,21 @@ impl<S: Session> Driver<S> {
         }
     }
 
-    /// A write or reset a handle could not make itself (no send half in
-    /// [`Shared::sends`]): answers from the stream's record.
-    fn on_send(&mut self, id: StreamId, op: SendOp, reply: Reply<()>) {
-        if let Some(t) = &self.terminal {
-            let _ = reply.send(Err(t.clone()));
-            return;
-        }
-        let Some(entry) = self.streams.get(&id) else {
-            let _ = reply.send(Err(Error::UnknownStream(id)));
-            return;
-        };
-        let e = match &entry.send {
-            SendSide::None => Error::UnknownStream(id),
-            SendSide::Done(e) => Error::Stream(e.clone().unwrap_or(StreamError::ClosedLocally)),
-            SendSide::Open => match lock(&self.shared.sends).get(&id).cloned() {
-                // Registered after the handle looked: write through it here.
-                Some(slot) => {
-                    self.ops.push(Box::pin(async move {
-                        let res = match op {
-                            SendOp::Write { data, fin } => slot.send(data, fin).await,
-                            SendOp::Reset { code } => slot.reset(code).await,
-                        };
-                        Done::Sent {
-                            res,
-                            reply: Some(reply),
-                        }
-                    }));
-                    return;
+    /// A write or reset a handle could not make itself: the stream has no send half in
+    /// [`Shared::sends`] (a slot leaves the map only here in the driver, as its record turns
+    /// `Done`), so the answer comes from the stream's record.
+    fn on_no_send_half(&mut self, id: StreamId, reply: Reply<()>) {
+        let e = if let Some(t) = &self.terminal {
+            t.clone()
+        } else {
+            match self.streams.get(&id).map(|e| &e.send) {
+                None | Some(SendSide::None) => Error::UnknownStream(id),
+                Some(SendSide::Done(e)) => {
+                    Error::Stream(e.clone().unwrap_or(StreamError::ClosedLocally))
                 }
-                None => Error::Stream(StreamError::ClosedLocally),
-            },
+                // Not reached (see above); a stream still open is not refused silently.
+                Some(SendSide::Open) => Error::Stream(StreamError::ClosedLocally),
+            }
         };
         let _ = reply.send(Err(e));
     }
@@ -869,11 +830,7 @@ impl<S: Session> Driver<S> {
                     self.on_send_end(id, SendEnd::Stopped(code));
                 }
             }
-            Done::Sent { res, reply } => {
-                if let Some(reply) = reply {
-                    let _ = reply.send(res.map_err(Error::Stream));
-                }
-            }
+            Done::Flushed => {}
             Done::Opened { res, reply } => {
                 let r = match res {
                     Ok((s, r)) => {

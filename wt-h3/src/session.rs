@@ -14,11 +14,13 @@
 //! then closes the QUIC connection.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
+use futures_util::task::AtomicWaker;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
@@ -78,6 +80,12 @@ pub(crate) struct SessionShared {
     /// This session reads the connection's datagrams straight from quinn
     /// ([`Conn::claim_datagrams`]).
     direct_datagrams: AtomicBool,
+    /// Held by the one `recv_datagram` call that reads straight from quinn without the
+    /// `dgram_notify` registration (see [`DirectReader`]); others wait on `dgram_notify`.
+    direct_reader: AtomicBool,
+    /// Woken with `dgram_notify` (end of session, mode switch, queued datagram) for the
+    /// holder of `direct_reader`.
+    direct_waker: AtomicWaker,
     ctrl: Mutex<Ctrl>,
     ctrl_notify: Notify,
     pub stats: Stats,
@@ -137,6 +145,8 @@ impl SessionShared {
             dgram_queued: AtomicUsize::new(0),
             dgram_notify: Notify::new(),
             direct_datagrams: AtomicBool::new(false),
+            direct_reader: AtomicBool::new(false),
+            direct_waker: AtomicWaker::new(),
             ctrl: Mutex::new(Ctrl::default()),
             ctrl_notify: Notify::new(),
             stats: Stats::default(),
@@ -314,8 +324,9 @@ impl SessionShared {
             q.clear();
             self.dgram_queued.store(0, Relaxed);
         }
-        // Readers waiting on quinn directly wait on this, not on `ended`.
+        // Readers waiting on quinn directly wait on these, not on `ended`.
         self.dgram_notify.notify_waiters();
+        self.direct_waker.wake();
         for (mut s, r) in self.bidi.close() {
             let _ = s.reset(varint(H3Code::WT_SESSION_GONE.0));
             r.refuse(H3Code::WT_SESSION_GONE);
@@ -385,6 +396,7 @@ impl SessionShared {
         }
         self.stats.dgrams_received.fetch_add(1, Relaxed);
         self.dgram_notify.notify_one();
+        self.direct_waker.wake();
     }
 
     /// Takes the oldest queued datagram (no lock when none is queued).
@@ -425,6 +437,55 @@ impl SessionShared {
     pub(crate) fn set_direct_datagrams(&self, on: bool) {
         self.direct_datagrams.store(on, Ordering::Release);
         self.dgram_notify.notify_one();
+        self.direct_waker.wake();
+    }
+
+    /// Whether a direct reader must stop waiting on quinn and look again: the session ended,
+    /// direct reading was revoked, or a datagram was queued for it meanwhile.
+    fn direct_read_interrupted(&self) -> bool {
+        self.is_ended()
+            || !self.direct_datagrams.load(Ordering::Acquire)
+            || self.dgram_queued.load(Relaxed) > 0
+    }
+
+    /// One datagram straight from quinn for the holder of `direct_reader`: `Ok(None)` when
+    /// interrupted (see [`direct_read_interrupted`](Self::direct_read_interrupted)), `Err`
+    /// when the connection is gone. Registers with `direct_waker` (no lock) instead of
+    /// `dgram_notify`.
+    async fn read_direct(&self, _claim: &DirectReader<'_>) -> Result<Option<Bytes>, ()> {
+        let mut read = std::pin::pin!(self.conn.quic.read_datagram());
+        std::future::poll_fn(|cx| {
+            self.direct_waker.register(cx.waker());
+            // Checked after registering: a change from now on wakes this task.
+            if self.direct_read_interrupted() {
+                return std::task::Poll::Ready(Ok(None));
+            }
+            read.as_mut().poll(cx).map(|r| r.map(Some).map_err(|_| ()))
+        })
+        .await
+    }
+
+    /// A datagram read straight from quinn: its payload when it is this session's, else
+    /// `None` after routing it (another session's, or malformed).
+    fn take_direct(&self, mut d: Bytes) -> Option<Bytes> {
+        match stream_type::datagram_payload(&d, self.id) {
+            Some(n) => {
+                d.advance(n);
+                self.stats.dgrams_received.fetch_add(1, Relaxed);
+                Some(d)
+            }
+            None => {
+                self.conn.route_datagram(d);
+                None
+            }
+        }
+    }
+
+    /// Claims the lock-free direct reader role, if no other `recv_datagram` holds it.
+    fn claim_direct_reader(&self) -> Option<DirectReader<'_>> {
+        // `then`, not `then_some`: a guard built for a failed claim would release the role
+        // of its holder when dropped.
+        (!self.direct_reader.swap(true, Ordering::Acquire)).then(|| DirectReader(self))
     }
 
     fn request_drain(&self) {
@@ -435,6 +496,16 @@ impl SessionShared {
     fn request_close(&self, code: u32, reason: String) {
         lock(&self.ctrl).close = Some((code, reason.clone()));
         self.terminate(SessionError::ClosedLocally { code, reason });
+    }
+}
+
+/// The direct reader role of a session, released when dropped (also when the
+/// `recv_datagram` future holding it is dropped).
+struct DirectReader<'a>(&'a SessionShared);
+
+impl Drop for DirectReader<'_> {
+    fn drop(&mut self) {
+        self.0.direct_reader.store(false, Ordering::Release);
     }
 }
 
@@ -843,6 +914,13 @@ impl Session {
         }
     }
 
+    /// quinn reported the connection gone while reading datagrams: waits for the session to
+    /// end with it (the driver records why) and reports that.
+    async fn connection_gone(&self) -> SessionError {
+        self.shared.ended.cancelled().await;
+        self.shared.end_reason()
+    }
+
     fn lost(&self, e: quinn::ConnectionError) -> SessionError {
         if self.shared.is_ended() {
             return self.shared.end_reason();
@@ -942,6 +1020,26 @@ impl wt_core::Session for Session {
     async fn recv_datagram(&self) -> Result<Bytes, SessionError> {
         let shared = &self.shared;
         loop {
+            if let Some(d) = shared.pop_datagram() {
+                return Ok(d);
+            }
+            self.check_open()?;
+            let direct = shared.direct_datagrams.load(Ordering::Acquire)
+                || shared.conn.claim_datagrams(shared);
+            if direct {
+                // The fast path: straight from quinn, no task hop, no queue, and (for the
+                // one reader holding the role) no waiter list to join and leave per datagram.
+                if let Some(claim) = shared.claim_direct_reader() {
+                    match shared.read_direct(&claim).await {
+                        Ok(Some(d)) => match shared.take_direct(d) {
+                            Some(d) => return Ok(d),
+                            None => continue,
+                        },
+                        Ok(None) => continue,
+                        Err(()) => return Err(self.connection_gone().await),
+                    }
+                }
+            }
             // Pushes use notify_one: one arriving between the queue check and the wait leaves
             // a permit, so the waiter need not be registered up front.
             let notified = shared.dgram_notify.notified();
@@ -949,8 +1047,6 @@ impl wt_core::Session for Session {
                 return Ok(d);
             }
             self.check_open()?;
-            let direct = shared.direct_datagrams.load(Ordering::Acquire)
-                || shared.conn.claim_datagrams(shared);
             if !direct {
                 tokio::select! {
                     _ = notified => {}
@@ -958,26 +1054,15 @@ impl wt_core::Session for Session {
                 }
                 continue;
             }
-            // The fast path: straight from quinn, no task hop and no queue. The end of the
-            // session wakes `notified` too (see `terminate`), so no third future is needed.
+            // Another reader holds the direct role: read from quinn too, waking on
+            // `dgram_notify` for the end of the session (see `terminate`) and mode switches.
             tokio::select! {
                 biased;
                 r = shared.conn.quic.read_datagram() => match r {
-                    Ok(d) => match stream_type::datagram_payload(&d, shared.id) {
-                        Some(n) => {
-                            let mut d = d;
-                            d.advance(n);
-                            shared.stats.dgrams_received.fetch_add(1, Relaxed);
-                            return Ok(d);
-                        }
-                        // Another session's, or malformed: the usual routing decides.
-                        None => shared.conn.route_datagram(d),
+                    Ok(d) => if let Some(d) = shared.take_direct(d) {
+                        return Ok(d);
                     },
-                    Err(_) => {
-                        // The connection is gone: report it as the session's end.
-                        shared.ended.cancelled().await;
-                        return Err(shared.end_reason());
-                    }
+                    Err(_) => return Err(self.connection_gone().await),
                 },
                 _ = notified => {}
             }

@@ -350,3 +350,50 @@ async fn dropping_the_client_session_closes_it() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Counts wake-ups, so a test can see a waiting future woken without waiting on the clock.
+struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Polls `f` once with a waker of its own; returns the output if ready, and the wake counter.
+fn poll_counting<F: std::future::Future + Unpin>(
+    f: &mut F,
+) -> (Option<F::Output>, std::sync::Arc<CountingWaker>) {
+    let counter = std::sync::Arc::new(CountingWaker(Default::default()));
+    let waker = std::task::Waker::from(counter.clone());
+    let mut cx = std::task::Context::from_waker(&waker);
+    let out = match std::pin::Pin::new(f).poll(&mut cx) {
+        std::task::Poll::Ready(v) => Some(v),
+        std::task::Poll::Pending => None,
+    };
+    (out, counter)
+}
+
+#[tokio::test]
+async fn closing_wakes_every_waiting_datagram_reader_at_once() {
+    let (_c, s, _server) = pair(CompatMode::Auto).await;
+    // The first reader reads straight from quinn (the session is the connection's only one),
+    // the second waits beside it; neither has anything yet.
+    let mut first = Box::pin(s.recv_datagram());
+    let mut second = Box::pin(s.recv_datagram());
+    let (out1, woken1) = poll_counting(&mut first);
+    let (out2, woken2) = poll_counting(&mut second);
+    assert!(out1.is_none() && out2.is_none());
+    // A local close wakes both before anything crosses the network.
+    s.close(9, "bye").unwrap();
+    let n1 = woken1.0.load(std::sync::atomic::Ordering::SeqCst);
+    let n2 = woken2.0.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(n1 > 0, "the first (direct) reader was not woken");
+    assert!(n2 > 0, "the second reader was not woken");
+    for f in [&mut first, &mut second] {
+        match poll_counting(f).0 {
+            Some(Err(SessionError::ClosedLocally { code: 9, .. })) => {}
+            other => panic!("a woken reader gave {other:?}"),
+        }
+    }
+}

@@ -143,6 +143,74 @@ async fn shut<S: Session, T: Session>(client: S, server: T) {
     let _ = tokio::time::timeout(CHECK_TIMEOUT, server.closed()).await;
 }
 
+/// Polls `f` once: its output if it is ready at once.
+async fn poll_once<F: Future + Unpin>(f: &mut F) -> Option<F::Output> {
+    std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(match std::pin::Pin::new(&mut *f).poll(cx) {
+            std::task::Poll::Ready(v) => Some(v),
+            std::task::Poll::Pending => None,
+        })
+    })
+    .await
+}
+
+/// Two datagram readers wait on the server at once (a transport may serve the first one
+/// differently from the others): a datagram reaches one of them; the client then closes the
+/// session, which ends the other reader and every later read with an error.
+pub async fn datagram_readers<C: Connector, A: Acceptor>(
+    c: &C,
+    a: &A,
+    req: &ConnectRequest,
+) -> CheckResult {
+    let (client, server) = pair(c, a, req).await?;
+    let mut r1 = Box::pin(server.recv_datagram());
+    let mut r2 = Box::pin(server.recv_datagram());
+    ensure(
+        poll_once(&mut r1).await.is_none() && poll_once(&mut r2).await.is_none(),
+        || "a reader returned before anything was sent".into(),
+    )?;
+    // Datagrams may be lost: resend until one of the readers has it.
+    let mut first = None;
+    for attempt in 0..20u64 {
+        client
+            .send_datagram(Bytes::from_static(b"one"))
+            .map_err(|e| format!("send_datagram: {e}"))?;
+        let wait = Duration::from_millis(250 * (attempt + 1));
+        let got = tokio::time::timeout(wait, async {
+            tokio::select! {
+                r = &mut r1 => (r, 1),
+                r = &mut r2 => (r, 2),
+            }
+        })
+        .await;
+        if let Ok(got) = got {
+            first = Some(got);
+            break;
+        }
+    }
+    let Some((got, which)) = first else {
+        return Err("neither waiting reader got a datagram after 20 attempts".into());
+    };
+    let got = got.map_err(|e| format!("reader {which}: {e}"))?;
+    ensure(got.as_ref() == b"one", || {
+        format!("reader {which} got {got:?}")
+    })?;
+    let mut other = if which == 1 { r2 } else { r1 };
+    client.close(5, "done").map_err(|e| format!("close: {e}"))?;
+    // The other reader may still see a resent copy; then it must end.
+    loop {
+        match within("the other reader to end", &mut other).await? {
+            Ok(d) if d.as_ref() == b"one" => other = Box::pin(server.recv_datagram()),
+            Ok(d) => return Err(format!("the other reader got {d:?}")),
+            Err(_) => break,
+        }
+    }
+    let later = within("a read after the end", server.recv_datagram()).await?;
+    ensure(later.is_err(), || {
+        format!("a read after the session ended gave {later:?}")
+    })
+}
+
 /// Client opens a bidi stream, sends "hello" + FIN; the server echoes it and FINs.
 pub async fn bidi_echo<C: Connector, A: Acceptor>(
     c: &C,
@@ -682,6 +750,7 @@ pub async fn run_checks<C: Connector, A: Acceptor>(
     check!("server_bidi", server_bidi(c, a, req));
     check!("uni_both_ways", uni_both_ways(c, a, req));
     check!("datagrams", datagrams(c, a, req));
+    check!("datagram_readers", datagram_readers(c, a, req));
     check!("reset_and_stop", reset_and_stop(c, a, req));
     check!("close_with_reason", close_with_reason(c, a, req));
     check!("drain", drain(c, a, req));

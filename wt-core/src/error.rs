@@ -159,6 +159,15 @@ pub enum SessionError {
     /// The peer does not accept datagrams (it did not negotiate them).
     #[error("the peer does not accept datagrams")]
     DatagramsUnsupported,
+    /// [`Session::send_datagram_with_headroom`](crate::Session::send_datagram_with_headroom)
+    /// was given more headroom than the frame holds; nothing was sent.
+    #[error("datagram headroom of {headroom} bytes exceeds the {len}-byte frame")]
+    DatagramHeadroom {
+        /// The headroom asked for.
+        headroom: usize,
+        /// Length of the frame.
+        len: usize,
+    },
     /// A non-blocking open found no stream credit: the peer allows `limit` streams of this
     /// direction and all are used.
     #[error("stream limit reached: the peer allows {limit} {} streams", if *.bidi { "bidirectional" } else { "unidirectional" })]

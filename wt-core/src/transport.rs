@@ -18,7 +18,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::error::{ConnectError, RequestError, SessionError, StreamError};
 
@@ -376,6 +376,47 @@ pub trait Session: Clone + Send + Sync + 'static {
     /// [`max_datagram_size`](Session::max_datagram_size); nothing is sent then.
     fn send_datagram(&self, data: Bytes) -> Result<(), SessionError>;
 
+    /// Bytes this session writes in front of every datagram payload: the quarter stream ID
+    /// over HTTP/3 (1 to 8 bytes), 0 where the transport frames datagrams on its own. A frame
+    /// given to [`send_datagram_with_headroom`](Session::send_datagram_with_headroom) with at
+    /// least this much room in front is sent without copying its payload.
+    fn datagram_headroom(&self) -> usize {
+        0
+    }
+
+    /// Sends `frame[headroom..]` as a datagram, like [`send_datagram`](Session::send_datagram).
+    /// The first `headroom` bytes are scratch space: with at least
+    /// [`datagram_headroom`](Session::datagram_headroom) of them the transport writes its own
+    /// header there and sends the frame without copying the payload; with less, the payload
+    /// is copied as `send_datagram` does. The application can thus write each datagram once,
+    /// straight into the buffer that goes to the wire.
+    ///
+    /// Fails with [`SessionError::DatagramHeadroom`] when `headroom` exceeds `frame.len()`,
+    /// otherwise as `send_datagram` does (sizes count the payload only). The default
+    /// implementation sends the payload with `send_datagram`.
+    ///
+    /// ```
+    /// # use bytes::{BufMut, BytesMut};
+    /// # use wt_core::{Session, SessionError};
+    /// fn send_position<S: Session>(session: &S, seq: u64, x: f32, y: f32) -> Result<(), SessionError> {
+    ///     let headroom = session.datagram_headroom();
+    ///     let mut frame = BytesMut::with_capacity(headroom + 16);
+    ///     frame.put_bytes(0, headroom);
+    ///     frame.put_u64(seq);
+    ///     frame.put_f32(x);
+    ///     frame.put_f32(y);
+    ///     session.send_datagram_with_headroom(frame, headroom)
+    /// }
+    /// ```
+    fn send_datagram_with_headroom(
+        &self,
+        frame: BytesMut,
+        headroom: usize,
+    ) -> Result<(), SessionError> {
+        let payload = payload_after(frame, headroom)?;
+        self.send_datagram(payload)
+    }
+
     /// Waits for the next datagram. Cancel safe.
     fn recv_datagram(&self) -> impl Future<Output = Result<Bytes, SessionError>> + Send;
 
@@ -586,6 +627,21 @@ pub trait Acceptor: Send + Sync + 'static {
     /// Stops accepting: pending and future `accept` calls return `None`; established
     /// sessions are told to go away (GOAWAY) and continue until they end.
     fn shutdown(&self);
+}
+
+/// `frame[headroom..]` without copying, or [`SessionError::DatagramHeadroom`] when `headroom`
+/// exceeds the frame (for implementations of
+/// [`Session::send_datagram_with_headroom`]).
+pub fn payload_after(frame: BytesMut, headroom: usize) -> Result<Bytes, SessionError> {
+    if headroom > frame.len() {
+        return Err(SessionError::DatagramHeadroom {
+            headroom,
+            len: frame.len(),
+        });
+    }
+    let mut payload = frame.freeze();
+    payload.advance(headroom);
+    Ok(payload)
 }
 
 #[cfg(test)]

@@ -914,6 +914,23 @@ impl Session {
         }
     }
 
+    /// Hands a framed datagram (prefix + `size` payload bytes) to quinn, which checks the
+    /// size (nothing is sent when too large; the limit is only looked up to report it).
+    fn send_frame(&self, frame: Bytes, size: usize) -> Result<(), SessionError> {
+        match self.shared.conn.quic.send_datagram(frame) {
+            Ok(()) => {
+                self.shared.stats.dgrams_sent.fetch_add(1, Relaxed);
+                Ok(())
+            }
+            Err(quinn::SendDatagramError::TooLarge) => Err(SessionError::DatagramTooLarge {
+                size,
+                max: wt_core::Session::max_datagram_size(self).unwrap_or(0),
+            }),
+            Err(quinn::SendDatagramError::ConnectionLost(e)) => Err(self.lost(e)),
+            Err(_) => Err(SessionError::DatagramsUnsupported),
+        }
+    }
+
     /// quinn reported the connection gone while reading datagrams: waits for the session to
     /// end with it (the driver records why) and reports that.
     async fn connection_gone(&self) -> SessionError {
@@ -1000,21 +1017,32 @@ impl wt_core::Session for Session {
 
     fn send_datagram(&self, data: Bytes) -> Result<(), SessionError> {
         self.check_open()?;
-        // quinn checks the size (nothing is sent when too large); the limit is only looked up
-        // to report it.
         let frame = self.shared.datagram_frame(&data);
-        match self.shared.conn.quic.send_datagram(frame) {
-            Ok(()) => {
-                self.shared.stats.dgrams_sent.fetch_add(1, Relaxed);
-                Ok(())
-            }
-            Err(quinn::SendDatagramError::TooLarge) => Err(SessionError::DatagramTooLarge {
-                size: data.len(),
-                max: self.max_datagram_size().unwrap_or(0),
-            }),
-            Err(quinn::SendDatagramError::ConnectionLost(e)) => Err(self.lost(e)),
-            Err(_) => Err(SessionError::DatagramsUnsupported),
+        self.send_frame(frame, data.len())
+    }
+
+    fn datagram_headroom(&self) -> usize {
+        self.shared.dgram_prefix.len()
+    }
+
+    fn send_datagram_with_headroom(
+        &self,
+        mut frame: BytesMut,
+        headroom: usize,
+    ) -> Result<(), SessionError> {
+        let prefix = &self.shared.dgram_prefix;
+        if headroom < prefix.len() || headroom > frame.len() {
+            // Too little room (copied) or too much (refused): the trait's way.
+            let payload = wt_core::transport::payload_after(frame, headroom)?;
+            return self.send_datagram(payload);
         }
+        self.check_open()?;
+        let size = frame.len() - headroom;
+        let start = headroom - prefix.len();
+        frame[start..headroom].copy_from_slice(prefix);
+        let mut frame = frame.freeze();
+        frame.advance(start);
+        self.send_frame(frame, size)
     }
 
     async fn recv_datagram(&self) -> Result<Bytes, SessionError> {

@@ -143,6 +143,74 @@ async fn shut<S: Session, T: Session>(client: S, server: T) {
     let _ = tokio::time::timeout(CHECK_TIMEOUT, server.closed()).await;
 }
 
+/// Datagrams written in place after the transport's headroom arrive as plain payloads,
+/// whatever the headroom given (exact, more, none); too much headroom and too large a payload
+/// are refused with typed errors.
+pub async fn datagram_headroom<C: Connector, A: Acceptor>(
+    c: &C,
+    a: &A,
+    req: &ConnectRequest,
+) -> CheckResult {
+    use bytes::{BufMut, BytesMut};
+    let (client, server) = pair(c, a, req).await?;
+    let need = client.datagram_headroom();
+    let framed = |room: usize, payload: &[u8]| {
+        let mut f = BytesMut::with_capacity(room + payload.len());
+        f.put_bytes(0xee, room);
+        f.put_slice(payload);
+        f
+    };
+    let cases: [(usize, &[u8]); 3] = [
+        (need, b"exact room"),
+        (need + 3, b"more room"),
+        (0, b"no room"),
+    ];
+    for (room, payload) in cases {
+        // Datagrams may be lost: resend until the server has this one (copies of an earlier
+        // case may still arrive and are skipped).
+        let mut arrived = false;
+        for attempt in 0..20u64 {
+            client
+                .send_datagram_with_headroom(framed(room, payload), room)
+                .map_err(|e| format!("send with {room} bytes of headroom: {e}"))?;
+            let wait = Duration::from_millis(250 * (attempt + 1));
+            let deadline = tokio::time::Instant::now() + wait;
+            while let Ok(got) = tokio::time::timeout_at(deadline, server.recv_datagram()).await {
+                let got = got.map_err(|e| format!("server recv_datagram: {e}"))?;
+                if got.as_ref() == payload {
+                    arrived = true;
+                    break;
+                }
+                ensure(cases.iter().any(|(_, p)| got.as_ref() == *p), || {
+                    format!("server got {got:?}, sent with {room} bytes of headroom")
+                })?;
+            }
+            if arrived {
+                break;
+            }
+        }
+        ensure(arrived, || {
+            format!("a datagram with {room} bytes of headroom never arrived")
+        })?;
+    }
+    match client.send_datagram_with_headroom(framed(2, b""), 3) {
+        Err(SessionError::DatagramHeadroom {
+            headroom: 3,
+            len: 2,
+        }) => {}
+        other => return Err(format!("headroom past the frame gave {other:?}")),
+    }
+    let max = client
+        .max_datagram_size()
+        .ok_or("client reports no datagram support")?;
+    match client.send_datagram_with_headroom(framed(need, &vec![1; max + 1]), need) {
+        Err(SessionError::DatagramTooLarge { size, max: m }) if size == max + 1 && m == max => {}
+        other => return Err(format!("an oversized payload in place gave {other:?}")),
+    }
+    shut(client, server).await;
+    Ok(())
+}
+
 /// Polls `f` once: its output if it is ready at once.
 async fn poll_once<F: Future + Unpin>(f: &mut F) -> Option<F::Output> {
     std::future::poll_fn(|cx| {
@@ -751,6 +819,7 @@ pub async fn run_checks<C: Connector, A: Acceptor>(
     check!("uni_both_ways", uni_both_ways(c, a, req));
     check!("datagrams", datagrams(c, a, req));
     check!("datagram_readers", datagram_readers(c, a, req));
+    check!("datagram_headroom", datagram_headroom(c, a, req));
     check!("reset_and_stop", reset_and_stop(c, a, req));
     check!("close_with_reason", close_with_reason(c, a, req));
     check!("drain", drain(c, a, req));

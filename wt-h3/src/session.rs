@@ -568,8 +568,9 @@ fn capsule_filter(ty: CapsuleType) -> bool {
         || ty == CapsuleType::WT_STREAMS_BLOCKED_UNI
 }
 
-/// Size of the allocation outgoing datagrams are cut from (about a dozen full-size ones).
-const DATAGRAM_ARENA: usize = 16 * 1024;
+/// Size of the allocation outgoing datagrams are cut from (about sixty full-size ones; the
+/// allocation is freed when the last of them has been sent).
+const DATAGRAM_ARENA: usize = 64 * 1024;
 
 thread_local! {
     /// Where outgoing datagrams are assembled (prefix + payload) and split off, so a burst of

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use wt_core::tls::{ClientTls, ServerTls};
 
 use super::alloc::AllocSpan;
@@ -580,24 +580,80 @@ pub async fn settle(stats: &ServerStats) {
     }
 }
 
-/// `n` datagrams of [`DGRAM_SIZE`] bytes through `send` as fast as it takes them, kept within
-/// the server's window; the sample is the server's receive figures plus `send_per_s`.
-pub async fn datagram_run<F, Fut>(stats: &ServerStats, n: usize, mut send: F) -> BResult<Sample>
+/// How the datagram workloads make their payloads.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Payload {
+    /// Each datagram is written by the sender into fresh memory (its sequence number, then
+    /// pattern bytes), after the room the stack asks for in front, as an application writes
+    /// its messages; the stack gets that buffer. The headline datagram workload.
+    Written,
+    /// One 1000-byte `Bytes`, cloned for every datagram: no stack writes a payload, so a
+    /// stack that must put a header in front copies where raw quinn copies nothing (kept
+    /// for comparison with earlier runs).
+    Shared,
+}
+
+/// Size of the buffer [`Payload::Written`] datagrams are cut from.
+const WRITE_ARENA: usize = 64 * 1024;
+
+/// `n` datagrams of [`DGRAM_SIZE`] payload bytes made as `payload` says, handed to `send`
+/// as fast as it takes them within the server's window. `send` gets a frame with `headroom`
+/// bytes in front of the payload (always 0 for [`Payload::Shared`]). The sample is the
+/// server's receive figures plus `send_per_s`.
+pub async fn datagram_run<F, Fut>(
+    stats: &ServerStats,
+    n: usize,
+    payload: Payload,
+    headroom: usize,
+    mut send: F,
+) -> BResult<Sample>
 where
-    F: FnMut(Bytes) -> Fut,
+    F: FnMut(Frame) -> Fut,
     Fut: Future<Output = BResult<()>>,
 {
     settle(stats).await;
     stats.reset();
-    let payload = Bytes::from(vec![0x42u8; DGRAM_SIZE]);
+    let pattern = Bytes::from(vec![0x42u8; DGRAM_SIZE]);
+    let mut arena = BytesMut::new();
     let start = Instant::now();
     let mut lost = 0;
     for i in 0..n as u64 {
         stats.window(i, &mut lost).await;
-        send(payload.clone()).await?;
+        let frame = match payload {
+            Payload::Shared => Frame::Shared(pattern.clone()),
+            Payload::Written => {
+                let need = headroom + DGRAM_SIZE;
+                if arena.capacity() < need {
+                    arena.reserve(need.max(WRITE_ARENA));
+                }
+                arena.put_bytes(0, headroom);
+                arena.put_u64_le(i);
+                arena.put_slice(&pattern[8..]);
+                Frame::Written(arena.split(), headroom)
+            }
+        };
+        send(frame).await?;
     }
     let send_rate = n as f64 / start.elapsed().as_secs_f64();
     Ok(datagram_result(stats, start, n)
         .await
         .with("send_per_s", send_rate))
+}
+
+/// One datagram of [`datagram_run`].
+pub enum Frame {
+    /// The shared payload.
+    Shared(Bytes),
+    /// A written frame and the headroom in front of its payload.
+    Written(BytesMut, usize),
+}
+
+impl Frame {
+    /// The payload alone, for stacks that take no headroom (no copy).
+    pub fn payload(self) -> Bytes {
+        match self {
+            Frame::Shared(b) => b,
+            Frame::Written(f, room) => f.freeze().slice(room..),
+        }
+    }
 }

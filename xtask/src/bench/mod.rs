@@ -12,7 +12,8 @@
 //! the current binary as it is.
 //!
 //! Workloads (`--workload`): `bulk` (= `bulk-upload` + `bulk-echo`), `latency`, `churn`,
-//! `datagrams`, `setup`, `scale`. Each workload runs every stack that applies, alternating
+//! `datagrams` (= `datagrams-written` + `datagrams-shared`, see [`common::Payload`]), `setup`,
+//! `scale`. Each workload runs every stack that applies, alternating
 //! them within a round (the order rotates every round), for 3 rounds (`--quick`: 1 round and
 //! smaller sizes), then reports median, spread (max − min over the median), the ratio to the
 //! stack's baseline (the median over rounds of the ratio of the two runs of the same round,
@@ -65,8 +66,8 @@ pub struct Args {
     /// Also write the results as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
-    /// Only these workloads: bulk, bulk-upload, bulk-echo, latency, churn, datagrams, setup,
-    /// scale (repeatable or comma-separated).
+    /// Only these workloads: bulk, bulk-upload, bulk-echo, latency, churn, datagrams,
+    /// datagrams-written, datagrams-shared, setup, scale (repeatable or comma-separated).
     #[arg(long = "workload", value_name = "NAME", value_delimiter = ',')]
     pub workloads: Vec<String>,
     /// Only this transport (h3 or h2).
@@ -98,19 +99,22 @@ pub enum Workload {
     Latency,
     /// Short streams, 64 in flight.
     Churn,
-    /// Datagram flood.
+    /// Datagram flood, each datagram written by the sender ([`Payload::Written`]).
     Datagrams,
+    /// Datagram flood of one shared payload ([`Payload::Shared`]).
+    DatagramsShared,
     /// Sequential connect + echo + close.
     Setup,
 }
 
 impl Workload {
-    const ALL: [Workload; 6] = [
+    const ALL: [Workload; 7] = [
         Workload::BulkUpload,
         Workload::BulkEcho,
         Workload::Latency,
         Workload::Churn,
         Workload::Datagrams,
+        Workload::DatagramsShared,
         Workload::Setup,
     ];
 
@@ -121,6 +125,7 @@ impl Workload {
             Workload::Latency => "latency",
             Workload::Churn => "churn",
             Workload::Datagrams => "datagrams",
+            Workload::DatagramsShared => "datagrams-shared",
             Workload::Setup => "setup",
         }
     }
@@ -132,8 +137,17 @@ impl Workload {
             Workload::BulkEcho => ("MiB/s each way", true),
             Workload::Latency => ("RTT p50 us", false),
             Workload::Churn => ("streams/s", true),
-            Workload::Datagrams => ("delivered dgrams/s", true),
+            Workload::Datagrams | Workload::DatagramsShared => ("delivered dgrams/s", true),
             Workload::Setup => ("setup p50 us", false),
+        }
+    }
+
+    /// How a datagram workload makes its payloads ([`Payload::Written`] for the others).
+    fn payload(self) -> Payload {
+        if self == Workload::DatagramsShared {
+            Payload::Shared
+        } else {
+            Payload::Written
         }
     }
 
@@ -144,7 +158,9 @@ impl Workload {
                 vec![WtH3, Quinn, Wtransport, WtClientH3, WtH2, H2, WtClientH2]
             }
             Workload::Churn | Workload::Setup => vec![WtH3, Quinn, Wtransport, WtH2, H2],
-            Workload::Datagrams => vec![WtH3, Quinn, Wtransport, WtClientH3, WtH2, WtClientH2],
+            Workload::Datagrams | Workload::DatagramsShared => {
+                vec![WtH3, Quinn, Wtransport, WtClientH3, WtH2, WtClientH2]
+            }
         };
         all.into_iter()
             .filter(|s| cfg!(feature = "bench") || *s != Wtransport)
@@ -258,7 +274,9 @@ fn select(names: &[String]) -> Result<(Vec<Workload>, bool), String> {
             "bulk-echo" | "echo" => &[Workload::BulkEcho],
             "latency" => &[Workload::Latency],
             "churn" => &[Workload::Churn],
-            "datagrams" | "datagram" => &[Workload::Datagrams],
+            "datagrams" | "datagram" => &[Workload::Datagrams, Workload::DatagramsShared],
+            "datagrams-written" => &[Workload::Datagrams],
+            "datagrams-shared" => &[Workload::DatagramsShared],
             "setup" => &[Workload::Setup],
             "scale" => {
                 scale = true;
@@ -350,7 +368,9 @@ async fn run_session<S: Session>(
         Workload::BulkEcho => ours::bulk_echo(s, z.echo_bytes).await,
         Workload::Latency => ours::latency(s, z.latency_rounds).await,
         Workload::Churn => ours::churn(s, z.churn_streams).await,
-        Workload::Datagrams => ours::datagrams(s, stats, z.datagrams).await,
+        Workload::Datagrams | Workload::DatagramsShared => {
+            ours::datagrams(s, stats, z.datagrams, w.payload()).await
+        }
         Workload::Setup => Err(BenchError::NotApplicable),
     };
     let _ = s.close(0, "");
@@ -388,7 +408,9 @@ async fn run_one(w: Workload, stack: Stack, ctx: &Ctx) -> BResult<Sample> {
                 Workload::BulkEcho => quic::bulk_echo(&c, z.echo_bytes).await,
                 Workload::Latency => quic::latency(&c, z.latency_rounds).await,
                 Workload::Churn => quic::churn(&c, z.churn_streams).await,
-                Workload::Datagrams => quic::datagrams(&c, &a.stats_quinn, z.datagrams).await,
+                Workload::Datagrams | Workload::DatagramsShared => {
+                    quic::datagrams(&c, &a.stats_quinn, z.datagrams, w.payload()).await
+                }
                 Workload::Setup => Err(BenchError::NotApplicable),
             };
             c.close(0u32.into(), b"");
@@ -404,7 +426,9 @@ async fn run_one(w: Workload, stack: Stack, ctx: &Ctx) -> BResult<Sample> {
                 Workload::BulkEcho => h2raw::bulk_echo(&c, z.echo_bytes).await,
                 Workload::Latency => h2raw::latency(&c, z.latency_rounds).await,
                 Workload::Churn => h2raw::churn(&c, z.churn_streams).await,
-                Workload::Datagrams | Workload::Setup => Err(BenchError::NotApplicable),
+                Workload::Datagrams | Workload::DatagramsShared | Workload::Setup => {
+                    Err(BenchError::NotApplicable)
+                }
             }
         }
         Stack::WtClientH3 | Stack::WtClientH2 => {
@@ -418,7 +442,9 @@ async fn run_one(w: Workload, stack: Stack, ctx: &Ctx) -> BResult<Sample> {
                 Workload::BulkUpload => wtclient::bulk_upload(&c, z.bulk_bytes).await,
                 Workload::BulkEcho => wtclient::bulk_echo(&c, z.echo_bytes).await,
                 Workload::Latency => wtclient::latency(&c, z.latency_rounds).await,
-                Workload::Datagrams => wtclient::datagrams(&c, stats, z.datagrams).await,
+                Workload::Datagrams | Workload::DatagramsShared => {
+                    wtclient::datagrams(&c, stats, z.datagrams, w.payload()).await
+                }
                 Workload::Churn | Workload::Setup => Err(BenchError::NotApplicable),
             };
             let _ = c.close().await;
@@ -437,8 +463,8 @@ async fn run_one(w: Workload, stack: Stack, ctx: &Ctx) -> BResult<Sample> {
                 Workload::BulkEcho => wtrans::bulk_echo(&c, z.echo_bytes).await,
                 Workload::Latency => wtrans::latency(&c, z.latency_rounds).await,
                 Workload::Churn => wtrans::churn(&c, z.churn_streams).await,
-                Workload::Datagrams => {
-                    wtrans::datagrams(&c, &a.stats_wtransport, z.datagrams).await
+                Workload::Datagrams | Workload::DatagramsShared => {
+                    wtrans::datagrams(&c, &a.stats_wtransport, z.datagrams, w.payload()).await
                 }
                 Workload::Setup => Err(BenchError::NotApplicable),
             };

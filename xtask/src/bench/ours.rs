@@ -138,10 +138,23 @@ pub async fn churn<S: Session>(s: &S, n: usize) -> BResult<Sample> {
     .await
 }
 
-/// `n` datagrams of [`DGRAM_SIZE`] bytes as fast as the send path takes them.
-pub async fn datagrams<S: Session>(s: &S, stats: &ServerStats, n: usize) -> BResult<Sample> {
-    datagram_run(stats, n, |p| {
-        std::future::ready(s.send_datagram(p).map_err(Into::into))
+/// `n` datagrams of [`DGRAM_SIZE`] bytes as fast as the send path takes them: written ones
+/// go in place after the session's headroom (no copy), the shared one through
+/// `send_datagram` (copied behind the header).
+pub async fn datagrams<S: Session>(
+    s: &S,
+    stats: &ServerStats,
+    n: usize,
+    payload: Payload,
+) -> BResult<Sample> {
+    datagram_run(stats, n, payload, s.datagram_headroom(), |f| {
+        std::future::ready(
+            match f {
+                Frame::Written(frame, room) => s.send_datagram_with_headroom(frame, room),
+                Frame::Shared(p) => s.send_datagram(p),
+            }
+            .map_err(Into::into),
+        )
     })
     .await
 }

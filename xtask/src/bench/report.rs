@@ -328,10 +328,10 @@ fn num(v: f64) -> String {
 pub fn print(report: &Report) {
     println!();
     println!(
-        "{:<13} {:<3} {:<13} {:<22} {:>9} {:>7} {:<10} {:>6} {:<14} {:<7} extras",
+        "{:<16} {:<3} {:<13} {:<22} {:>9} {:>7} {:<10} {:>6} {:<14} {:<7} extras",
         "workload", "tp", "stack", "metric", "median", "spread", "vs", "ratio", "target", "status"
     );
-    println!("{}", "-".repeat(130));
+    println!("{}", "-".repeat(133));
     let mut last = String::new();
     for r in &report.rows {
         if !last.is_empty() && last != r.workload {
@@ -348,7 +348,7 @@ pub fn print(report: &Report) {
             extras.push_str(&format!(" ERRORS({}): {}", r.errors.len(), r.errors[0]));
         }
         println!(
-            "{:<13} {:<3} {:<13} {:<22} {:>9} {:>7} {:<10} {:>6} {:<14} {:<7} {}",
+            "{:<16} {:<3} {:<13} {:<22} {:>9} {:>7} {:<10} {:>6} {:<14} {:<7} {}",
             r.workload,
             r.transport,
             r.stack,

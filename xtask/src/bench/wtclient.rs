@@ -106,6 +106,14 @@ pub async fn latency(c: &Connection, rounds: usize) -> BResult<Sample> {
 }
 
 /// See [`ours::datagrams`](super::ours::datagrams).
-pub async fn datagrams(c: &Connection, stats: &ServerStats, n: usize) -> BResult<Sample> {
-    datagram_run(stats, n, |p| async move { Ok(c.send_datagram(p).await?) }).await
+pub async fn datagrams(
+    c: &Connection,
+    stats: &ServerStats,
+    n: usize,
+    payload: Payload,
+) -> BResult<Sample> {
+    datagram_run(stats, n, payload, 0, |f| async move {
+        Ok(c.send_datagram(f.payload()).await?)
+    })
+    .await
 }

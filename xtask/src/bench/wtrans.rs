@@ -204,9 +204,14 @@ pub async fn churn(c: &Connection, n: usize) -> BResult<Sample> {
 }
 
 /// See [`ours::datagrams`](super::ours::datagrams).
-pub async fn datagrams(c: &Connection, stats: &ServerStats, n: usize) -> BResult<Sample> {
-    datagram_run(stats, n, |p| {
-        std::future::ready(c.send_datagram(p).map_err(Into::into))
+pub async fn datagrams(
+    c: &Connection,
+    stats: &ServerStats,
+    n: usize,
+    payload: Payload,
+) -> BResult<Sample> {
+    datagram_run(stats, n, payload, 0, |f| {
+        std::future::ready(c.send_datagram(f.payload()).map_err(Into::into))
     })
     .await
 }

@@ -49,7 +49,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use wt_core::{Acceptor, Connector, Session};
 
@@ -392,6 +392,29 @@ async fn run_ours<C: Connector>(
     run_session(w, &s, stats, z).await
 }
 
+/// Waits until this process is quiet (under 20 % of a core over 100 ms, at most 5 s): what a
+/// run leaves behind (connections closing, server tasks finishing) would otherwise be paid by
+/// whichever stack runs next. Returns how long it waited.
+async fn quiesce() -> Duration {
+    const WINDOW: Duration = Duration::from_millis(100);
+    const QUIET: f64 = 0.2;
+    let start = Instant::now();
+    let me = std::process::id();
+    while start.elapsed() < Duration::from_secs(5) {
+        let Ok(before) = scale::cpu_secs(me) else {
+            break;
+        };
+        tokio::time::sleep(WINDOW).await;
+        let Ok(after) = scale::cpu_secs(me) else {
+            break;
+        };
+        if after - before < QUIET * WINDOW.as_secs_f64() {
+            break;
+        }
+    }
+    start.elapsed()
+}
+
 async fn run_one(w: Workload, stack: Stack, ctx: &Ctx) -> BResult<Sample> {
     let a = &ctx.addrs;
     let z = &ctx.sizes;
@@ -557,6 +580,16 @@ async fn run(args: Args) -> ExitCode {
             for k in 0..stacks.len() {
                 let i = (k + round) % stacks.len();
                 let stack = stacks[i];
+                let waited = quiesce().await;
+                if waited > Duration::from_millis(150) {
+                    println!(
+                        "[{} {}/{}] waited {:.1} s for the previous run to wind down",
+                        w.name(),
+                        round + 1,
+                        rounds,
+                        waited.as_secs_f64()
+                    );
+                }
                 let t = Instant::now();
                 let r = match tokio::time::timeout(RUN_TIMEOUT, run_one(w, stack, &ctx)).await {
                     Ok(r) => r,

@@ -88,6 +88,7 @@ impl<T> AcceptQueue<T> {
                 Err(PushError::Full(item)) => item,
             };
             tokio::select! {
+                biased;
                 _ = notified => {}
                 _ = ended.cancelled() => return Err(item),
             }
@@ -126,6 +127,7 @@ impl<T> AcceptQueue<T> {
                 Ok(None) => {}
             }
             tokio::select! {
+                biased;
                 _ = notified => {}
                 _ = ended.cancelled() => return None,
             }

@@ -208,6 +208,7 @@ impl SessionShared {
                 self.kick_if_pending(&f);
             }
             tokio::select! {
+                biased;
                 _ = notified => {}
                 _ = self.ended.cancelled() => return Err(self.end_reason()),
             }
@@ -959,6 +960,9 @@ impl wt_core::Session for Session {
         self.check_open()?;
         let credit = self.shared.acquire(Credit::Bidi, 1).await?;
         let (send, recv) = tokio::select! {
+            biased;
+            // The open is usually ready at once: poll it first, so the session-end watch
+            // only registers when it has to wait.
             r = self.shared.conn.quic.open_bi() => r.map_err(|e| self.lost(e))?,
             _ = self.shared.ended.cancelled() => return Err(self.shared.end_reason()),
         };
@@ -981,6 +985,7 @@ impl wt_core::Session for Session {
         self.check_open()?;
         let credit = self.shared.acquire(Credit::Uni, 1).await?;
         let send = tokio::select! {
+            biased;
             r = self.shared.conn.quic.open_uni() => r.map_err(|e| self.lost(e))?,
             _ = self.shared.ended.cancelled() => return Err(self.shared.end_reason()),
         };

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
 use wt_core::{
     Dialect, SessionError, SessionInfo, SessionStats, StreamId, StreamKind, TransportKind,
@@ -26,9 +26,30 @@ use crate::{Active, CloseInfo, Error, Event, Frame, Msg, StreamData};
 /// ```
 pub const MAX_CLOSE_REASON: usize = 1024;
 
-/// Sends a datagram on the session directly from the caller's task (a type-erased clone of
+/// Sends datagrams on the session directly from the caller's task (a type-erased clone of
 /// the session handle).
-pub(crate) type DatagramSender = Arc<dyn Fn(Bytes) -> Result<(), SessionError> + Send + Sync>;
+pub(crate) type DatagramSender = Arc<dyn DatagramOut>;
+
+/// The datagram half of a session, object safe.
+pub(crate) trait DatagramOut: Send + Sync {
+    fn send(&self, data: Bytes) -> Result<(), SessionError>;
+    fn headroom(&self) -> usize;
+    fn send_in_place(&self, frame: BytesMut, headroom: usize) -> Result<(), SessionError>;
+}
+
+impl<S: wt_core::Session> DatagramOut for S {
+    fn send(&self, data: Bytes) -> Result<(), SessionError> {
+        self.send_datagram(data)
+    }
+
+    fn headroom(&self) -> usize {
+        self.datagram_headroom()
+    }
+
+    fn send_in_place(&self, frame: BytesMut, headroom: usize) -> Result<(), SessionError> {
+        self.send_datagram_with_headroom(frame, headroom)
+    }
+}
 
 /// What [`Connection::info`] reports.
 ///
@@ -378,9 +399,54 @@ impl Connection {
         if self.inner.cmd.is_closed() {
             return Err(Error::driver_gone());
         }
-        match (self.inner.datagram)(data) {
+        self.datagram_result(self.inner.datagram.send(data)).await
+    }
+
+    /// Bytes the transport writes in front of every datagram payload (the quarter stream ID
+    /// over HTTP/3; 0 over HTTP/2). A frame with that much room in front goes to
+    /// [`send_datagram_with_headroom`](Self::send_datagram_with_headroom) without a copy.
+    pub fn datagram_headroom(&self) -> usize {
+        self.inner.datagram.headroom()
+    }
+
+    /// Sends `frame[headroom..]` as a datagram, using the `headroom` bytes in front as room
+    /// for the transport's header: with at least
+    /// [`datagram_headroom`](Self::datagram_headroom) of them the payload is not copied (see
+    /// [`wt_core::Session::send_datagram_with_headroom`]). Errors as
+    /// [`send_datagram`](Self::send_datagram), plus
+    /// [`SessionError::DatagramHeadroom`] when `headroom` exceeds the frame.
+    ///
+    /// ```no_run
+    /// # async fn demo(conn: wt_client::Connection, seq: u64) -> Result<(), wt_client::Error> {
+    /// use bytes::{BufMut, BytesMut};
+    /// let room = conn.datagram_headroom();
+    /// let mut frame = BytesMut::with_capacity(room + 8);
+    /// frame.put_bytes(0, room);
+    /// frame.put_u64(seq);
+    /// conn.send_datagram_with_headroom(frame, room).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn send_datagram_with_headroom(
+        &self,
+        frame: BytesMut,
+        headroom: usize,
+    ) -> Result<(), Error> {
+        if let Some(t) = self.inner.shared.terminal.get() {
+            return Err(t.clone());
+        }
+        if self.inner.cmd.is_closed() {
+            return Err(Error::driver_gone());
+        }
+        self.datagram_result(self.inner.datagram.send_in_place(frame, headroom))
+            .await
+    }
+
+    /// What a datagram send returns: a refusal by the session (too large, bad headroom, or
+    /// the session is ending) goes through [`failed`](Self::failed), which reports the end
+    /// of the session when that is the cause.
+    async fn datagram_result(&self, r: Result<(), SessionError>) -> Result<(), Error> {
+        match r {
             Ok(()) => Ok(()),
-            // The session refused it (too large, or it is ending).
             Err(err) => self.failed(Error::Session(err)).await,
         }
     }

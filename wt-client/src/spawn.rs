@@ -30,8 +30,7 @@ pub(crate) fn start_with<S: Session>(
     };
     // Datagrams bypass the driver: `send_datagram` is synchronous and the handle is cheap to
     // clone, so the caller's task sends directly (see `Connection::send_datagram`).
-    let dgram_session = session.clone();
-    let datagram: DatagramSender = Arc::new(move |data| dgram_session.send_datagram(data));
+    let datagram: DatagramSender = Arc::new(session.clone());
     let (driver, handles) = Driver::new(session, default, cfg);
     tokio::spawn(driver.run());
     Connection::from_handles(handles, datagram, transport, opts.recv_timeout)

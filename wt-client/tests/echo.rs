@@ -142,6 +142,38 @@ async fn datagram_echo(kind: Kind) {
         }
     }
     assert!(echoed);
+    // Written in place after the transport's headroom (a quarter stream ID over HTTP/3,
+    // nothing over HTTP/2): the echo carries the payload alone.
+    let room = conn.datagram_headroom();
+    assert_eq!(room, if kind == Kind::H3 { 1 } else { 0 });
+    let mut echoed = false;
+    for i in 0..10u8 {
+        let mut frame = bytes::BytesMut::new();
+        frame.extend_from_slice(&vec![0xee; room]);
+        frame.extend_from_slice(&[b'h', i]);
+        conn.send_datagram_with_headroom(frame, room).await.unwrap();
+        match conn.recv_timeout(Duration::from_millis(500)).await {
+            Ok(Msg::Datagram(got)) if got.as_ref() == [b'h', i] => {
+                echoed = true;
+                break;
+            }
+            // A late echo of the first loop, or of an earlier try.
+            Ok(Msg::Datagram(_)) | Err(Error::Timeout) => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        echoed,
+        "no echo of a datagram sent with {room} bytes of headroom"
+    );
+    assert!(matches!(
+        conn.send_datagram_with_headroom(bytes::BytesMut::from(&b"ab"[..]), 3)
+            .await,
+        Err(Error::Session(wt_core::SessionError::DatagramHeadroom {
+            headroom: 3,
+            len: 2
+        }))
+    ));
     let too_big = vec![0u8; 70_000];
     assert!(matches!(
         conn.send_datagram(too_big).await,

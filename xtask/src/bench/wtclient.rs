@@ -112,8 +112,13 @@ pub async fn datagrams(
     n: usize,
     payload: Payload,
 ) -> BResult<Sample> {
-    datagram_run(stats, n, payload, 0, |f| async move {
-        Ok(c.send_datagram(f.payload()).await?)
+    datagram_run(stats, n, payload, c.datagram_headroom(), |f| async move {
+        match f {
+            super::common::Frame::Written(frame, room) => {
+                Ok(c.send_datagram_with_headroom(frame, room).await?)
+            }
+            super::common::Frame::Shared(p) => Ok(c.send_datagram(p).await?),
+        }
     })
     .await
 }

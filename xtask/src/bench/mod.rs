@@ -14,7 +14,8 @@
 //! Workloads (`--workload`): `bulk` (= `bulk-upload` + `bulk-echo`), `latency`, `churn`,
 //! `datagrams` (= `datagrams-written` + `datagrams-shared`, see [`common::Payload`]), `setup`,
 //! `scale`. Each workload runs every stack that applies, alternating
-//! them within a round (the order rotates every round), for 3 rounds (`--quick`: 1 round and
+//! them within a round (each right next to its baseline, the order reversed every other
+//! round; see [`run_order`]), for 3 rounds (`--quick`: 1 round and
 //! smaller sizes), then reports median, spread (max − min over the median), the ratio to the
 //! stack's baseline (the median over rounds of the ratio of the two runs of the same round,
 //! which tolerates a machine whose load drifts) and the target of the brief:
@@ -166,6 +167,23 @@ impl Workload {
             .filter(|s| cfg!(feature = "bench") || *s != Wtransport)
             .collect()
     }
+}
+
+/// The order `stacks` run in within a round: every stack right next to its baseline (a
+/// wt-client stack, the raw API it wraps, raw quinn, wtransport; then raw h2, wt-h2, its
+/// wt-client), so the two runs a ratio compares are back to back even when the machine's
+/// speed drifts. Odd rounds run it backwards, so each of a pair goes first as often.
+fn run_order(stacks: &[Stack], round: usize) -> Vec<usize> {
+    use Stack::*;
+    const ORDER: [Stack; 7] = [WtClientH3, WtH3, Quinn, Wtransport, H2, WtH2, WtClientH2];
+    let mut order: Vec<usize> = ORDER
+        .iter()
+        .filter_map(|s| stacks.iter().position(|x| x == s))
+        .collect();
+    if round % 2 == 1 {
+        order.reverse();
+    }
+    order
 }
 
 /// A client/server implementation under test.
@@ -577,8 +595,7 @@ async fn run(args: Args) -> ExitCode {
             .collect();
         let mut cells: Vec<(Stack, Cell)> = stacks.iter().map(|s| (*s, Cell::default())).collect();
         for round in 0..rounds {
-            for k in 0..stacks.len() {
-                let i = (k + round) % stacks.len();
+            for i in run_order(&stacks, round) {
                 let stack = stacks[i];
                 let waited = quiesce().await;
                 if waited > Duration::from_millis(150) {
@@ -685,6 +702,27 @@ async fn run(args: Args) -> ExitCode {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_stack_runs_next_to_its_baseline_and_the_order_alternates() {
+        for w in Workload::ALL {
+            let stacks = w.stacks();
+            let even = run_order(&stacks, 0);
+            let odd = run_order(&stacks, 1);
+            let mut sorted = even.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, (0..stacks.len()).collect::<Vec<_>>(), "{w:?}");
+            assert_eq!(odd, even.iter().rev().copied().collect::<Vec<_>>());
+            for (k, &i) in even.iter().enumerate() {
+                // A baseline the workload lacks (raw h2 has no datagrams) has no ratio.
+                let b = stacks[i].baseline();
+                if let Some(j) = stacks.iter().position(|s| Some(*s) == b) {
+                    let at = even.iter().position(|&x| x == j).unwrap();
+                    assert_eq!(at.abs_diff(k), 1, "{w:?}: {:?} vs {:?}", stacks[i], b);
+                }
+            }
+        }
+    }
+
     use super::*;
 
     #[test]

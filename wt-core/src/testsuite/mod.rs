@@ -211,15 +211,14 @@ pub async fn datagram_headroom<C: Connector, A: Acceptor>(
     Ok(())
 }
 
-/// Polls `f` once: its output if it is ready at once.
-async fn poll_once<F: Future + Unpin>(f: &mut F) -> Option<F::Output> {
-    std::future::poll_fn(|cx| {
-        std::task::Poll::Ready(match std::pin::Pin::new(&mut *f).poll(cx) {
-            std::task::Poll::Ready(v) => Some(v),
-            std::task::Poll::Pending => None,
-        })
-    })
-    .await
+/// `Some(output)` if `fut` is ready on its first poll, `None` if it would wait (pass
+/// `&mut f` to poll a pinned future again later).
+async fn now<F: Future>(fut: F) -> Option<F::Output> {
+    tokio::select! {
+        biased;
+        r = fut => Some(r),
+        _ = std::future::ready(()) => None,
+    }
 }
 
 /// Two datagram readers wait on the server at once (a transport may serve the first one
@@ -234,7 +233,7 @@ pub async fn datagram_readers<C: Connector, A: Acceptor>(
     let mut r1 = Box::pin(server.recv_datagram());
     let mut r2 = Box::pin(server.recv_datagram());
     ensure(
-        poll_once(&mut r1).await.is_none() && poll_once(&mut r2).await.is_none(),
+        now(&mut r1).await.is_none() && now(&mut r2).await.is_none(),
         || "a reader returned before anything was sent".into(),
     )?;
     // Datagrams may be lost: resend until one of the readers has it.

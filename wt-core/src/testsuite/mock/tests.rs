@@ -1,17 +1,7 @@
 //! Tests of the mock transport itself, and the generic suite over it.
 
-use std::future::Future;
-
 use super::*;
-
-/// `Some(output)` if `fut` is ready on its first poll, `None` if it would wait.
-async fn now<F: Future>(fut: F) -> Option<F::Output> {
-    tokio::select! {
-        biased;
-        r = fut => Some(r),
-        _ = std::future::ready(()) => None,
-    }
-}
+use crate::testsuite::now;
 
 fn pair() -> (MockSession, MockSession) {
     MockSession::pair(MockConfig::default())

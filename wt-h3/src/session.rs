@@ -1054,6 +1054,10 @@ impl wt_core::Session for Session {
     async fn recv_datagram(&self) -> Result<Bytes, SessionError> {
         let shared = &self.shared;
         loop {
+            // Created before the checks, so the end of the session (`notify_waiters` in
+            // `terminate`) reaches it; pushes use notify_one, which leaves a permit. Creating it
+            // registers nothing: the direct reader below drops it unpolled, at no cost.
+            let notified = shared.dgram_notify.notified();
             if let Some(d) = shared.pop_datagram() {
                 return Ok(d);
             }
@@ -1074,13 +1078,6 @@ impl wt_core::Session for Session {
                     }
                 }
             }
-            // Pushes use notify_one: one arriving between the queue check and the wait leaves
-            // a permit, so the waiter need not be registered up front.
-            let notified = shared.dgram_notify.notified();
-            if let Some(d) = shared.pop_datagram() {
-                return Ok(d);
-            }
-            self.check_open()?;
             if !direct {
                 tokio::select! {
                     _ = notified => {}

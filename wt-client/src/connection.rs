@@ -393,13 +393,7 @@ impl Connection {
     /// ```
     pub async fn send_datagram(&self, data: impl Into<Bytes>) -> Result<(), Error> {
         let data = data.into();
-        if let Some(t) = self.inner.shared.terminal.get() {
-            return Err(t.clone());
-        }
-        if self.inner.cmd.is_closed() {
-            return Err(Error::driver_gone());
-        }
-        self.datagram_result(self.inner.datagram.send(data)).await
+        self.send_datagram_with(|d| d.send(data)).await
     }
 
     /// Bytes the transport writes in front of every datagram payload (the quarter stream ID
@@ -431,21 +425,25 @@ impl Connection {
         frame: BytesMut,
         headroom: usize,
     ) -> Result<(), Error> {
+        self.send_datagram_with(|d| d.send_in_place(frame, headroom))
+            .await
+    }
+
+    /// Both datagram sends: nothing is sent once the session ended or the driver is gone;
+    /// a refusal by the session (too large, bad headroom, or the session is ending) goes
+    /// through [`failed`](Self::failed), which reports the end of the session when that is
+    /// the cause.
+    async fn send_datagram_with(
+        &self,
+        send: impl FnOnce(&dyn DatagramOut) -> Result<(), SessionError>,
+    ) -> Result<(), Error> {
         if let Some(t) = self.inner.shared.terminal.get() {
             return Err(t.clone());
         }
         if self.inner.cmd.is_closed() {
             return Err(Error::driver_gone());
         }
-        self.datagram_result(self.inner.datagram.send_in_place(frame, headroom))
-            .await
-    }
-
-    /// What a datagram send returns: a refusal by the session (too large, bad headroom, or
-    /// the session is ending) goes through [`failed`](Self::failed), which reports the end
-    /// of the session when that is the cause.
-    async fn datagram_result(&self, r: Result<(), SessionError>) -> Result<(), Error> {
-        match r {
+        match send(&*self.inner.datagram) {
             Ok(()) => Ok(()),
             Err(err) => self.failed(Error::Session(err)).await,
         }

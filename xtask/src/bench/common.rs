@@ -608,7 +608,7 @@ pub async fn datagram_run<F, Fut>(
     mut send: F,
 ) -> BResult<Sample>
 where
-    F: FnMut(Frame) -> Fut,
+    F: FnMut(DatagramFrame) -> Fut,
     Fut: Future<Output = BResult<()>>,
 {
     settle(stats).await;
@@ -620,7 +620,7 @@ where
     for i in 0..n as u64 {
         stats.window(i, &mut lost).await;
         let frame = match payload {
-            Payload::Shared => Frame::Shared(pattern.clone()),
+            Payload::Shared => DatagramFrame::Shared(pattern.clone()),
             Payload::Written => {
                 let need = headroom + DGRAM_SIZE;
                 if arena.capacity() < need {
@@ -629,7 +629,7 @@ where
                 arena.put_bytes(0, headroom);
                 arena.put_u64_le(i);
                 arena.put_slice(&pattern[8..]);
-                Frame::Written(arena.split(), headroom)
+                DatagramFrame::Written(arena.split(), headroom)
             }
         };
         send(frame).await?;
@@ -641,19 +641,19 @@ where
 }
 
 /// One datagram of [`datagram_run`].
-pub enum Frame {
+pub enum DatagramFrame {
     /// The shared payload.
     Shared(Bytes),
     /// A written frame and the headroom in front of its payload.
     Written(BytesMut, usize),
 }
 
-impl Frame {
+impl DatagramFrame {
     /// The payload alone, for stacks that take no headroom (no copy).
     pub fn payload(self) -> Bytes {
         match self {
-            Frame::Shared(b) => b,
-            Frame::Written(f, room) => f.freeze().slice(room..),
+            DatagramFrame::Shared(b) => b,
+            DatagramFrame::Written(f, room) => f.freeze().slice(room..),
         }
     }
 }

@@ -150,8 +150,8 @@ pub async fn datagrams<S: Session>(
     datagram_run(stats, n, payload, s.datagram_headroom(), |f| {
         std::future::ready(
             match f {
-                Frame::Written(frame, room) => s.send_datagram_with_headroom(frame, room),
-                Frame::Shared(p) => s.send_datagram(p),
+                DatagramFrame::Written(frame, room) => s.send_datagram_with_headroom(frame, room),
+                DatagramFrame::Shared(p) => s.send_datagram(p),
             }
             .map_err(Into::into),
         )

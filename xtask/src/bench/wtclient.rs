@@ -114,10 +114,10 @@ pub async fn datagrams(
 ) -> BResult<Sample> {
     datagram_run(stats, n, payload, c.datagram_headroom(), |f| async move {
         match f {
-            super::common::Frame::Written(frame, room) => {
+            DatagramFrame::Written(frame, room) => {
                 Ok(c.send_datagram_with_headroom(frame, room).await?)
             }
-            super::common::Frame::Shared(p) => Ok(c.send_datagram(p).await?),
+            DatagramFrame::Shared(p) => Ok(c.send_datagram(p).await?),
         }
     })
     .await

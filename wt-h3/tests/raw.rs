@@ -700,3 +700,64 @@ async fn opened_streams_send_their_header_with_data_or_before_fin() {
     assert_eq!(got[1], header.to_vec());
     assert_eq!(got[2], header.to_vec());
 }
+
+/// The server closes a session while the peer keeps the connection and answers nothing:
+/// the server's blocked read, `stopped` and `accept_bi` end at once with the session's end,
+/// the peer's stream is stopped with WT_SESSION_GONE, and the connection stays open. Nothing but the session's own end can wake those calls here (the peer neither
+/// resets the stream nor closes the connection), with and without session flow control (a
+/// stream read from quinn or from the read-ahead queue).
+async fn local_close_ends_blocked_calls(server: Server, p: Raw) {
+    let (cs, mut cr, session) = p.session(&server).await;
+    let (mut ps, _pr) = p.conn.open_bi().await.unwrap();
+    ps.write_all(&wt_stream(true, sid_of(&cs), b"abc"))
+        .await
+        .unwrap();
+    let (mut tx, mut rx) = timeout(session.accept_bi()).await.unwrap();
+    assert_eq!(
+        timeout(rx.read_chunk(10)).await.unwrap().unwrap(),
+        &b"abc"[..]
+    );
+    let s2 = session.clone();
+    let blocked = tokio::spawn(async move {
+        let (read, stopped, accepted) = tokio::join!(
+            rx.read_chunk(10),
+            wt_core::SendStream::stopped(&mut tx),
+            s2.accept_bi()
+        );
+        (read, stopped.err(), accepted.err())
+    });
+    session.close(7, "bye").unwrap();
+    let (read, stopped, accepted) = timeout(blocked).await.unwrap();
+    for e in [
+        read.err(),
+        stopped,
+        accepted.map(wt_core::StreamError::SessionGone),
+    ] {
+        assert!(
+            matches!(e, Some(wt_core::StreamError::SessionGone(_))),
+            "{e:?}"
+        );
+    }
+    assert_eq!(
+        timeout(ps.stopped()).await.unwrap(),
+        Some(quinn::VarInt::from_u64(H3Code::WT_SESSION_GONE.0).unwrap())
+    );
+    // The CONNECT stream carried the close capsule and its FIN; the connection is still up.
+    while timeout(cr.read_chunk(100, true)).await.unwrap().is_some() {}
+    assert!(p.conn.close_reason().is_none());
+    drop(cs);
+}
+
+#[tokio::test]
+async fn local_close_ends_blocked_calls_on_a_connection_that_stays() {
+    let (server, tls) = server_with(|_| {});
+    let p = raw(&server, &tls).await;
+    local_close_ends_blocked_calls(server, p).await;
+}
+
+#[tokio::test]
+async fn local_close_ends_blocked_calls_with_flow_control() {
+    let (server, tls) = fc_server(1 << 20, 10, 10);
+    let p = raw_with(&server, &tls, fc_settings(1 << 20, 100, 100)).await;
+    local_close_ends_blocked_calls(server, p).await;
+}

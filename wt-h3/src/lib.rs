@@ -52,6 +52,7 @@ mod client;
 mod config;
 pub mod conn;
 mod driver;
+mod end;
 mod error;
 pub mod proto;
 mod queue;

@@ -10,7 +10,8 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
+
+use crate::end::EndSignal;
 
 struct State<T> {
     items: VecDeque<T>,
@@ -69,10 +70,10 @@ impl<T> AcceptQueue<T> {
         Ok(())
     }
 
-    /// Queues `item`, waiting for room (backpressure) unless `ended` is cancelled first;
+    /// Queues `item`, waiting for room (backpressure) unless `ended` is set first;
     /// `Err` hands the item back (closed or ended) to be refused. Cancel safe in the sense
     /// that a dropped future drops its item.
-    pub(crate) async fn push(&self, item: T, ended: &CancellationToken) -> Result<(), T> {
+    pub(crate) async fn push(&self, item: T, ended: &EndSignal) -> Result<(), T> {
         let mut item = match self.try_push(item) {
             Ok(()) => return Ok(()),
             Err(PushError::Closed(item)) => return Err(item),
@@ -87,10 +88,8 @@ impl<T> AcceptQueue<T> {
                 Err(PushError::Closed(item)) => return Err(item),
                 Err(PushError::Full(item)) => item,
             };
-            tokio::select! {
-                biased;
-                _ = notified => {}
-                _ = ended.cancelled() => return Err(item),
+            if ended.or_end(notified).await.is_none() {
+                return Err(item);
             }
         }
     }
@@ -109,9 +108,9 @@ impl<T> AcceptQueue<T> {
         Ok(Some(item))
     }
 
-    /// Waits for the oldest item; `None` when the queue is closed or `ended` is cancelled.
+    /// Waits for the oldest item; `None` when the queue is closed or `ended` is set.
     /// Cancel safe: an item is only taken when the future resolves with it.
-    pub(crate) async fn pop(&self, ended: &CancellationToken) -> Option<T> {
+    pub(crate) async fn pop(&self, ended: &EndSignal) -> Option<T> {
         loop {
             match self.try_pop() {
                 Ok(Some(item)) => return Some(item),
@@ -126,11 +125,7 @@ impl<T> AcceptQueue<T> {
                 Err(()) => return None,
                 Ok(None) => {}
             }
-            tokio::select! {
-                biased;
-                _ = notified => {}
-                _ = ended.cancelled() => return None,
-            }
+            ended.or_end(notified).await?;
         }
     }
 
@@ -155,7 +150,7 @@ mod tests {
     #[tokio::test]
     async fn bounded_fifo_that_closes() {
         let q = AcceptQueue::new(2);
-        let ended = CancellationToken::new();
+        let ended = EndSignal::default();
         assert!(q.try_push(1).is_ok());
         assert!(q.try_push(2).is_ok());
         assert!(matches!(q.try_push(3), Err(PushError::Full(3))));
@@ -170,7 +165,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_waits_for_room_or_the_end() {
         let q = std::sync::Arc::new(AcceptQueue::new(1));
-        let ended = CancellationToken::new();
+        let ended = std::sync::Arc::new(EndSignal::default());
         assert!(q.try_push(1).is_ok());
         let (q2, e2) = (q.clone(), ended.clone());
         let producer = tokio::spawn(async move { q2.push(2, &e2).await });
@@ -183,7 +178,7 @@ mod tests {
         let (q2, e2) = (q.clone(), ended.clone());
         let producer = tokio::spawn(async move { q2.push(4, &e2).await });
         tokio::task::yield_now().await;
-        ended.cancel();
+        ended.set();
         assert_eq!(producer.await.unwrap(), Err(4));
     }
 }

@@ -224,7 +224,7 @@ async fn pump(
                 let _ = recv.stop(varint(code));
                 return;
             }
-            _ = session.ended.cancelled() => {
+            _ = session.end.wait() => {
                 let _ = recv.stop(varint(H3Code::WT_SESSION_GONE.0));
                 return ra.finish(End::Other);
             }

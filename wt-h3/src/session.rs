@@ -32,6 +32,7 @@ use wt_core::{
 
 use crate::conn::flow::{Credit, FlowError, SessionFlow};
 use crate::driver::{varint, Conn, FrameReader, Incoming, ReadFail};
+use crate::end::EndSignal;
 use crate::proto::frame::{self, Frame};
 use crate::proto::stream_type::{self, Role};
 use crate::queue::AcceptQueue;
@@ -62,12 +63,9 @@ pub(crate) struct SessionShared {
     pub id: u64,
     pub conn: Arc<Conn>,
     pub info: SessionInfo,
-    /// Cancelled when the session ends (for waiting; use [`is_ended`](Self::is_ended) to
-    /// test, which does not lock).
-    pub ended: CancellationToken,
-    /// Mirrors `ended` for the fast-path checks on every read and write (set before the
-    /// token is cancelled).
-    ended_flag: AtomicBool,
+    /// Set when the session ends: tested on every read and write, waited on by every blocked
+    /// one (see [`EndSignal::or_end`]).
+    pub end: EndSignal,
     reason: OnceLock<SessionError>,
     pub draining: CancellationToken,
     /// Peer-opened streams waiting for `accept_bi` / `accept_uni`.
@@ -135,8 +133,7 @@ impl SessionShared {
             id,
             conn,
             info,
-            ended: CancellationToken::new(),
-            ended_flag: AtomicBool::new(false),
+            end: EndSignal::default(),
             reason: OnceLock::new(),
             draining,
             bidi: AcceptQueue::new(wt_core::limits::MAX_PENDING_ACCEPT),
@@ -207,10 +204,8 @@ impl SessionShared {
                 }
                 self.kick_if_pending(&f);
             }
-            tokio::select! {
-                biased;
-                _ = notified => {}
-                _ = self.ended.cancelled() => return Err(self.end_reason()),
+            if self.end.or_end(notified).await.is_none() {
+                return Err(self.end_reason());
             }
         }
     }
@@ -309,7 +304,7 @@ impl SessionShared {
 
     /// Whether the session has ended (lock-free; the reason is set by then).
     pub(crate) fn is_ended(&self) -> bool {
-        self.ended_flag.load(Ordering::Acquire)
+        self.end.is_set()
     }
 
     /// Ends the session (first reason wins).
@@ -317,8 +312,7 @@ impl SessionShared {
         if self.reason.set(reason).is_ok() {
             debug!(session = self.id, reason = %self.end_reason(), "session ended");
         }
-        self.ended_flag.store(true, Ordering::Release);
-        self.ended.cancel();
+        self.end.set();
         self.draining.cancel();
         {
             let mut q = lock(&self.datagrams);
@@ -354,14 +348,14 @@ impl SessionShared {
         match stream {
             Incoming::Bidi(s, r, prefix) => {
                 let r = Source::new(r, prefix, self);
-                if let Err((mut s, r)) = self.bidi.push((s, r), &self.ended).await {
+                if let Err((mut s, r)) = self.bidi.push((s, r), &self.end).await {
                     let _ = s.reset(varint(H3Code::WT_SESSION_GONE.0));
                     r.refuse(H3Code::WT_SESSION_GONE);
                 }
             }
             Incoming::Uni(r, prefix) => {
                 let r = Source::new(r, prefix, self);
-                if let Err(r) = self.uni.push(r, &self.ended).await {
+                if let Err(r) = self.uni.push(r, &self.end).await {
                     r.refuse(H3Code::WT_SESSION_GONE);
                 }
             }
@@ -781,7 +775,7 @@ impl Task {
             let notified = self.shared.ctrl_notify.notified();
             tokio::select! {
                 biased;
-                _ = self.shared.ended.cancelled() => break,
+                _ = self.shared.end.wait() => break,
                 _ = notified => {
                     let mut caps = Vec::new();
                     if std::mem::take(&mut lock(&self.shared.ctrl).drain) {
@@ -936,7 +930,7 @@ impl Session {
     /// quinn reported the connection gone while reading datagrams: waits for the session to
     /// end with it (the driver records why) and reports that.
     async fn connection_gone(&self) -> SessionError {
-        self.shared.ended.cancelled().await;
+        self.shared.end.wait().await;
         self.shared.end_reason()
     }
 
@@ -959,13 +953,16 @@ impl wt_core::Session for Session {
     async fn open_bi(&self) -> Result<(SendStream, RecvStream), SessionError> {
         self.check_open()?;
         let credit = self.shared.acquire(Credit::Bidi, 1).await?;
-        let (send, recv) = tokio::select! {
-            biased;
-            // The open is usually ready at once: poll it first, so the session-end watch
-            // only registers when it has to wait.
-            r = self.shared.conn.quic.open_bi() => r.map_err(|e| self.lost(e))?,
-            _ = self.shared.ended.cancelled() => return Err(self.shared.end_reason()),
+        // The open is usually ready at once, and then the session's end is not watched.
+        let Some(r) = self
+            .shared
+            .end
+            .or_end(self.shared.conn.quic.open_bi())
+            .await
+        else {
+            return Err(self.shared.end_reason());
         };
+        let (send, recv) = r.map_err(|e| self.lost(e))?;
         // From here on the stream counts. Its header goes out with the first payload.
         credit.commit(1);
         self.shared.stats.bidi_local.fetch_add(1, Relaxed);
@@ -984,11 +981,15 @@ impl wt_core::Session for Session {
     async fn open_uni(&self) -> Result<SendStream, SessionError> {
         self.check_open()?;
         let credit = self.shared.acquire(Credit::Uni, 1).await?;
-        let send = tokio::select! {
-            biased;
-            r = self.shared.conn.quic.open_uni() => r.map_err(|e| self.lost(e))?,
-            _ = self.shared.ended.cancelled() => return Err(self.shared.end_reason()),
+        let Some(r) = self
+            .shared
+            .end
+            .or_end(self.shared.conn.quic.open_uni())
+            .await
+        else {
+            return Err(self.shared.end_reason());
         };
+        let send = r.map_err(|e| self.lost(e))?;
         credit.commit(1);
         self.shared.stats.uni_local.fetch_add(1, Relaxed);
         let id = stream_id(send.id());
@@ -998,7 +999,7 @@ impl wt_core::Session for Session {
 
     async fn accept_bi(&self) -> Result<(SendStream, RecvStream), SessionError> {
         self.check_open()?;
-        let Some((send, recv)) = self.shared.bidi.pop(&self.shared.ended).await else {
+        let Some((send, recv)) = self.shared.bidi.pop(&self.shared.end).await else {
             return Err(self.shared.end_reason());
         };
         self.shared.stats.bidi_remote.fetch_add(1, Relaxed);
@@ -1012,7 +1013,7 @@ impl wt_core::Session for Session {
 
     async fn accept_uni(&self) -> Result<RecvStream, SessionError> {
         self.check_open()?;
-        let Some(recv) = self.shared.uni.pop(&self.shared.ended).await else {
+        let Some(recv) = self.shared.uni.pop(&self.shared.end).await else {
             return Err(self.shared.end_reason());
         };
         self.shared.stats.uni_remote.fetch_add(1, Relaxed);
@@ -1079,9 +1080,8 @@ impl wt_core::Session for Session {
                 }
             }
             if !direct {
-                tokio::select! {
-                    _ = notified => {}
-                    _ = shared.ended.cancelled() => return Err(shared.end_reason()),
+                if shared.end.or_end(notified).await.is_none() {
+                    return Err(shared.end_reason());
                 }
                 continue;
             }
@@ -1123,14 +1123,14 @@ impl wt_core::Session for Session {
     }
 
     async fn closed(&self) -> SessionError {
-        self.shared.ended.cancelled().await;
+        self.shared.end.wait().await;
         self.shared.end_reason()
     }
 
     async fn draining(&self) {
         tokio::select! {
             _ = self.shared.draining.cancelled() => {}
-            _ = self.shared.ended.cancelled() => {}
+            _ = self.shared.end.wait() => {}
         }
     }
 

@@ -223,11 +223,11 @@ impl wt_core::SendStream for SendStream {
                 return Err(self.gone());
             };
             let n = credit.n as usize;
-            let r = tokio::select! {
-                biased;
-                r = write_with_header(q, &mut self.header, &buf[..n]) => Some(r),
-                _ = self.session.ended.cancelled() => None,
-            };
+            let r = self
+                .session
+                .end
+                .or_end(write_with_header(q, &mut self.header, &buf[..n]))
+                .await;
             if let Some(Ok(m)) = &r {
                 credit.commit(*m as u64);
             }
@@ -268,10 +268,13 @@ impl wt_core::SendStream for SendStream {
             let Some(q) = self.inner.as_mut() else {
                 return Err(StreamError::ClosedLocally);
             };
-            let r = tokio::select! {
-                biased;
-                r = write_chunk_with_header(q, &mut self.header, chunk) => r,
-                _ = self.session.ended.cancelled() => return Err(self.gone()),
+            let watched = self
+                .session
+                .end
+                .or_end(write_chunk_with_header(q, &mut self.header, chunk))
+                .await;
+            let Some(r) = watched else {
+                return Err(self.gone());
             };
             match r {
                 Ok(()) => {
@@ -325,12 +328,13 @@ impl wt_core::SendStream for SendStream {
             return Ok(None);
         };
         if self.fin_pending {
-            let r = tokio::select! {
-                biased;
-                r = finish_after_header(q, &mut self.header) => r,
-                _ = self.session.ended.cancelled() => {
-                    return Err(StreamError::SessionGone(self.session.end_reason()))
-                }
+            let watched = self
+                .session
+                .end
+                .or_end(finish_after_header(q, &mut self.header))
+                .await;
+            let Some(r) = watched else {
+                return Err(StreamError::SessionGone(self.session.end_reason()));
             };
             self.fin_pending = false;
             match r {
@@ -346,12 +350,8 @@ impl wt_core::SendStream for SendStream {
                 Err(_) => return Ok(None),
             }
         }
-        let r = tokio::select! {
-            biased;
-            r = q.stopped() => r,
-            _ = self.session.ended.cancelled() => {
-                return Err(StreamError::SessionGone(self.session.end_reason()))
-            }
+        let Some(r) = self.session.end.or_end(q.stopped()).await else {
+            return Err(StreamError::SessionGone(self.session.end_reason()));
         };
         match r {
             Ok(Some(code)) => Ok(Some(wt_from_h3(code.into_inner()).unwrap_or(0))),
@@ -385,11 +385,7 @@ impl wt_core::SendStream for SendStream {
             return Err(self.gone());
         };
         let mut chunk = [data.slice(..credit.n as usize)];
-        let r = tokio::select! {
-            biased;
-            r = q.write_chunks(&mut chunk) => Some(r),
-            _ = self.session.ended.cancelled() => None,
-        };
+        let r = self.session.end.or_end(q.write_chunks(&mut chunk)).await;
         match r {
             Some(Ok(w)) => {
                 credit.commit(w.bytes as u64);
@@ -413,7 +409,7 @@ impl wt_core::SendStream for SendStream {
 
     fn stop_notice(&self) -> impl Future<Output = Option<u32>> + Send + 'static {
         let stopped = self.inner.as_ref().map(|q| q.stopped());
-        let ended = self.session.ended.clone();
+        let session = self.session.clone();
         let gone = self.gone.get_or_init(Default::default).clone();
         let already_done = self.done;
         async move {
@@ -428,7 +424,7 @@ impl wt_core::SendStream for SendStream {
                     _ => None,
                 },
                 _ = gone.cancelled() => None,
-                _ = ended.cancelled() => None,
+                _ = session.end.wait() => None,
             }
         }
     }
@@ -464,7 +460,7 @@ impl Drop for SendStream {
         rt.spawn(async move {
             tokio::select! {
                 biased;
-                _ = session.ended.cancelled() => {
+                _ = session.end.wait() => {
                     let _ = q.reset(varint(H3Code::WT_SESSION_GONE.0));
                 }
                 _ = finish_after_header(&mut q, &mut header) => {}
@@ -611,10 +607,8 @@ impl RecvStream {
                 }
                 None => {}
             }
-            tokio::select! {
-                biased;
-                _ = self.session.ended.cancelled() => return Err(self.gone()),
-                _ = ra.readable() => {}
+            if self.session.end.or_end(ra.readable()).await.is_none() {
+                return Err(self.gone());
             }
         }
     }
@@ -653,10 +647,8 @@ impl wt_core::RecvStream for RecvStream {
                 return self.read_ahead(ra, max).await;
             }
         };
-        let r = tokio::select! {
-            biased;
-            r = inner.read_chunk(max, true) => r,
-            _ = self.session.ended.cancelled() => return Err(self.gone()),
+        let Some(r) = self.session.end.or_end(inner.read_chunk(max, true)).await else {
+            return Err(self.gone());
         };
         match r {
             Ok(Some(c)) => {

@@ -83,22 +83,26 @@ async fn write_with_header(
 async fn write_chunk_with_header(
     q: &mut quinn::SendStream,
     header: &mut Option<Bytes>,
-    mut chunk: Bytes,
+    chunk: Bytes,
 ) -> Result<(), quinn::WriteError> {
-    while let Some(h) = header.as_mut() {
-        let mut bufs = [h.clone(), chunk.clone()];
+    // quinn advances what it writes in place. The header stays in `header` (cancelled, the
+    // rest of it is still there) and goes in front as a clone.
+    let mut bufs = [Bytes::new(), chunk];
+    loop {
+        if let Some(h) = header.as_ref() {
+            bufs[0] = h.clone();
+        }
+        if bufs.iter().all(Bytes::is_empty) {
+            return Ok(());
+        }
         let w = q.write_chunks(&mut bufs).await?;
-        let hn = w.bytes.min(h.len());
-        h.advance(hn);
-        chunk.advance(w.bytes - hn);
-        if h.is_empty() {
-            *header = None;
+        if let Some(h) = header.as_mut() {
+            h.advance(w.bytes.min(h.len()));
+            if h.is_empty() {
+                *header = None;
+            }
         }
     }
-    if chunk.is_empty() {
-        return Ok(());
-    }
-    q.write_chunk(chunk).await
 }
 
 /// Writes what is left of `header`, then finishes the stream.

@@ -18,6 +18,16 @@ struct Raw {
 }
 
 async fn raw_with(server: &Server, tls: &wt_core::tls::ServerTls, settings: Settings) -> Raw {
+    raw_tuned(server, tls, settings, |_| {}).await
+}
+
+/// A raw peer whose QUIC transport settings `tune` adjusts.
+async fn raw_tuned(
+    server: &Server,
+    tls: &wt_core::tls::ServerTls,
+    settings: Settings,
+    tune: impl FnOnce(&mut quinn::TransportConfig),
+) -> Raw {
     let mut ct = wt_core::tls::ClientTls::default();
     ct.cert_hashes.push(tls.cert_hash());
     let rc = ct.build(&[b"h3"], false).unwrap();
@@ -25,6 +35,7 @@ async fn raw_with(server: &Server, tls: &wt_core::tls::ServerTls, settings: Sett
     let mut cc = quinn::ClientConfig::new(Arc::new(crypto));
     let mut t = quinn::TransportConfig::default();
     t.datagram_receive_buffer_size(Some(65536));
+    tune(&mut t);
     cc.transport_config(Arc::new(t));
     let ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     let conn = ep
@@ -760,4 +771,57 @@ async fn local_close_ends_blocked_calls_with_flow_control() {
     let (server, tls) = fc_server(1 << 20, 10, 10);
     let p = raw_with(&server, &tls, fc_settings(1 << 20, 100, 100)).await;
     local_close_ends_blocked_calls(server, p).await;
+}
+
+/// A first write cancelled while flow control holds back the rest of the stream header
+/// loses no header byte: the next write sends what is left of the header, then its own
+/// data, and the cancelled chunk never reaches the peer.
+#[tokio::test]
+async fn a_cancelled_first_write_keeps_the_rest_of_the_header() {
+    use futures_util::FutureExt;
+    use wt_core::SendStream;
+
+    let (server, tls) = server_with(|_| {});
+    // Two bytes of stream credit at a time: the header (0x41 as a two-byte varint, then the
+    // session ID) is three bytes long.
+    let p = raw_tuned(
+        &server,
+        &tls,
+        wt_h3::conn::negotiate::client_settings(CompatMode::Latest),
+        |t| {
+            t.stream_receive_window(2u32.into());
+        },
+    )
+    .await;
+    // The server's control stream comes two bytes at a time too: drain it as a peer would.
+    let conn = p.conn.clone();
+    tokio::spawn(async move {
+        while let Ok(mut u) = conn.accept_uni().await {
+            tokio::spawn(async move { while let Ok(Some(_)) = u.read_chunk(64, true).await {} });
+        }
+    });
+    // The response comes two bytes at a time: read it while the server accepts.
+    let (cs, mut cr) = p.connect().await;
+    let (session, status) = tokio::join!(accept_session(&server), read_status(&mut cr));
+    assert_eq!(status.unwrap(), 200);
+    let (mut tx, _rx) = timeout(session.open_bi()).await.unwrap();
+    {
+        let mut first = Box::pin(tx.write_chunk(Bytes::from_static(b"lost")));
+        assert!(
+            (&mut first).now_or_never().is_none(),
+            "two header bytes go out, then the write waits for credit"
+        );
+    }
+    let writer = tokio::spawn(async move {
+        tx.write_chunk(Bytes::from_static(b"kept")).await.unwrap();
+        tx.finish().unwrap();
+        tx
+    });
+    let (_ps, mut pr) = timeout(p.conn.accept_bi()).await.unwrap();
+    let mut got = Vec::new();
+    while let Some(c) = timeout(pr.read_chunk(100, true)).await.unwrap() {
+        got.extend_from_slice(&c.bytes);
+    }
+    let _tx = timeout(writer).await.unwrap();
+    assert_eq!(got, &wt_stream(true, sid_of(&cs), b"kept")[..]);
 }

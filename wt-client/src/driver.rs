@@ -83,11 +83,11 @@ impl Rx {
         }
     }
 
-    /// Wakes the `recv` waiting on the default channel.
-    pub(crate) fn wake_main(&mut self) {
-        if let Some(w) = self.main.take() {
-            w.waker.wake();
-        }
+    /// Takes the waker of the `recv` waiting on the default channel, to be woken once the
+    /// lock is released: woken under it, the reader's thread could come up only to block on
+    /// the lock the waking thread still holds.
+    pub(crate) fn take_main(&mut self) -> Option<std::task::Waker> {
+        self.main.take().map(|w| w.waker)
     }
 }
 
@@ -660,7 +660,7 @@ impl<S: Session> Driver<S> {
         }
         if chan == Chan::Main {
             // The reader takes it from the shared store itself.
-            self.rx().wake_main();
+            self.wake_main();
             return;
         }
         let Some(w) = self.waiters.remove(&chan) else {
@@ -738,10 +738,17 @@ impl<S: Session> Driver<S> {
     /// channel learns of active mode at once.
     fn set_mode(&mut self, mode: Active) {
         self.mode = mode;
-        let mut rx = self.rx();
-        rx.mode = mode;
+        self.rx().mode = mode;
         if mode != Active::Off {
-            rx.wake_main();
+            self.wake_main();
+        }
+    }
+
+    /// Wakes the `recv` waiting on the default channel (outside the lock).
+    fn wake_main(&self) {
+        let waiter = self.rx().take_main();
+        if let Some(w) = waiter {
+            w.wake();
         }
     }
 
@@ -755,7 +762,7 @@ impl<S: Session> Driver<S> {
         for chan in waiting {
             self.dispatch(chan);
         }
-        self.rx().wake_main();
+        self.wake_main();
         self.flush_active();
     }
 
@@ -1026,6 +1033,6 @@ impl<S: Session> Drop for Driver<S> {
     fn drop(&mut self) {
         // Normally every handle is gone by now; after a panic, waiting readers must not hang.
         self.shared.driver_gone.store(true, Ordering::Release);
-        self.rx().wake_main();
+        self.wake_main();
     }
 }

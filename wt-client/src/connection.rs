@@ -248,6 +248,12 @@ impl Connection {
         }
     }
 
+    /// The state shared with the driver (for the crate's tests).
+    #[cfg(test)]
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
+    }
+
     async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, Error> {
         let (tx, rx) = oneshot::channel();
         self.inner

@@ -415,6 +415,51 @@ async fn second_reader_is_busy() {
     assert_eq!(first.await.unwrap(), Msg::Binary(b("one")));
 }
 
+/// The driver wakes a waiting `recv` once it has released the receive lock: a reader woken
+/// under it could come up on another thread only to block on that lock.
+#[tokio::test]
+async fn waiting_recv_is_woken_outside_the_receive_lock() {
+    use std::future::Future;
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Wake, Waker};
+
+    struct Probe {
+        shared: Arc<crate::driver::Shared>,
+        /// Whether the receive lock was free, at each wake-up.
+        free: Mutex<Vec<bool>>,
+        woken: tokio::sync::Notify,
+    }
+    impl Wake for Probe {
+        fn wake(self: Arc<Self>) {
+            let free = self.shared.rx.try_lock().is_ok();
+            self.free.lock().unwrap().push(free);
+            self.woken.notify_one();
+        }
+    }
+
+    let (conn, _peer, mut d) = setup(Options::default()).await;
+    let probe = Arc::new(Probe {
+        shared: conn.shared().clone(),
+        free: Mutex::new(Vec::new()),
+        woken: tokio::sync::Notify::new(),
+    });
+    let waker = Waker::from(probe.clone());
+    let mut recv = Box::pin(conn.recv());
+    assert!(recv
+        .as_mut()
+        .poll(&mut Context::from_waker(&waker))
+        .is_pending());
+    d.send
+        .as_mut()
+        .unwrap()
+        .write_chunk(b("one"))
+        .await
+        .unwrap();
+    probe.woken.notified().await;
+    assert_eq!(*probe.free.lock().unwrap(), [true]);
+    assert_eq!(recv.await.unwrap(), Msg::Binary(b("one")));
+}
+
 #[tokio::test]
 async fn active_mode_forwards_in_order_and_switches() {
     let (conn, peer, mut d) = setup(Options::default()).await;

@@ -233,11 +233,15 @@ impl Conn {
         self.revoke_direct(&mut st);
     }
 
-    /// Server: marks `id` pending unless `max` sessions are already active or pending.
+    /// Server: marks `id` pending unless `max` sessions are already active or pending. A
+    /// session that has ended does not count, even before its task has unregistered it: the
+    /// peer may see the end (a reset or FIN of the CONNECT stream) and send its next CONNECT
+    /// before that task runs again.
     pub(crate) fn try_add_pending(&self, id: u64, max: usize) -> bool {
         let mut st = self.lock();
         st.max_request_id = Some(st.max_request_id.map_or(id, |m| m.max(id)));
-        if st.sessions.len() + st.pending.len() >= max {
+        let live = st.sessions.values().filter(|s| !s.is_ended()).count();
+        if live + st.pending.len() >= max {
             return false;
         }
         st.pending.insert(id);

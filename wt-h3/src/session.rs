@@ -613,10 +613,11 @@ struct Task {
 
 impl Task {
     fn abort(&mut self, code: H3Code, what: &'static str) -> PeerEnd {
-        let _ = self.send.reset(varint(code.0));
-        let _ = self.reader.recv.stop(varint(code.0));
+        // Ended before the peer can see it (see `Conn::try_add_pending`).
         self.shared
             .terminate(SessionError::Protocol(ProtocolError::h3(code, what)));
+        let _ = self.send.reset(varint(code.0));
+        let _ = self.reader.recv.stop(varint(code.0));
         PeerEnd::Aborted
     }
 

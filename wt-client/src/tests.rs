@@ -55,6 +55,16 @@ fn b(s: &'static str) -> Bytes {
     Bytes::from_static(s.as_bytes())
 }
 
+/// Writes `data` on the send half of a stream as the peer.
+async fn peer_write(s: &mut IncomingStream, data: &'static str) {
+    s.send
+        .as_mut()
+        .expect("a stream with a send half")
+        .write_chunk(b(data))
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn default_stream_echo_and_frames() {
     let (conn, _peer, mut d) = setup(Options::default()).await;
@@ -325,18 +335,8 @@ async fn timeouts_lose_nothing() {
             .await,
         Err(Error::Timeout)
     ));
-    d.send
-        .as_mut()
-        .unwrap()
-        .write_chunk(b("late"))
-        .await
-        .unwrap();
-    ps.send
-        .as_mut()
-        .unwrap()
-        .write_chunk(b("late2"))
-        .await
-        .unwrap();
+    peer_write(&mut d, "late").await;
+    peer_write(&mut ps, "late2").await;
     assert_eq!(conn.recv().await.unwrap(), Msg::Binary(b("late")));
     assert_eq!(
         conn.stream_recv(id).await.unwrap(),
@@ -354,12 +354,7 @@ async fn dropped_recv_future_loses_nothing() {
     let (conn, _peer, mut d) = setup(Options::default()).await;
     // A recv polled while nothing is there, then dropped: it leaves no waiter behind.
     assert!(conn.recv().now_or_never().is_none());
-    d.send
-        .as_mut()
-        .unwrap()
-        .write_chunk(b("keep"))
-        .await
-        .unwrap();
+    peer_write(&mut d, "keep").await;
     wait_unread(&conn, 4).await;
     // A recv dropped before it completed took nothing.
     for _ in 0..3 {
@@ -406,12 +401,7 @@ async fn second_reader_is_busy() {
         _ = &mut first => panic!("nothing to read yet"),
         r = conn.recv() => assert!(matches!(r, Err(Error::RecvBusy))),
     }
-    d.send
-        .as_mut()
-        .unwrap()
-        .write_chunk(b("one"))
-        .await
-        .unwrap();
+    peer_write(&mut d, "one").await;
     assert_eq!(first.await.unwrap(), Msg::Binary(b("one")));
 }
 
@@ -449,12 +439,7 @@ async fn waiting_recv_is_woken_outside_the_receive_lock() {
         .as_mut()
         .poll(&mut Context::from_waker(&waker))
         .is_pending());
-    d.send
-        .as_mut()
-        .unwrap()
-        .write_chunk(b("one"))
-        .await
-        .unwrap();
+    peer_write(&mut d, "one").await;
     probe.woken.notified().await;
     assert_eq!(*probe.free.lock().unwrap(), [true]);
     assert_eq!(recv.await.unwrap(), Msg::Binary(b("one")));
@@ -543,12 +528,7 @@ async fn switching_to_active_fails_waiting_readers() {
 async fn event_receiver_comes_back_when_dropped() {
     let (conn, _peer, mut d) = setup(Options::default().active(Active::On)).await;
     let events = conn.take_events().unwrap();
-    d.send
-        .as_mut()
-        .unwrap()
-        .write_chunk(b("kept"))
-        .await
-        .unwrap();
+    peer_write(&mut d, "kept").await;
     drop(events);
     let mut again = conn.take_events().unwrap();
     assert_eq!(again.recv().await.unwrap(), Event::Binary(b("kept")));
@@ -623,12 +603,7 @@ async fn close_codes_both_ways() {
     // Nothing was sent: the session still works.
     conn.send(Frame::binary("still")).await.unwrap();
     assert_eq!(d.recv.read_chunk(10).await.unwrap(), Some(b("still")));
-    d.send
-        .as_mut()
-        .unwrap()
-        .write_chunk(b("buffered"))
-        .await
-        .unwrap();
+    peer_write(&mut d, "buffered").await;
     wait_unread(&conn, 8).await;
     conn.close_with(4000, "bye").await.unwrap();
     assert_eq!(peer_closed(&peer).await, (true, 4000, "bye".to_owned()));
@@ -669,12 +644,7 @@ async fn close_codes_both_ways() {
 #[tokio::test]
 async fn peer_close_is_seen_after_buffered_data() {
     let (conn, peer, mut d) = setup(Options::default()).await;
-    d.send
-        .as_mut()
-        .unwrap()
-        .write_chunk(b("last"))
-        .await
-        .unwrap();
+    peer_write(&mut d, "last").await;
     wait_unread(&conn, 4).await;
     peer.close(7, "later").unwrap();
     // Closed only after the buffer is drained.

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::task::AtomicWaker;
+use futures_util::FutureExt;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
@@ -204,9 +205,7 @@ impl SessionShared {
                 }
                 self.kick_if_pending(&f);
             }
-            if self.end.or_end(notified).await.is_none() {
-                return Err(self.end_reason());
-            }
+            self.until_end(notified).await?;
         }
     }
 
@@ -305,6 +304,17 @@ impl SessionShared {
     /// Whether the session has ended (lock-free; the reason is set by then).
     pub(crate) fn is_ended(&self) -> bool {
         self.end.is_set()
+    }
+
+    /// Runs `op` unless the session ends first, then fails with why it ended (see
+    /// [`EndSignal::or_end`]). A plain combinator, not an `async fn`, so `op` is held once.
+    pub(crate) fn until_end<'a, F: Future + 'a>(
+        &'a self,
+        op: F,
+    ) -> impl Future<Output = Result<F::Output, SessionError>> + 'a {
+        self.end
+            .or_end(op)
+            .map(move |r| r.ok_or_else(|| self.end_reason()))
     }
 
     /// Ends the session (first reason wins).
@@ -955,15 +965,11 @@ impl wt_core::Session for Session {
         self.check_open()?;
         let credit = self.shared.acquire(Credit::Bidi, 1).await?;
         // The open is usually ready at once, and then the session's end is not watched.
-        let Some(r) = self
+        let (send, recv) = self
             .shared
-            .end
-            .or_end(self.shared.conn.quic.open_bi())
-            .await
-        else {
-            return Err(self.shared.end_reason());
-        };
-        let (send, recv) = r.map_err(|e| self.lost(e))?;
+            .until_end(self.shared.conn.quic.open_bi())
+            .await?
+            .map_err(|e| self.lost(e))?;
         // From here on the stream counts. Its header goes out with the first payload.
         credit.commit(1);
         self.shared.stats.bidi_local.fetch_add(1, Relaxed);
@@ -982,15 +988,11 @@ impl wt_core::Session for Session {
     async fn open_uni(&self) -> Result<SendStream, SessionError> {
         self.check_open()?;
         let credit = self.shared.acquire(Credit::Uni, 1).await?;
-        let Some(r) = self
+        let send = self
             .shared
-            .end
-            .or_end(self.shared.conn.quic.open_uni())
-            .await
-        else {
-            return Err(self.shared.end_reason());
-        };
-        let send = r.map_err(|e| self.lost(e))?;
+            .until_end(self.shared.conn.quic.open_uni())
+            .await?
+            .map_err(|e| self.lost(e))?;
         credit.commit(1);
         self.shared.stats.uni_local.fetch_add(1, Relaxed);
         let id = stream_id(send.id());
@@ -1081,9 +1083,7 @@ impl wt_core::Session for Session {
                 }
             }
             if !direct {
-                if shared.end.or_end(notified).await.is_none() {
-                    return Err(shared.end_reason());
-                }
+                shared.until_end(notified).await?;
                 continue;
             }
             // Another reader holds the direct role: read from quinn too, waking on

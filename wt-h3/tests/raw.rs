@@ -92,14 +92,16 @@ impl Raw {
         (s, r)
     }
 
-    /// Sends a CONNECT, accepts the session on `server` and checks the 200 response.
+    /// Sends a CONNECT, accepts the session on `server` and checks the 200 response (read
+    /// while the server accepts: with a small stream window the response only fits through
+    /// as it is read).
     async fn session(
         &self,
         server: &Server,
     ) -> (quinn::SendStream, quinn::RecvStream, wt_h3::Session) {
         let (s, mut r) = self.connect().await;
-        let session = accept_session(server).await;
-        assert_eq!(read_status(&mut r).await.unwrap(), 200);
+        let (session, status) = tokio::join!(accept_session(server), read_status(&mut r));
+        assert_eq!(status.unwrap(), 200);
         (s, r, session)
     }
 
@@ -800,10 +802,7 @@ async fn a_cancelled_first_write_keeps_the_rest_of_the_header() {
             tokio::spawn(async move { while let Ok(Some(_)) = u.read_chunk(64, true).await {} });
         }
     });
-    // The response comes two bytes at a time: read it while the server accepts.
-    let (cs, mut cr) = p.connect().await;
-    let (session, status) = tokio::join!(accept_session(&server), read_status(&mut cr));
-    assert_eq!(status.unwrap(), 200);
+    let (cs, _cr, session) = p.session(&server).await;
     let (mut tx, _rx) = timeout(session.open_bi()).await.unwrap();
     {
         let mut first = Box::pin(tx.write_chunk(Bytes::from_static(b"lost")));

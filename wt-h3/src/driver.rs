@@ -233,15 +233,11 @@ impl Conn {
         self.revoke_direct(&mut st);
     }
 
-    /// Server: marks `id` pending unless `max` sessions are already active or pending. A
-    /// session that has ended does not count, even before its task has unregistered it: the
-    /// peer may see the end (a reset or FIN of the CONNECT stream) and send its next CONNECT
-    /// before that task runs again.
+    /// Server: marks `id` pending unless `max` sessions are already active or pending.
     pub(crate) fn try_add_pending(&self, id: u64, max: usize) -> bool {
         let mut st = self.lock();
         st.max_request_id = Some(st.max_request_id.map_or(id, |m| m.max(id)));
-        let live = st.sessions.values().filter(|s| !s.is_ended()).count();
-        if live + st.pending.len() >= max {
+        if st.sessions.len() + st.pending.len() >= max {
             return false;
         }
         st.pending.insert(id);
@@ -285,7 +281,8 @@ impl Conn {
         }
     }
 
-    /// A session ended.
+    /// A session ended (called as it ends, and again when its task finishes; the second
+    /// call changes nothing).
     pub(crate) fn unregister(&self, id: u64) {
         let mut st = self.lock();
         st.sessions.remove(&id);

@@ -323,6 +323,10 @@ impl SessionShared {
             debug!(session = self.id, reason = %self.end_reason(), "session ended");
         }
         self.end.set();
+        // Out of the connection's table before the peer can see the end (a reset or FIN of
+        // the CONNECT stream): its next CONNECT must not find this session still counted
+        // against the connection's session limit.
+        self.conn.unregister(self.id);
         self.draining.cancel();
         {
             let mut q = lock(&self.datagrams);
@@ -623,7 +627,7 @@ struct Task {
 
 impl Task {
     fn abort(&mut self, code: H3Code, what: &'static str) -> PeerEnd {
-        // Ended before the peer can see it (see `Conn::try_add_pending`).
+        // Ended (and unregistered) before the peer can see it.
         self.shared
             .terminate(SessionError::Protocol(ProtocolError::h3(code, what)));
         let _ = self.send.reset(varint(code.0));

@@ -686,9 +686,19 @@ impl wt_core::SendStream for SendStream {
 
     async fn write_chunk(&mut self, mut data: Bytes) -> Result<(), StreamError> {
         while !data.is_empty() {
-            let n = poll_fn(|cx| self.poll_write_bytes(cx, &data)).await?;
-            let _ = data.split_to(n);
+            self.write_some(&mut data).await?;
         }
+        Ok(())
+    }
+
+    async fn write_some(&mut self, data: &mut Bytes) -> Result<(), StreamError> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        // The accepted prefix is queued as slices of `data`, not copied. Cancel safe: the
+        // engine takes the bytes in the poll that returns `Ready`, and nothing awaits after.
+        let n = poll_fn(|cx| self.poll_write_bytes(cx, data)).await?;
+        bytes::Buf::advance(data, n);
         Ok(())
     }
 

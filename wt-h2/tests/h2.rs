@@ -579,3 +579,46 @@ async fn pending_reader_passes_on_other_input() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_some_takes_what_the_credit_allows_and_is_cancel_safe() {
+    const CREDIT: u64 = 1024;
+    let s = setup(false, |sc, _| {
+        sc.flow.max_stream_data_bidi_remote = CREDIT;
+        sc.flow.max_stream_data_bidi_local = CREDIT;
+    });
+    let (c, srv) = pair(&s).await;
+    bounded(async move {
+        let (mut w, _r) = c.open_bi().await.unwrap();
+        let all: Bytes = (0..4 * CREDIT)
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<_>>()
+            .into();
+        let mut data = all.clone();
+        // The stream's whole credit is taken at once, and `data` moves past it.
+        w.write_some(&mut data).await.unwrap();
+        assert_eq!(data, all.slice(CREDIT as usize..));
+        // No credit left: a write dropped while it waits took nothing.
+        tokio::select! {
+            biased;
+            r = w.write_some(&mut data) => panic!("wrote without credit: {r:?}"),
+            () = std::future::ready(()) => {}
+        }
+        assert_eq!(data, all.slice(CREDIT as usize..));
+        // The server reads, granting more; the rest goes out in order.
+        let reader = tokio::spawn(async move {
+            let (_sw, mut sr) = srv.accept_bi().await.unwrap();
+            let mut got = Vec::new();
+            while let Some(c) = sr.read_chunk(usize::MAX).await.unwrap() {
+                got.extend_from_slice(&c);
+            }
+            got
+        });
+        while !data.is_empty() {
+            w.write_some(&mut data).await.unwrap();
+        }
+        w.finish().unwrap();
+        assert_eq!(reader.await.unwrap(), all);
+    })
+    .await;
+}

@@ -1238,3 +1238,32 @@ fn fails_components_client_capsule_sequence() {
     feed(&mut e, &[Capsule::MaxStreamData { id: 3, max: window }]);
     assert_eq!(e.wants_reset(), Some(ErrorCodes::default().stream_state));
 }
+
+#[test]
+fn large_writes_go_out_as_the_callers_memory() {
+    let mut pair = Pair::new();
+    let id = pair.client.open(Dir::Uni).unwrap().unwrap();
+    // Above the size below which output segments are coalesced (copied).
+    let big = Bytes::from(vec![7u8; 32 * 1024]);
+    let range = big.as_ptr() as usize..big.as_ptr() as usize + big.len();
+    assert_eq!(
+        pair.client.write(id, &big).unwrap(),
+        Write::Written(big.len())
+    );
+    let mut out = Vec::new();
+    while let Some(b) = pair.client.poll_transmit(usize::MAX) {
+        out.push(b);
+    }
+    assert!(
+        out.iter().any(|b| range.contains(&(b.as_ptr() as usize))),
+        "the payload goes out as the caller's own memory"
+    );
+    // A copying write of the same bytes never points into the caller's buffer.
+    assert_eq!(
+        pair.client.write_slice(id, &big).unwrap(),
+        Write::Written(big.len())
+    );
+    while let Some(b) = pair.client.poll_transmit(usize::MAX) {
+        assert!(!range.contains(&(b.as_ptr() as usize)));
+    }
+}

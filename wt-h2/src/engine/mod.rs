@@ -233,12 +233,58 @@ pub(crate) enum Read {
     Blocked,
 }
 
+/// A WT_STREAM capsule whose header (type, length, stream ID) has been read and whose payload
+/// is still arriving. Its payload goes to the stream as it arrives, as slices of the DATA
+/// frames, instead of being gathered (copied) until the capsule is whole: a capsule larger
+/// than a DATA frame (64 KiB writes against h2's 16 KiB frames) would otherwise be copied in
+/// full. The pieces are handled as WT_STREAM capsules of their own, the last one carrying the
+/// capsule's FIN, so every check (stream state, flow control) applies to each.
+#[derive(Debug, Clone, Copy)]
+struct Partial {
+    ty: CapsuleType,
+    id: u64,
+    fin: bool,
+    /// Payload bytes still to come.
+    left: u64,
+}
+
+/// The header of a WT_STREAM capsule at the start of `buf` when its payload is not all in
+/// `buf`: the partial capsule that follows the header, and the header's length (type,
+/// length and stream ID). `None` for anything else, or when the header itself is cut, or
+/// when the capsule is longer than `max_len` (the decoder refuses it).
+fn cut_stream_head(buf: &[u8], opts: &CapsuleOptions, max_len: usize) -> Option<(Partial, usize)> {
+    let mut view = buf;
+    let ty = CapsuleType(varint::decode(&mut view).ok()?);
+    let len = varint::decode(&mut view).ok()?;
+    if !matches!(ty, CapsuleType::WT_STREAM_3B | CapsuleType::WT_STREAM_3C)
+        || len > max_len as u64
+        || len <= view.len() as u64
+    {
+        return None;
+    }
+    let before = view.len();
+    let id = varint::decode(&mut view).ok()?;
+    let id_len = (before - view.len()) as u64;
+    if id_len > len {
+        return None; // the decoder reports the malformed capsule
+    }
+    let partial = Partial {
+        ty,
+        id,
+        fin: opts.fin_mapping.is_fin(ty),
+        left: len - id_len,
+    };
+    Some((partial, buf.len() - view.len()))
+}
+
 /// The session engine (see the [module docs](self)).
 #[derive(Debug)]
 pub(crate) struct Engine {
     cfg: EngineConfig,
     decoder: CapsuleDecoder,
     rx: BytesMut,
+    /// A WT_STREAM capsule cut by the end of a DATA frame (see [`Partial`]).
+    partial: Option<Partial>,
     streams: Streams,
     /// Which wire ids are ours.
     ids: Numbering,
@@ -272,6 +318,7 @@ impl Engine {
         Engine {
             decoder: CapsuleDecoder::new(cfg.max_capsule_len),
             rx: BytesMut::new(),
+            partial: None,
             streams: Streams::default(),
             ids: match cfg.parity {
                 StreamIdParity::Swapped => Numbering::draft(cfg.side).swapped(),
@@ -422,8 +469,22 @@ impl Engine {
             self.release += data.len() as u64;
             return;
         }
+        if !self.continue_partial(&mut data) {
+            return;
+        }
         if self.rx.is_empty() && self.decoder.is_at_boundary(&self.rx) {
             while !data.is_empty() {
+                if let Some((p, head)) =
+                    cut_stream_head(&data, &self.cfg.options, self.cfg.max_capsule_len)
+                {
+                    data.advance(head);
+                    self.release += head as u64;
+                    self.partial = Some(p);
+                    if !self.continue_partial(&mut data) {
+                        return;
+                    }
+                    continue;
+                }
                 let mut view = &data[..];
                 let (Ok(ty), Ok(len)) = (varint::decode(&mut view), varint::decode(&mut view))
                 else {
@@ -459,14 +520,70 @@ impl Engine {
         self.decode_rx();
     }
 
+    /// Hands the front of `data` that belongs to the partial WT_STREAM capsule (if any) to
+    /// its stream. False once the session ended (the rest of `data` is released then).
+    fn continue_partial(&mut self, data: &mut Bytes) -> bool {
+        let Some(p) = self.partial.as_mut() else {
+            return true;
+        };
+        let n = p.left.min(data.len() as u64);
+        if n == 0 {
+            return true;
+        }
+        p.left -= n;
+        let (id, fin) = (p.id, p.fin && p.left == 0);
+        if p.left == 0 {
+            self.partial = None;
+        }
+        let piece = data.split_to(n as usize);
+        if let Err(e) = self.handle(Capsule::Stream {
+            id,
+            fin,
+            data: piece,
+        }) {
+            self.release += n;
+            self.fail(e);
+        }
+        if self.error.is_some() {
+            self.release += data.len() as u64;
+            data.clear();
+            return false;
+        }
+        true
+    }
+
     /// Decodes what the decoder buffer holds.
     fn decode_rx(&mut self) {
         loop {
+            if self.partial.is_some() {
+                let mut rest = self.rx.split().freeze();
+                let going = self.continue_partial(&mut rest);
+                if !rest.is_empty() {
+                    // The partial capsule ended inside: the rest is decoded as usual (or,
+                    // after an error, released below).
+                    self.rx.extend_from_slice(&rest);
+                }
+                if !going || self.rx.is_empty() {
+                    break;
+                }
+            }
             let before = self.rx.len();
             let raw = match self.decoder.decode(&mut self.rx) {
                 Ok(Some(raw)) => raw,
                 Ok(None) => {
                     self.release += (before - self.rx.len()) as u64;
+                    // A WT_STREAM capsule whose header is complete goes on as a partial
+                    // capsule rather than being gathered here.
+                    if self.decoder.is_at_boundary(&[]) {
+                        if let Some((p, head)) =
+                            cut_stream_head(&self.rx, &self.cfg.options, self.cfg.max_capsule_len)
+                        {
+                            self.rx.advance(head);
+                            self.release += head as u64;
+                            self.partial = Some(p);
+                            continue;
+                        }
+                    }
                     break;
                 }
                 Err(e) => {
@@ -505,6 +622,8 @@ impl Engine {
         self.release += wire - held;
         tracing::trace!(?ty, "capsule received");
         if let Err(e) = self.handle(cap) {
+            // Refused stream data never reached its stream: give it back too.
+            self.release += held;
             self.fail(e);
         }
         self.error.is_none()
@@ -514,6 +633,11 @@ impl Engine {
     pub fn recv_end(&mut self) {
         self.peer_ended = true;
         if self.error.is_some() {
+            return;
+        }
+        if let Some(p) = self.partial {
+            let e = CapsuleError::Truncated(Some(p.ty));
+            self.fail(capsule_error(&self.cfg.codes, &e));
             return;
         }
         if let Err(e) = self.decoder.finish(&self.rx) {

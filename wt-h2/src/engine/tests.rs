@@ -1267,3 +1267,148 @@ fn large_writes_go_out_as_the_callers_memory() {
         assert!(!range.contains(&(b.as_ptr() as usize)));
     }
 }
+
+/// One WT_STREAM capsule on stream 0 carrying `len` pattern bytes, and the bytes.
+fn big_stream_capsule(opts: CapsuleOptions, len: usize, fin: bool) -> (Vec<u8>, Vec<u8>) {
+    let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+    let wire = enc(
+        &[Capsule::Stream {
+            id: 0,
+            fin,
+            data: Bytes::from(payload.clone()),
+        }],
+        opts,
+    );
+    (wire, payload)
+}
+
+#[test]
+fn a_stream_capsule_longer_than_a_frame_reaches_the_stream_as_it_arrives() {
+    let opts = CapsuleOptions::default();
+    let (wire, payload) = big_stream_capsule(opts, 40_000, true);
+    let mut e = server_engine();
+    let mut got = Vec::new();
+    for (i, frame) in wire.chunks(16_384).enumerate() {
+        let frame = Bytes::copy_from_slice(frame);
+        let range = frame.as_ptr() as usize..frame.as_ptr() as usize + frame.len();
+        e.recv_bytes(frame);
+        assert!(e.error().is_none());
+        assert!(e.rx.is_empty(), "frame {i}: nothing gathered");
+        if i == 0 {
+            assert_eq!(e.accept(Dir::Bi).unwrap(), Some(0));
+        }
+        // This frame's part of the payload is readable now, as a slice of the frame.
+        match e.read(0, usize::MAX).unwrap() {
+            Read::Data(d) => {
+                assert!(range.contains(&(d.as_ptr() as usize)), "frame {i}: copied");
+                got.extend_from_slice(&d);
+            }
+            other => panic!("frame {i}: {other:?}"),
+        }
+    }
+    assert_eq!(got, payload);
+    assert!(matches!(e.read(0, usize::MAX), Ok(Read::Fin)));
+    assert_eq!(e.take_release(), wire.len());
+}
+
+#[test]
+fn a_long_stream_capsule_with_fin_decodes_at_every_cut() {
+    let opts = CapsuleOptions::default();
+    let (mut wire, payload) = big_stream_capsule(opts, 2_000, true);
+    // A datagram after it: decoding goes on after the partial capsule ends.
+    wire.extend(enc(&[Capsule::Datagram(Bytes::from_static(b"d"))], opts));
+    for bytewise in [false, true] {
+        for cut1 in 0..40 {
+            for cut2 in [cut1 + 1, 1_000, wire.len() - 5, wire.len()] {
+                let cut2 = cut2.clamp(cut1, wire.len());
+                let mut e = server_engine();
+                for part in [&wire[..cut1], &wire[cut1..cut2], &wire[cut2..]] {
+                    if bytewise {
+                        e.recv_data(part);
+                    } else {
+                        e.recv_bytes(Bytes::copy_from_slice(part));
+                    }
+                }
+                let at = format!("cut {cut1}/{cut2}, bytewise {bytewise}");
+                assert!(e.error().is_none(), "{at}");
+                assert_eq!(read_ok(&mut e, 0), payload, "{at}");
+                assert_eq!(e.recv_datagram().unwrap().unwrap(), &b"d"[..], "{at}");
+                assert!(e.rx.is_empty(), "{at}");
+                assert_eq!(e.take_release(), wire.len(), "{at}");
+            }
+        }
+    }
+}
+
+#[test]
+fn end_stream_inside_a_long_stream_capsule_is_a_truncated_capsule() {
+    let opts = CapsuleOptions::default();
+    let (wire, _) = big_stream_capsule(opts, 40_000, false);
+    let mut e = server_engine();
+    e.recv_bytes(Bytes::copy_from_slice(&wire[..20_000]));
+    assert!(e.error().is_none());
+    e.recv_end();
+    match e.error() {
+        Some(SessionError::Protocol(p)) => {
+            assert!(p.to_string().contains("ended inside a capsule"), "{p}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(e.wants_reset(), Some(H2Code::PROTOCOL_ERROR));
+}
+
+#[test]
+fn flow_control_is_checked_on_every_piece_of_a_long_stream_capsule() {
+    let small = FlowConfig {
+        max_stream_data_bidi_remote: 1_000,
+        ..FlowConfig::default()
+    };
+    let (wire, _) = big_stream_capsule(CapsuleOptions::default(), 5_000, false);
+    // In 700-byte frames (a partial capsule), then whole in one frame.
+    for size in [700, wire.len()] {
+        let mut e = Engine::new(cfg(
+            Side::Server,
+            CapsuleOptions::default(),
+            small,
+            FlowConfig::default(),
+        ));
+        let mut frames = wire.chunks(size);
+        if size == 700 {
+            e.recv_bytes(Bytes::copy_from_slice(frames.next().unwrap()));
+            assert!(e.error().is_none(), "the first 700 bytes fit the window");
+        }
+        e.recv_bytes(Bytes::copy_from_slice(frames.next().unwrap()));
+        assert!(e.error().is_some(), "frames of {size}: beyond the window");
+        assert_eq!(e.wants_reset(), Some(H2Code::FLOW_CONTROL_ERROR));
+        for f in frames {
+            e.recv_bytes(Bytes::copy_from_slice(f));
+        }
+        // Everything was given back to HTTP/2 flow control, held or refused.
+        assert_eq!(e.take_release(), wire.len(), "frames of {size}");
+    }
+}
+
+#[test]
+fn a_cut_stream_capsule_too_short_for_its_stream_id_is_malformed() {
+    // WT_STREAM, length 1, then a two-byte stream ID: the ID overruns the capsule.
+    let ty = stream_type(&CapsuleOptions::default(), false).0;
+    let mut wire = Vec::new();
+    varint::encode(ty, &mut wire).unwrap();
+    wire.extend_from_slice(&[1, 0x40, 0x05, 0xaa, 0xbb]);
+    for cut in 0..wire.len() {
+        let mut e = server_engine();
+        e.recv_bytes(Bytes::copy_from_slice(&wire[..cut]));
+        e.recv_bytes(Bytes::copy_from_slice(&wire[cut..]));
+        assert!(e.error().is_some(), "cut {cut}");
+        assert_eq!(e.wants_reset(), Some(H2Code::PROTOCOL_ERROR), "cut {cut}");
+    }
+    // Longer than the decoder accepts: refused although it would not need gathering.
+    let mut e = server_engine();
+    let max = e.cfg.max_capsule_len as u64;
+    let mut wire = Vec::new();
+    varint::encode(ty, &mut wire).unwrap();
+    varint::encode(max + 1, &mut wire).unwrap();
+    wire.extend_from_slice(&[0, 1, 2, 3]);
+    e.recv_bytes(Bytes::from(wire));
+    assert_eq!(e.wants_reset(), Some(H2Code::PROTOCOL_ERROR));
+}

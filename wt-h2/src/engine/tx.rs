@@ -14,6 +14,14 @@ const CHAIN_THRESHOLD: usize = 1024;
 /// Segments shorter than this are coalesced with their neighbours when transmitted.
 const COALESCE_BELOW: usize = 8 * 1024;
 
+/// The scratch buffer grows by at least this much at a time, so the headers and small
+/// capsules of many writes share one allocation (growing it by each header's few bytes cost
+/// two allocations per capsule: the bytes, and the shared block `split` makes of them).
+const SCRATCH_BLOCK: usize = 1024;
+
+/// Room for a capsule header: type, length and stream ID, 8 bytes each at most.
+const MAX_HEADER: usize = 24;
+
 /// Outgoing capsule bytes.
 #[derive(Debug, Default)]
 pub(crate) struct Tx {
@@ -44,6 +52,7 @@ impl Tx {
     /// Queues a control capsule. Encoding failures (values above 2^62) cannot happen for the
     /// values the engine produces; they are logged and the capsule dropped.
     pub fn capsule(&mut self, cap: &Capsule, opts: &CapsuleOptions) {
+        self.room(2 * MAX_HEADER);
         let before = self.scratch.len();
         if let Err(e) = cap.encode(opts, &mut self.scratch) {
             tracing::warn!("dropping unencodable capsule {cap:?}: {e}");
@@ -55,6 +64,7 @@ impl Tx {
 
     /// Queues a WT_STREAM capsule carrying `data`.
     pub fn stream(&mut self, id: u64, fin: bool, data: Bytes, opts: &CapsuleOptions) {
+        self.room(MAX_HEADER + inline_len(&data));
         let before = self.scratch.len();
         if encode_stream_header(id, fin, data.len(), opts.fin_mapping, &mut self.scratch).is_err() {
             self.scratch.truncate(before);
@@ -71,6 +81,7 @@ impl Tx {
             self.stream(id, fin, Bytes::copy_from_slice(data), opts);
             return;
         }
+        self.room(MAX_HEADER + data.len());
         let before = self.scratch.len();
         if encode_stream_header(id, fin, data.len(), opts.fin_mapping, &mut self.scratch).is_err() {
             self.scratch.truncate(before);
@@ -82,6 +93,7 @@ impl Tx {
 
     /// Queues a DATAGRAM capsule.
     pub fn datagram(&mut self, data: Bytes) {
+        self.room(MAX_HEADER + inline_len(&data));
         let before = self.scratch.len();
         if encode_header(CapsuleType::DATAGRAM, data.len() as u64, &mut self.scratch).is_err() {
             self.scratch.truncate(before);
@@ -89,6 +101,13 @@ impl Tx {
         }
         self.len += self.scratch.len() - before;
         self.payload(data);
+    }
+
+    /// Makes room for `need` more bytes in the scratch buffer, a block at a time.
+    fn room(&mut self, need: usize) {
+        if self.scratch.capacity() - self.scratch.len() < need {
+            self.scratch.reserve(need.max(SCRATCH_BLOCK));
+        }
     }
 
     fn payload(&mut self, data: Bytes) {
@@ -149,6 +168,15 @@ impl Tx {
     }
 }
 
+/// How much of a payload goes into the scratch buffer (small ones are copied there).
+fn inline_len(data: &Bytes) -> usize {
+    if data.len() < CHAIN_THRESHOLD {
+        data.len()
+    } else {
+        0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,5 +204,28 @@ mod tests {
         Capsule::MaxData(6).encode(&o, &mut expect).unwrap();
         expect.extend_from_slice(&[0, 2, b'h', b'i']);
         assert_eq!(all, expect.to_vec());
+    }
+
+    #[test]
+    fn headers_of_consecutive_writes_share_one_block() {
+        let o = CapsuleOptions::default();
+        let mut tx = Tx::default();
+        let payload = Bytes::from(vec![1u8; 2 * COALESCE_BELOW]);
+        let mut headers = Vec::new();
+        for id in 0..20 {
+            tx.stream(id * 4, false, payload.clone(), &o);
+            let header = tx.pop(usize::MAX).unwrap();
+            assert!(header.len() < MAX_HEADER, "the header alone");
+            assert_eq!(
+                tx.pop(usize::MAX).unwrap(),
+                payload,
+                "then the payload itself"
+            );
+            headers.push(header);
+        }
+        // Each header follows the one before it in memory: one allocation for all of them.
+        for w in headers.windows(2) {
+            assert_eq!(w[1].as_ptr() as usize, w[0].as_ptr() as usize + w[0].len());
+        }
     }
 }

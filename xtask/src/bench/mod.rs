@@ -15,7 +15,7 @@
 //! `datagrams` (= `datagrams-written` + `datagrams-shared`, see [`common::Payload`]), `setup`,
 //! `scale`. Each workload runs every stack that applies, alternating
 //! them within a round (each right next to its baseline, the order reversed every other
-//! round; see [`run_order`]), for 3 rounds (`--quick`: 1 round and
+//! round; see [`run_order`]), for 5 rounds (`--quick`: 1 round and
 //! smaller sizes), then reports median, spread (max − min over the median), the ratio to the
 //! stack's baseline (the median over rounds of the ratio of the two runs of the same round,
 //! which tolerates a machine whose load drifts) and the target of the brief:
@@ -78,7 +78,7 @@ pub struct Args {
     /// comma-separated; for profiling one stack at a time).
     #[arg(long = "stack", value_name = "NAME", value_delimiter = ',')]
     pub stacks: Vec<String>,
-    /// Rounds per workload (default 3; 1 with --quick).
+    /// Rounds per workload (default 5; 1 with --quick).
     #[arg(long, value_name = "N")]
     pub rounds: Option<usize>,
     /// Run in this binary even if it is a debug build or lacks the `bench` feature.
@@ -549,7 +549,7 @@ async fn run(args: Args) -> ExitCode {
     } else {
         Sizes::FULL
     };
-    let rounds = args.rounds.unwrap_or(if args.quick { 1 } else { 3 }).max(1);
+    let rounds = args.rounds.unwrap_or(if args.quick { 1 } else { 5 }).max(1);
 
     let addrs = match start_servers().await {
         Ok(a) => a,

@@ -185,6 +185,17 @@ impl Sizes {
         scale_sessions: 200,
         scale_secs: 5,
     };
+
+    /// The sizes of one of `legs` legs of a round: the round trips and churn streams shared
+    /// out (the workloads that run in legs), the rest as they are.
+    pub fn leg(&self, legs: usize) -> Sizes {
+        let legs = legs.max(1);
+        Sizes {
+            latency_rounds: self.latency_rounds.div_ceil(legs),
+            churn_streams: self.churn_streams.div_ceil(legs),
+            ..*self
+        }
+    }
 }
 
 /// A 64 KiB buffer of pattern bytes, shared (cloning it does not copy).
@@ -381,6 +392,22 @@ pub struct Sample {
     pub primary: f64,
     /// Secondary numbers by name (p99, % delivered, allocations per MiB, …).
     pub extra: Vec<(&'static str, f64)>,
+    /// What the numbers were computed from, where runs can be pooled ([`Sample::pool`]).
+    pub parts: Option<Parts>,
+}
+
+/// The measurements behind a sample that runs of the same stack can pool.
+#[derive(Clone, Debug)]
+pub enum Parts {
+    /// Every timed round trip (or setup).
+    Times(Vec<Duration>),
+    /// Units done (streams) and the seconds they took.
+    Rate {
+        /// Units done.
+        units: f64,
+        /// Seconds taken.
+        secs: f64,
+    },
 }
 
 impl Sample {
@@ -389,6 +416,34 @@ impl Sample {
         Sample {
             primary,
             extra: Vec::new(),
+            parts: None,
+        }
+    }
+
+    /// One sample from several runs of the same stack: their round trips pooled (quantiles
+    /// over all of them), or their units over their summed time. `None` if a run has
+    /// nothing to pool or the runs measured different kinds of things.
+    pub fn pool(runs: Vec<Sample>) -> Option<Sample> {
+        if runs.len() == 1 {
+            return runs.into_iter().next();
+        }
+        let mut times: Vec<Duration> = Vec::new();
+        let (mut units, mut secs, mut rates) = (0.0, 0.0, 0);
+        let n = runs.len();
+        for r in runs {
+            match r.parts? {
+                Parts::Times(t) => times.extend(t),
+                Parts::Rate { units: u, secs: s } => {
+                    units += u;
+                    secs += s;
+                    rates += 1;
+                }
+            }
+        }
+        match rates {
+            0 => Some(latency_sample(times)),
+            r if r == n => Some(rate_sample(units, secs)),
+            _ => None,
         }
     }
 
@@ -418,7 +473,16 @@ pub fn quantile_us(v: &mut [Duration], q: f64) -> f64 {
 pub fn latency_sample(mut rtts: Vec<Duration>) -> Sample {
     let p50 = quantile_us(&mut rtts, 0.50);
     let p99 = quantile_us(&mut rtts, 0.99);
-    Sample::new(p50).with("p99_us", p99)
+    let mut s = Sample::new(p50).with("p99_us", p99);
+    s.parts = Some(Parts::Times(rtts));
+    s
+}
+
+/// `units` per second done in `secs`.
+pub fn rate_sample(units: f64, secs: f64) -> Sample {
+    let mut s = Sample::new(units / secs.max(1e-9));
+    s.parts = Some(Parts::Rate { units, secs });
+    s
 }
 
 /// Waits until the server counted `sent` datagrams or nothing arrived for a while, and turns
@@ -564,7 +628,7 @@ where
         w.await
             .map_err(|_| BenchError::Protocol("worker panicked"))??;
     }
-    Ok(Sample::new(n as f64 / start.elapsed().as_secs_f64()))
+    Ok(rate_sample(n as f64, start.elapsed().as_secs_f64()))
 }
 
 /// Waits until datagrams of an earlier run stop arriving.

@@ -89,6 +89,14 @@ pub struct Args {
     pub scale_server: Option<String>,
 }
 
+/// The legs a round of the latency and churn workloads is cut into. Each leg runs a fifth of
+/// the round trips or streams for every stack, in the round's order and then in reverse
+/// (A B, B A, A B, …), and a stack's legs are pooled into its sample of the round. Their runs
+/// last a fraction of a second, and a 2-core machine drifts between two of them by as much as
+/// the stacks differ; interleaving the halves of a pair this finely lets the drift fall on
+/// both.
+const LEGS: usize = 5;
+
 /// A workload of the bench (scale is run separately).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Workload {
@@ -140,6 +148,14 @@ impl Workload {
             Workload::Churn => ("streams/s", true),
             Workload::Datagrams | Workload::DatagramsShared => ("delivered dgrams/s", true),
             Workload::Setup => ("setup p50 us", false),
+        }
+    }
+
+    /// How many legs a round of this workload runs in (see [`LEGS`]).
+    fn legs(self) -> usize {
+        match self {
+            Workload::Latency | Workload::Churn => LEGS,
+            _ => 1,
         }
     }
 
@@ -315,7 +331,6 @@ fn select(names: &[String]) -> Result<(Vec<Workload>, bool), String> {
 /// Clients and servers shared by the runs.
 struct Ctx {
     addrs: Addrs,
-    sizes: Sizes,
     h3: wt_h3::Client,
     h2: wt_h2::Client,
     quinn: quinn::ClientConfig,
@@ -433,9 +448,8 @@ async fn quiesce() -> Duration {
     start.elapsed()
 }
 
-async fn run_one(w: Workload, stack: Stack, ctx: &Ctx) -> BResult<Sample> {
+async fn run_one(w: Workload, stack: Stack, ctx: &Ctx, z: &Sizes) -> BResult<Sample> {
     let a = &ctx.addrs;
-    let z = &ctx.sizes;
     match stack {
         Stack::WtH3 => run_ours(w, &ctx.h3, a.wt_h3, &a.stats_wt_h3, z).await,
         Stack::WtH2 => run_ours(w, &ctx.h2, a.wt_h2, &a.stats_wt_h2, z).await,
@@ -567,7 +581,6 @@ async fn run(args: Args) -> ExitCode {
             #[cfg(feature = "bench")]
             wt_tls: wtrans::client_tls(&addrs.tls)?,
             addrs: addrs.clone(),
-            sizes,
         })
     })() {
         Ok(c) => c,
@@ -594,35 +607,72 @@ async fn run(args: Args) -> ExitCode {
             .filter(|s| args.stacks.is_empty() || args.stacks.iter().any(|n| n == s.name()))
             .collect();
         let mut cells: Vec<(Stack, Cell)> = stacks.iter().map(|s| (*s, Cell::default())).collect();
+        let legs = w.legs();
+        let leg_sizes = sizes.leg(legs);
         for round in 0..rounds {
-            for i in run_order(&stacks, round) {
-                let stack = stacks[i];
-                let waited = quiesce().await;
-                if waited > Duration::from_millis(150) {
-                    println!(
-                        "[{} {}/{}] waited {:.1} s for the previous run to wind down",
-                        w.name(),
-                        round + 1,
-                        rounds,
-                        waited.as_secs_f64()
-                    );
+            let order = run_order(&stacks, round);
+            let mut runs: Vec<Vec<Sample>> = vec![Vec::new(); stacks.len()];
+            let mut failed: Vec<Option<String>> = vec![None; stacks.len()];
+            let mut took = vec![Duration::ZERO; stacks.len()];
+            for leg in 0..legs {
+                let mut ord = order.clone();
+                if leg % 2 == 1 {
+                    ord.reverse();
                 }
-                let t = Instant::now();
-                let r = match tokio::time::timeout(RUN_TIMEOUT, run_one(w, stack, &ctx)).await {
-                    Ok(r) => r,
-                    Err(_) => Err(BenchError::Timeout("run")),
+                for i in ord {
+                    if failed[i].is_some() {
+                        continue;
+                    }
+                    let waited = quiesce().await;
+                    if waited > Duration::from_millis(150) {
+                        println!(
+                            "[{} {}/{}] waited {:.1} s for the previous run to wind down",
+                            w.name(),
+                            round + 1,
+                            rounds,
+                            waited.as_secs_f64()
+                        );
+                    }
+                    let t = Instant::now();
+                    let r = match tokio::time::timeout(
+                        RUN_TIMEOUT,
+                        run_one(w, stacks[i], &ctx, &leg_sizes),
+                    )
+                    .await
+                    {
+                        Ok(r) => r,
+                        Err(_) => Err(BenchError::Timeout("run")),
+                    };
+                    took[i] += t.elapsed();
+                    match r {
+                        Ok(s) => runs[i].push(s),
+                        Err(e) => failed[i] = Some(e.to_string()),
+                    }
+                }
+            }
+            for i in order {
+                let stack = stacks[i];
+                let pooled = match failed[i].take() {
+                    Some(e) => Err(e),
+                    None => Sample::pool(std::mem::take(&mut runs[i]))
+                        .ok_or_else(|| "its runs cannot be pooled".to_string()),
                 };
-                match r {
+                match pooled {
                     Ok(s) => {
                         println!(
-                            "[{} {}/{}] {:<3} {:<10} {} ({:.1} s)",
+                            "[{} {}/{}] {:<3} {:<10} {} ({:.1} s{})",
                             w.name(),
                             round + 1,
                             rounds,
                             stack.transport(),
                             stack.name(),
                             describe(w, &s),
-                            t.elapsed().as_secs_f64()
+                            took[i].as_secs_f64(),
+                            if legs > 1 {
+                                format!(", {legs} legs")
+                            } else {
+                                String::new()
+                            }
                         );
                         cells[i].1.samples.push((round, s));
                     }
@@ -635,7 +685,7 @@ async fn run(args: Args) -> ExitCode {
                             stack.transport(),
                             stack.name()
                         );
-                        cells[i].1.errors.push(e.to_string());
+                        cells[i].1.errors.push(e);
                     }
                 }
             }
@@ -702,6 +752,43 @@ async fn run(args: Args) -> ExitCode {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn legs_of_a_round_pool_into_one_sample() {
+        use super::common::{latency_sample, rate_sample, Sample};
+        let us = |v: &[u64]| {
+            v.iter()
+                .map(|&x| Duration::from_micros(x))
+                .collect::<Vec<_>>()
+        };
+        // Round trips: quantiles over all of them, not a mean of the legs' quantiles.
+        let p = Sample::pool(vec![
+            latency_sample(us(&[10, 11, 12])),
+            latency_sample(us(&[40, 50])),
+        ])
+        .unwrap();
+        assert_eq!(p.primary, 12.0);
+        assert_eq!(p.extra, vec![("p99_us", 50.0)]);
+        // Rates: all units over all the time.
+        let p = Sample::pool(vec![rate_sample(100.0, 1.0), rate_sample(300.0, 3.0)]).unwrap();
+        assert_eq!(p.primary, 100.0);
+        // One run is kept as it is; runs without parts or of different kinds do not pool.
+        assert_eq!(Sample::pool(vec![Sample::new(7.0)]).unwrap().primary, 7.0);
+        assert!(Sample::pool(vec![Sample::new(7.0), Sample::new(8.0)]).is_none());
+        assert!(Sample::pool(vec![latency_sample(us(&[1])), rate_sample(1.0, 1.0)]).is_none());
+    }
+
+    #[test]
+    fn a_leg_runs_its_share_of_the_round_trips_and_streams() {
+        let full = Sizes::FULL;
+        let leg = full.leg(LEGS);
+        assert_eq!(leg.latency_rounds * LEGS, full.latency_rounds);
+        assert_eq!(leg.churn_streams * LEGS, full.churn_streams);
+        assert_eq!(leg.bulk_bytes, full.bulk_bytes);
+        assert_eq!(full.leg(0).latency_rounds, full.latency_rounds);
+        assert_eq!(Workload::Latency.legs(), LEGS);
+        assert_eq!(Workload::BulkEcho.legs(), 1);
+    }
+
     #[test]
     fn every_stack_runs_next_to_its_baseline_and_the_order_alternates() {
         for w in Workload::ALL {

@@ -479,8 +479,8 @@ impl Engine {
                 {
                     data.advance(head);
                     self.release += head as u64;
-                    self.partial = Some(p);
-                    if !self.continue_partial(&mut data) {
+                    if !self.begin_partial(p) || !self.continue_partial(&mut data) {
+                        self.release += data.len() as u64;
                         return;
                     }
                     continue;
@@ -518,6 +518,24 @@ impl Engine {
         }
         self.rx.extend_from_slice(&data);
         self.decode_rx();
+    }
+
+    /// Starts the partial WT_STREAM capsule `p`, whose header was just read. Its whole
+    /// payload is checked against the limits now, as a whole capsule is: the peer sent it
+    /// against the limits it knew then, so credit granted while its pieces arrive (for
+    /// earlier pieces read meanwhile) must not make it fit. False if the session failed.
+    fn begin_partial(&mut self, p: Partial) -> bool {
+        self.settle_parity(p.id);
+        match self.check_stream_data(p.id, p.left) {
+            Ok(()) => {
+                self.partial = Some(p);
+                true
+            }
+            Err(e) => {
+                self.fail(e);
+                false
+            }
+        }
     }
 
     /// Hands the front of `data` that belongs to the partial WT_STREAM capsule (if any) to
@@ -580,8 +598,9 @@ impl Engine {
                         {
                             self.rx.advance(head);
                             self.release += head as u64;
-                            self.partial = Some(p);
-                            continue;
+                            if self.begin_partial(p) {
+                                continue;
+                            }
                         }
                     }
                     break;
@@ -846,7 +865,9 @@ impl Engine {
         Ok(self.streams.map.contains_key(&id))
     }
 
-    fn on_stream(&mut self, id: u64, fin: bool, data: Bytes) -> Result<(), ProtocolError> {
+    /// Whether `len` more bytes of stream data on `id` are allowed: the stream's state, and
+    /// both flow-control limits. Opens a peer's stream the first time it is named.
+    fn check_stream_data(&mut self, id: u64, len: u64) -> Result<(), ProtocolError> {
         let codes = self.cfg.codes;
         if self.ids.is_local(id) && Dir::of(id) == Dir::Uni {
             return Err(state_error(
@@ -854,33 +875,44 @@ impl Engine {
                 "WT_STREAM on our unidirectional stream",
             ));
         }
-        let len = data.len() as u64;
         self.remote_or_local(id)?;
-        let Some(stream) = self.streams.map.get_mut(&id) else {
+        let Some(stream) = self.streams.map.get(&id) else {
             return Err(state_error(&codes, "WT_STREAM after the stream ended"));
         };
-        let Some(recv) = stream.recv.as_mut() else {
+        let Some(recv) = stream.recv.as_ref() else {
             return Err(state_error(&codes, "WT_STREAM on a stream we only send on"));
         };
         if recv.state.peer_done() {
             return Err(state_error(&codes, "WT_STREAM after FIN or reset"));
         }
-        if len == 0 && !fin {
-            // ST-11: an empty capsule that neither opens nor closes is tolerated.
-            return Ok(());
-        }
-        if recv.window.on_receive(len).is_err() {
+        if recv.window.received().saturating_add(len) > recv.window.max() {
             return Err(ProtocolError::h2(
                 codes.flow_control,
                 "stream data beyond WT_MAX_STREAM_DATA",
             ));
         }
-        if self.recv_data.on_receive(len).is_err() {
+        if self.recv_data.received().saturating_add(len) > self.recv_data.max() {
             return Err(ProtocolError::h2(
                 codes.flow_control,
                 "stream data beyond WT_MAX_DATA",
             ));
         }
+        Ok(())
+    }
+
+    fn on_stream(&mut self, id: u64, fin: bool, data: Bytes) -> Result<(), ProtocolError> {
+        let len = data.len() as u64;
+        self.check_stream_data(id, len)?;
+        if len == 0 && !fin {
+            // ST-11: an empty capsule that neither opens nor closes is tolerated.
+            return Ok(());
+        }
+        let Some(recv) = self.streams.map.get_mut(&id).and_then(|s| s.recv.as_mut()) else {
+            return Ok(()); // checked above
+        };
+        // Within both limits (checked above): these only count.
+        let _ = recv.window.on_receive(len);
+        let _ = self.recv_data.on_receive(len);
         self.stats.bytes_received += len;
         if recv.app_done {
             // Stopped or dropped by the application: discard, give the credit back.

@@ -1358,34 +1358,57 @@ fn end_stream_inside_a_long_stream_capsule_is_a_truncated_capsule() {
 }
 
 #[test]
-fn flow_control_is_checked_on_every_piece_of_a_long_stream_capsule() {
+fn a_long_stream_capsule_is_checked_against_the_limits_as_a_whole() {
+    const LIMIT: u64 = 1_000;
     let small = FlowConfig {
-        max_stream_data_bidi_remote: 1_000,
+        max_stream_data_bidi_remote: LIMIT,
         ..FlowConfig::default()
     };
-    let (wire, _) = big_stream_capsule(CapsuleOptions::default(), 5_000, false);
-    // In 700-byte frames (a partial capsule), then whole in one frame.
-    for size in [700, wire.len()] {
-        let mut e = Engine::new(cfg(
+    let engine = || {
+        Engine::new(cfg(
             Side::Server,
             CapsuleOptions::default(),
             small,
             FlowConfig::default(),
-        ));
-        let mut frames = wire.chunks(size);
-        if size == 700 {
-            e.recv_bytes(Bytes::copy_from_slice(frames.next().unwrap()));
-            assert!(e.error().is_none(), "the first 700 bytes fit the window");
-        }
+        ))
+    };
+    // One byte over, in 300-byte frames (a partial capsule) or whole: refused at once,
+    // before any of it reaches the stream.
+    let (over, _) = big_stream_capsule(CapsuleOptions::default(), LIMIT as usize + 1, false);
+    for size in [300, over.len()] {
+        let mut e = engine();
+        let mut frames = over.chunks(size);
         e.recv_bytes(Bytes::copy_from_slice(frames.next().unwrap()));
         assert!(e.error().is_some(), "frames of {size}: beyond the window");
         assert_eq!(e.wants_reset(), Some(H2Code::FLOW_CONTROL_ERROR));
         for f in frames {
             e.recv_bytes(Bytes::copy_from_slice(f));
         }
-        // Everything was given back to HTTP/2 flow control, held or refused.
-        assert_eq!(e.take_release(), wire.len(), "frames of {size}");
+        // Everything was given back to HTTP/2 flow control.
+        assert_eq!(e.take_release(), over.len(), "frames of {size}");
     }
+    // Reading the pieces as they arrive grants more credit, which must not make the rest of
+    // an over-long capsule fit: the peer sent it against the limit it knew.
+    let mut e = engine();
+    for f in over.chunks(300) {
+        e.recv_bytes(Bytes::copy_from_slice(f));
+        if e.error().is_none() {
+            let _ = e.accept(Dir::Bi);
+            let _ = read_all(&mut e, 0);
+        }
+    }
+    assert_eq!(e.wants_reset(), Some(H2Code::FLOW_CONTROL_ERROR));
+    // Exactly the limit, read piece by piece: accepted.
+    let (fits, payload) = big_stream_capsule(CapsuleOptions::default(), LIMIT as usize, true);
+    let mut e = engine();
+    let mut got = Vec::new();
+    for f in fits.chunks(300) {
+        e.recv_bytes(Bytes::copy_from_slice(f));
+        assert!(e.error().is_none());
+        let _ = e.accept(Dir::Bi);
+        got.extend(read_all(&mut e, 0).0);
+    }
+    assert_eq!(got, payload);
 }
 
 #[test]

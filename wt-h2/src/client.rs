@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http::{HeaderValue, Method, Request as HttpRequest};
 use rustls::pki_types::ServerName;
 use wt_core::{
@@ -12,6 +11,7 @@ use wt_core::{
 
 use crate::config::{announced, flow_settings, peer_flow, ClientConfig};
 use crate::engine::streams::Side;
+use crate::engine::tx::Segment;
 use crate::engine::{Engine, EngineConfig};
 use crate::headers;
 use crate::session::{h2_error_to_session, Driver, Session, Shared};
@@ -139,7 +139,7 @@ impl Client {
             .initial_connection_window_size(cfg.h2.initial_connection_window)
             .max_frame_size(cfg.h2.max_frame_size)
             .enable_push(false)
-            .handshake::<_, Bytes>(io)
+            .handshake::<_, Segment>(io)
             .await
             .map_err(conn_error)?;
         let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();

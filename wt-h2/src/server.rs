@@ -4,13 +4,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http::{Method, Response, StatusCode};
 use tokio::sync::{mpsc, watch};
 use wt_core::{AcceptOptions, RequestInfo, SessionError, SessionInfo, TransportKind};
 
 use crate::config::{announced, peer_flow, ServerConfig};
 use crate::engine::streams::Side;
+use crate::engine::tx::Segment;
 use crate::engine::{Engine, EngineConfig};
 use crate::error::Error;
 use crate::headers::{self, InitHeader};
@@ -158,7 +158,7 @@ async fn serve_connection(
         if config.enable_connect_protocol {
             b.enable_connect_protocol();
         }
-        b.handshake::<_, Bytes>(io).await.ok()
+        b.handshake::<_, Segment>(io).await.ok()
     };
     let Ok(Some(mut conn)) = tokio::time::timeout(config.handshake_timeout, handshake).await else {
         tracing::debug!(%peer_addr, "handshake failed or timed out");
@@ -198,7 +198,7 @@ async fn serve_connection(
     }
 }
 
-fn respond_status(mut respond: h2::server::SendResponse<Bytes>, status: StatusCode) {
+fn respond_status(mut respond: h2::server::SendResponse<Segment>, status: StatusCode) {
     let resp = Response::builder().status(status).body(());
     if let Ok(resp) = resp {
         let _ = respond.send_response(resp, true);
@@ -207,7 +207,7 @@ fn respond_status(mut respond: h2::server::SendResponse<Bytes>, status: StatusCo
 
 fn handle_request(
     req: http::Request<h2::RecvStream>,
-    respond: h2::server::SendResponse<Bytes>,
+    respond: h2::server::SendResponse<Segment>,
     ctx: &Arc<ConnCtx>,
     tx: &mpsc::Sender<Request>,
 ) {
@@ -285,7 +285,7 @@ fn handle_request(
 /// A WebTransport request waiting for the application's decision. Dropping it answers 405.
 pub struct Request {
     info: RequestInfo,
-    parts: Option<(h2::server::SendResponse<Bytes>, h2::RecvStream)>,
+    parts: Option<(h2::server::SendResponse<Segment>, h2::RecvStream)>,
     init: InitHeader,
     ctx: Arc<ConnCtx>,
 }

@@ -42,6 +42,7 @@ use wt_core::{
 };
 
 use crate::engine::streams::Dir;
+use crate::engine::tx::Segment;
 use crate::engine::{Engine, Event, Read, Write, MAX_DATAGRAM_SIZE};
 
 /// How long a closed session waits for the peer's END_STREAM before resetting the stream.
@@ -193,7 +194,7 @@ enum Pump {
 
 /// The h2 CONNECT stream of a session, and how far each direction got.
 struct H2Io {
-    send: h2::SendStream<Bytes>,
+    send: h2::SendStream<Segment>,
     recv: h2::RecvStream,
     recv_done: bool,
     end_sent: bool,
@@ -276,7 +277,7 @@ impl H2Io {
         }
         if !self.end_sent && engine.transmit_len() == 0 && engine.wants_end_stream() {
             self.end_sent = true;
-            if let Err(e) = self.send.send_data(Bytes::new(), true) {
+            if let Err(e) = self.send.send_data(Segment::default(), true) {
                 self.send_failed = true;
                 Self::on_h2_error(engine, e);
             }
@@ -342,7 +343,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// The shared state of a session on the CONNECT stream `send` / `recv`.
-    pub fn new(engine: Engine, send: h2::SendStream<Bytes>, recv: h2::RecvStream) -> Arc<Self> {
+    pub fn new(engine: Engine, send: h2::SendStream<Segment>, recv: h2::RecvStream) -> Arc<Self> {
         let wake = Arc::new(H2Wake::default());
         Arc::new(Shared {
             inner: Mutex::new(Inner {

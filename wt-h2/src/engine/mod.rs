@@ -46,7 +46,7 @@ use self::streams::recv::RecvHalf;
 use self::streams::send::SendHalf;
 use self::streams::state::{RecvState, SendState};
 use self::streams::{Dir, Numbering, Side, Stream, Streams};
-use self::tx::Tx;
+use self::tx::{Segment, Tx};
 
 /// Largest datagram payload we send (one DATAGRAM capsule; HTTP/2 delivers it reliably).
 pub const MAX_DATAGRAM_SIZE: usize = 65535;
@@ -415,7 +415,7 @@ impl Engine {
     // ---------------------------------------------------------------- output
 
     /// Takes up to `max` bytes of capsule output.
-    pub fn poll_transmit(&mut self, max: usize) -> Option<Bytes> {
+    pub fn poll_transmit(&mut self, max: usize) -> Option<Segment> {
         if max == 0 {
             return None;
         }

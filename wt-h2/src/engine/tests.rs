@@ -47,7 +47,7 @@ impl Pair {
 
     fn step(from: &mut Engine, to: &mut Engine, bytewise: bool, ended: &mut bool) -> bool {
         let mut moved = false;
-        while let Some(b) = from.poll_transmit(usize::MAX) {
+        while let Some(b) = from.poll_transmit(usize::MAX).map(Segment::into_bytes) {
             moved = true;
             if bytewise {
                 for byte in b.iter() {
@@ -288,7 +288,7 @@ fn blocked_capsules_sent_once() {
     // FC-7: nothing can be opened with zero credit.
     assert_eq!(pair.client.open(Dir::Bi).unwrap(), None);
     assert_eq!(pair.client.open(Dir::Bi).unwrap(), None);
-    let out = pair.client.poll_transmit(usize::MAX).unwrap();
+    let out = pair.client.poll_transmit(usize::MAX).unwrap().into_bytes();
     assert_eq!(
         &out[..],
         enc(&[Capsule::StreamsBlockedBidi(0)], CapsuleOptions::default())
@@ -829,7 +829,7 @@ fn receive_buffer_bounded_by_credit_and_release_accounting() {
     e.stop(0, 3).unwrap();
     assert_eq!(e.take_release(), 600, "stop discards and releases");
     // The stop went out.
-    let out = e.poll_transmit(usize::MAX).unwrap();
+    let out = e.poll_transmit(usize::MAX).unwrap().into_bytes();
     assert!(out.ends_with(&enc(&[Capsule::StopSending { id: 0, code: 3 }], opts)));
 }
 
@@ -1251,8 +1251,8 @@ fn large_writes_go_out_as_the_callers_memory() {
         Write::Written(big.len())
     );
     let mut out = Vec::new();
-    while let Some(b) = pair.client.poll_transmit(usize::MAX) {
-        out.push(b);
+    while let Some(seg) = pair.client.poll_transmit(usize::MAX) {
+        out.extend(seg.parts().cloned());
     }
     assert!(
         out.iter().any(|b| range.contains(&(b.as_ptr() as usize))),
@@ -1263,8 +1263,8 @@ fn large_writes_go_out_as_the_callers_memory() {
         pair.client.write_slice(id, &big).unwrap(),
         Write::Written(big.len())
     );
-    while let Some(b) = pair.client.poll_transmit(usize::MAX) {
-        assert!(!range.contains(&(b.as_ptr() as usize)));
+    while let Some(seg) = pair.client.poll_transmit(usize::MAX) {
+        assert!(seg.parts().all(|b| !range.contains(&(b.as_ptr() as usize))));
     }
 }
 

@@ -4,15 +4,14 @@
 
 use std::collections::VecDeque;
 
-use bytes::{Bytes, BytesMut};
+use std::io::IoSlice;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use wt_core::capsule::{encode_header, encode_stream_header, Capsule, CapsuleOptions};
 use wt_core::codes::CapsuleType;
 
 /// Payloads at least this long are chained instead of copied into the scratch buffer.
 const CHAIN_THRESHOLD: usize = 1024;
-
-/// Segments shorter than this are coalesced with their neighbours when transmitted.
-const COALESCE_BELOW: usize = 8 * 1024;
 
 /// The scratch buffer grows by at least this much at a time, so the headers and small
 /// capsules of many writes share one allocation (growing it by each header's few bytes cost
@@ -22,12 +21,118 @@ const SCRATCH_BLOCK: usize = 1024;
 /// Room for a capsule header: type, length and stream ID, 8 bytes each at most.
 const MAX_HEADER: usize = 24;
 
+/// Output handed to h2 in one `send_data`: queued segments in order (capsule headers,
+/// control capsules, payloads), none of them copied. h2 cuts DATA frames out of it
+/// continuously, so a capsule's header shares frames with payloads instead of taking a
+/// frame (and a TLS record) of its own. One segment is held inline; a chain of several
+/// allocates once per `send_data`, however many bytes it carries.
+#[derive(Debug, Default)]
+pub struct Segment {
+    first: Bytes,
+    more: VecDeque<Bytes>,
+    len: usize,
+}
+
+impl Segment {
+    fn push(&mut self, b: Bytes) {
+        if b.is_empty() {
+            return;
+        }
+        self.len += b.len();
+        if self.first.is_empty() {
+            self.first = b;
+        } else {
+            self.more.push_back(b);
+        }
+    }
+
+    /// The segments, in order.
+    #[cfg(test)]
+    pub fn parts(&self) -> impl Iterator<Item = &Bytes> {
+        std::iter::once(&self.first)
+            .chain(self.more.iter())
+            .filter(|b| !b.is_empty())
+    }
+
+    /// All the bytes in one `Bytes` (copied when there are several segments).
+    #[cfg(test)]
+    pub fn into_bytes(mut self) -> Bytes {
+        if self.more.is_empty() {
+            return self.first;
+        }
+        self.copy_to_bytes(self.len)
+    }
+}
+
+impl From<Bytes> for Segment {
+    fn from(b: Bytes) -> Self {
+        let mut s = Segment::default();
+        s.push(b);
+        s
+    }
+}
+
+impl Buf for Segment {
+    fn remaining(&self) -> usize {
+        self.len
+    }
+
+    fn chunk(&self) -> &[u8] {
+        &self.first
+    }
+
+    fn advance(&mut self, mut cnt: usize) {
+        assert!(cnt <= self.len, "advance past the end of a segment");
+        self.len -= cnt;
+        while cnt > 0 {
+            let n = cnt.min(self.first.len());
+            self.first.advance(n);
+            cnt -= n;
+            if self.first.is_empty() {
+                match self.more.pop_front() {
+                    Some(next) => self.first = next,
+                    None => break,
+                }
+            }
+        }
+    }
+
+    fn chunks_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        let parts = std::iter::once(&self.first).chain(self.more.iter());
+        let mut n = 0;
+        for (slot, part) in dst.iter_mut().zip(parts.filter(|b| !b.is_empty())) {
+            *slot = IoSlice::new(part);
+            n += 1;
+        }
+        n
+    }
+
+    fn copy_to_bytes(&mut self, len: usize) -> Bytes {
+        if len <= self.first.len() {
+            self.len -= len;
+            let out = self.first.split_to(len);
+            if self.first.is_empty() {
+                if let Some(next) = self.more.pop_front() {
+                    self.first = next;
+                }
+            }
+            return out;
+        }
+        assert!(len <= self.len, "copy_to_bytes past the end of a segment");
+        let mut b = BytesMut::with_capacity(len);
+        b.put(self.take(len));
+        b.freeze()
+    }
+}
+
 /// Outgoing capsule bytes.
 #[derive(Debug, Default)]
 pub(crate) struct Tx {
     queue: VecDeque<Bytes>,
     scratch: BytesMut,
     len: usize,
+    /// The front of `queue` is the rest of a large segment cut by [`Tx::pop`].
+    front_cut: bool,
 }
 
 impl Tx {
@@ -47,6 +152,7 @@ impl Tx {
         self.queue.clear();
         self.scratch.clear();
         self.len = 0;
+        self.front_cut = false;
     }
 
     /// Queues a control capsule. Encoding failures (values above 2^62) cannot happen for the
@@ -127,44 +233,78 @@ impl Tx {
         }
     }
 
-    /// Takes at most `max` (> 0) bytes from the front, coalescing small segments.
-    pub fn pop(&mut self, max: usize) -> Option<Bytes> {
-        if self.queue.is_empty() {
-            self.flush_scratch();
-        }
-        let mut first = self.queue.pop_front()?;
-        if first.len() > max {
-            let rest = first.split_off(max);
-            self.queue.push_front(rest);
-            self.len -= first.len();
-            return Some(first);
-        }
-        let small_next = |q: &mut VecDeque<Bytes>, scratch: &BytesMut| {
-            q.front()
-                .map(|b| b.len() < COALESCE_BELOW)
-                .unwrap_or(!scratch.is_empty() && scratch.len() < COALESCE_BELOW)
-        };
-        if first.len() >= COALESCE_BELOW || !small_next(&mut self.queue, &self.scratch) {
-            self.len -= first.len();
-            return Some(first);
-        }
-        let mut out = BytesMut::with_capacity(max.min(64 * 1024));
-        out.extend_from_slice(&first);
-        loop {
+    /// Takes at most `max` (> 0) bytes from the front, as a chain of the queued segments:
+    /// large ones as they are, runs of small ones (capsules of many streams) copied together.
+    pub fn pop(&mut self, max: usize) -> Option<Segment> {
+        let mut out = Gather::default();
+        while out.len < max {
             if self.queue.is_empty() {
                 self.flush_scratch();
             }
-            let Some(next) = self.queue.front() else {
+            let Some(mut next) = self.queue.pop_front() else {
                 break;
             };
-            if next.len() >= COALESCE_BELOW || out.len() + next.len() > max {
-                break;
+            // A large segment cut at `max` stays uncopied, however short its pieces.
+            let large = next.len() >= COALESCE_BELOW || std::mem::take(&mut self.front_cut);
+            let room = max - out.len;
+            if next.len() > room {
+                let rest = next.split_off(room);
+                self.queue.push_front(rest);
+                self.front_cut = large;
             }
-            out.extend_from_slice(next);
-            self.queue.pop_front();
+            out.add(next, large, max);
         }
-        self.len -= out.len();
-        Some(out.freeze())
+        if out.len == 0 {
+            return None;
+        }
+        self.len -= out.len;
+        Some(out.finish())
+    }
+}
+
+/// Segments below this size are copied together when several follow each other.
+const COALESCE_BELOW: usize = 8 * 1024;
+
+/// A [`Segment`] being put together by [`Tx::pop`].
+#[derive(Default)]
+struct Gather {
+    seg: Segment,
+    /// A small segment that may be followed by more.
+    small: Option<Bytes>,
+    /// Consecutive small segments, copied together.
+    run: BytesMut,
+    len: usize,
+}
+
+impl Gather {
+    fn add(&mut self, b: Bytes, large: bool, max: usize) {
+        self.len += b.len();
+        if large {
+            self.end_run();
+            self.seg.push(b);
+        } else if let Some(prev) = self.small.take() {
+            self.run = BytesMut::with_capacity(max.min(64 * 1024));
+            self.run.extend_from_slice(&prev);
+            self.run.extend_from_slice(&b);
+        } else if !self.run.is_empty() {
+            self.run.extend_from_slice(&b);
+        } else {
+            self.small = Some(b);
+        }
+    }
+
+    fn end_run(&mut self) {
+        if let Some(s) = self.small.take() {
+            self.seg.push(s);
+        }
+        if !self.run.is_empty() {
+            self.seg.push(std::mem::take(&mut self.run).freeze());
+        }
+    }
+
+    fn finish(mut self) -> Segment {
+        self.end_run();
+        self.seg
     }
 }
 
@@ -191,7 +331,7 @@ mod tests {
         tx.datagram(Bytes::from_static(b"hi"));
         let total = tx.len();
         let mut all = Vec::new();
-        while let Some(b) = tx.pop(5000) {
+        while let Some(b) = tx.pop(5000).map(Segment::into_bytes) {
             assert!(b.len() <= 5000);
             all.extend_from_slice(&b);
         }
@@ -210,22 +350,89 @@ mod tests {
     fn headers_of_consecutive_writes_share_one_block() {
         let o = CapsuleOptions::default();
         let mut tx = Tx::default();
-        let payload = Bytes::from(vec![1u8; 2 * COALESCE_BELOW]);
+        let payload = Bytes::from(vec![1u8; 16 * 1024]);
         let mut headers = Vec::new();
         for id in 0..20 {
             tx.stream(id * 4, false, payload.clone(), &o);
-            let header = tx.pop(usize::MAX).unwrap();
-            assert!(header.len() < MAX_HEADER, "the header alone");
-            assert_eq!(
-                tx.pop(usize::MAX).unwrap(),
-                payload,
-                "then the payload itself"
-            );
-            headers.push(header);
+            let seg = tx.pop(usize::MAX).unwrap();
+            let parts: Vec<&Bytes> = seg.parts().collect();
+            assert_eq!(parts.len(), 2, "the header, then the payload");
+            assert!(parts[0].len() < MAX_HEADER);
+            assert_eq!(parts[1].as_ptr(), payload.as_ptr(), "the payload uncopied");
+            headers.push(parts[0].clone());
         }
+        assert!(tx.pop(usize::MAX).is_none());
         // Each header follows the one before it in memory: one allocation for all of them.
         for w in headers.windows(2) {
             assert_eq!(w[1].as_ptr() as usize, w[0].as_ptr() as usize + w[0].len());
         }
+    }
+
+    #[test]
+    fn a_segment_reads_as_its_parts_in_order() {
+        let mut seg = Segment::default();
+        for p in [&b"head"[..], b"", b"-and-", b"body"] {
+            seg.push(Bytes::from_static(p));
+        }
+        assert_eq!(seg.remaining(), 13);
+        let mut io = [IoSlice::new(&[]); 4];
+        assert_eq!(seg.chunks_vectored(&mut io), 3);
+        assert_eq!(
+            (&*io[0], &*io[1], &*io[2]),
+            (&b"head"[..], &b"-and-"[..], &b"body"[..])
+        );
+        let mut two = [IoSlice::new(&[]); 2];
+        assert_eq!(seg.chunks_vectored(&mut two), 2, "as many as fit");
+        assert_eq!(seg.copy_to_bytes(2), &b"he"[..]);
+        assert_eq!(seg.copy_to_bytes(4), &b"ad-a"[..]);
+        assert_eq!(seg.chunk(), b"nd-");
+        seg.advance(5);
+        assert_eq!(seg.remaining(), 2);
+        assert_eq!(seg.chunk(), b"dy");
+        assert_eq!(seg.into_bytes(), &b"dy"[..]);
+    }
+
+    #[test]
+    fn pop_takes_a_chain_of_segments_up_to_max() {
+        let o = CapsuleOptions::default();
+        let mut tx = Tx::default();
+        tx.capsule(&Capsule::MaxData(5), &o);
+        let payload = Bytes::from(vec![7u8; 20_000]);
+        tx.stream(0, false, payload.clone(), &o);
+        tx.capsule(&Capsule::MaxData(6), &o);
+        let total = tx.len();
+        let mut seen = 0;
+        let mut payload_parts = 0;
+        while let Some(seg) = tx.pop(8_000) {
+            assert!(seg.remaining() <= 8_000);
+            assert!(
+                seg.remaining() == 8_000 || tx.is_empty(),
+                "full until the end"
+            );
+            seen += seg.remaining();
+            let range = payload.as_ptr() as usize..payload.as_ptr() as usize + payload.len();
+            payload_parts += seg
+                .parts()
+                .filter(|b| range.contains(&(b.as_ptr() as usize)))
+                .count();
+        }
+        assert_eq!(seen, total);
+        assert_eq!(tx.len(), 0);
+        assert_eq!(
+            payload_parts, 3,
+            "the payload cut at the limits, never copied"
+        );
+        // Small capsules of many streams (2 KiB writes, each payload its own segment) go
+        // out copied together, as one part.
+        let mut want = BytesMut::new();
+        for id in 0..10 {
+            let data = Bytes::from(vec![id as u8; 2048]);
+            tx.stream(id * 4, true, data.clone(), &o);
+            encode_stream_header(id * 4, true, data.len(), o.fin_mapping, &mut want).unwrap();
+            want.extend_from_slice(&data);
+        }
+        let seg = tx.pop(usize::MAX).unwrap();
+        assert_eq!(seg.parts().count(), 1);
+        assert_eq!(seg.into_bytes(), want.freeze());
     }
 }

@@ -401,7 +401,7 @@ pub struct Sample {
 pub enum Parts {
     /// Every timed round trip (or setup).
     Times(Vec<Duration>),
-    /// Units done (streams) and the seconds they took.
+    /// Units done (streams, MiB) and the seconds they took.
     Rate {
         /// Units done.
         units: f64,
@@ -421,8 +421,9 @@ impl Sample {
     }
 
     /// One sample from several runs of the same stack: their round trips pooled (quantiles
-    /// over all of them), or their units over their summed time. `None` if a run has
-    /// nothing to pool or the runs measured different kinds of things.
+    /// over all of them), or their units over their summed time (secondary numbers
+    /// averaged). `None` if a run has nothing to pool or the runs measured different kinds
+    /// of things.
     pub fn pool(runs: Vec<Sample>) -> Option<Sample> {
         if runs.len() == 1 {
             return runs.into_iter().next();
@@ -430,6 +431,19 @@ impl Sample {
         let mut times: Vec<Duration> = Vec::new();
         let (mut units, mut secs, mut rates) = (0.0, 0.0, 0);
         let n = runs.len();
+        // Secondary numbers of rates (allocations per MiB) are averaged over the runs.
+        let mut extra: Vec<(&'static str, f64, usize)> = Vec::new();
+        for r in &runs {
+            for (k, v) in &r.extra {
+                match extra.iter_mut().find(|e| e.0 == *k) {
+                    Some(e) => {
+                        e.1 += v;
+                        e.2 += 1;
+                    }
+                    None => extra.push((k, *v, 1)),
+                }
+            }
+        }
         for r in runs {
             match r.parts? {
                 Parts::Times(t) => times.extend(t),
@@ -442,7 +456,14 @@ impl Sample {
         }
         match rates {
             0 => Some(latency_sample(times)),
-            r if r == n => Some(rate_sample(units, secs)),
+            r if r == n => {
+                let mut s = rate_sample(units, secs);
+                s.extra = extra
+                    .into_iter()
+                    .map(|(k, sum, count)| (k, sum / count as f64))
+                    .collect();
+                Some(s)
+            }
             _ => None,
         }
     }
@@ -452,11 +473,6 @@ impl Sample {
         self.extra.push((name, v));
         self
     }
-}
-
-/// MiB/s of `bytes` in `d`.
-pub fn mib_per_s(bytes: u64, d: Duration) -> f64 {
-    bytes as f64 / (1024.0 * 1024.0) / d.as_secs_f64().max(1e-9)
 }
 
 /// The `q` quantile (0..=1) of `v` (sorted in place), in microseconds.
@@ -555,7 +571,7 @@ pub fn upload_sample(
         return Err(BenchError::Protocol("sink count differs"));
     }
     let d = start.elapsed();
-    Ok(allocs.add_to(Sample::new(mib_per_s(bytes, d)), bytes))
+    Ok(allocs.add_to(mib_sample(bytes, d), bytes))
 }
 
 /// Ends a bulk echo started at `start`: checks that `got` bytes came back for the `bytes` sent
@@ -565,7 +581,12 @@ pub fn echo_sample(allocs: AllocSpan, start: Instant, got: u64, bytes: u64) -> B
         return Err(BenchError::Protocol("echo length differs"));
     }
     let d = start.elapsed();
-    Ok(allocs.add_to(Sample::new(mib_per_s(bytes, d)), 2 * bytes))
+    Ok(allocs.add_to(mib_sample(bytes, d), 2 * bytes))
+}
+
+/// MiB/s of `bytes` in `d`, poolable with other runs.
+fn mib_sample(bytes: u64, d: Duration) -> Sample {
+    rate_sample(bytes as f64 / (1024.0 * 1024.0), d.as_secs_f64())
 }
 
 /// Waits for the writer task of a bulk echo.

@@ -18,7 +18,10 @@
 //! round; see [`run_order`]), for 5 rounds (`--quick`: 1 round and
 //! smaller sizes), then reports median, spread (max − min over the median), the ratio to the
 //! stack's baseline (the median over rounds of the ratio of the two runs of the same round,
-//! which tolerates a machine whose load drifts) and the target of the brief:
+//! which tolerates a machine whose load drifts) and the target of the brief. Within a round
+//! the latency and churn workloads run in [`LEGS`] legs and the bulk ones in [`BULK_LEGS`]
+//! (see [`Workload::legs`]), the stack order reversed from leg to leg, each stack's legs
+//! pooled into its sample of the round:
 //!
 //! | stack | transport | API | baseline |
 //! |---|---|---|---|
@@ -97,6 +100,11 @@ pub struct Args {
 /// both.
 const LEGS: usize = 5;
 
+/// The legs of a bulk round: each a whole transfer (1 GiB up, or 256 MiB each way), in the
+/// order A B, B A, pooled as bytes over time. Cutting the transfer into smaller legs would
+/// change the workload (each leg is a new connection), so a bulk round runs twice as long.
+const BULK_LEGS: usize = 2;
+
 /// A workload of the bench (scale is run separately).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Workload {
@@ -151,10 +159,13 @@ impl Workload {
         }
     }
 
-    /// How many legs a round of this workload runs in (see [`LEGS`]).
+    /// How many legs a round of this workload runs in: [`LEGS`] for latency and churn,
+    /// sharing out the round's round trips and streams; [`BULK_LEGS`] for the bulk
+    /// workloads, each a whole transfer.
     fn legs(self) -> usize {
         match self {
             Workload::Latency | Workload::Churn => LEGS,
+            Workload::BulkUpload | Workload::BulkEcho => BULK_LEGS,
             _ => 1,
         }
     }
@@ -768,9 +779,14 @@ mod tests {
         .unwrap();
         assert_eq!(p.primary, 12.0);
         assert_eq!(p.extra, vec![("p99_us", 50.0)]);
-        // Rates: all units over all the time.
-        let p = Sample::pool(vec![rate_sample(100.0, 1.0), rate_sample(300.0, 3.0)]).unwrap();
+        // Rates: all units over all the time; secondary numbers averaged.
+        let p = Sample::pool(vec![
+            rate_sample(100.0, 1.0).with("allocs_per_mib", 300.0),
+            rate_sample(300.0, 3.0).with("allocs_per_mib", 310.0),
+        ])
+        .unwrap();
         assert_eq!(p.primary, 100.0);
+        assert_eq!(p.extra, vec![("allocs_per_mib", 305.0)]);
         // One run is kept as it is; runs without parts or of different kinds do not pool.
         assert_eq!(Sample::pool(vec![Sample::new(7.0)]).unwrap().primary, 7.0);
         assert!(Sample::pool(vec![Sample::new(7.0), Sample::new(8.0)]).is_none());
@@ -786,7 +802,8 @@ mod tests {
         assert_eq!(leg.bulk_bytes, full.bulk_bytes);
         assert_eq!(full.leg(0).latency_rounds, full.latency_rounds);
         assert_eq!(Workload::Latency.legs(), LEGS);
-        assert_eq!(Workload::BulkEcho.legs(), 1);
+        assert_eq!(Workload::BulkEcho.legs(), BULK_LEGS);
+        assert_eq!(Workload::Setup.legs(), 1);
     }
 
     #[test]

@@ -235,10 +235,11 @@ pub(crate) enum Read {
 
 /// A WT_STREAM capsule whose header (type, length, stream ID) has been read and whose payload
 /// is still arriving. Its payload goes to the stream as it arrives, as slices of the DATA
-/// frames, instead of being gathered (copied) until the capsule is whole: a capsule larger
-/// than a DATA frame (64 KiB writes against h2's 16 KiB frames) would otherwise be copied in
-/// full. The pieces are handled as WT_STREAM capsules of their own, the last one carrying the
-/// capsule's FIN, so every check (stream state, flow control) applies to each.
+/// frames, instead of being gathered (copied) until the capsule is whole: DATA frames end
+/// wherever the sender's HTTP/2 capacity ran out, so a bulk capsule is usually cut. The
+/// whole payload is checked against the limits when the header arrives
+/// ([`Engine::begin_partial`]); the pieces are then handled as WT_STREAM capsules of their
+/// own, the last one carrying the capsule's FIN.
 #[derive(Debug, Clone, Copy)]
 struct Partial {
     ty: CapsuleType,
@@ -474,17 +475,6 @@ impl Engine {
         }
         if self.rx.is_empty() && self.decoder.is_at_boundary(&self.rx) {
             while !data.is_empty() {
-                if let Some((p, head)) =
-                    cut_stream_head(&data, &self.cfg.options, self.cfg.max_capsule_len)
-                {
-                    data.advance(head);
-                    self.release += head as u64;
-                    if !self.begin_partial(p) || !self.continue_partial(&mut data) {
-                        self.release += data.len() as u64;
-                        return;
-                    }
-                    continue;
-                }
                 let mut view = &data[..];
                 let (Ok(ty), Ok(len)) = (varint::decode(&mut view), varint::decode(&mut view))
                 else {
@@ -493,7 +483,19 @@ impl Engine {
                 let header = data.len() - view.len();
                 let ty = CapsuleType(ty);
                 if len > view.len() as u64 {
-                    break; // cut by the frame's end: the decoder buffer takes over
+                    // Cut by the frame's end: a WT_STREAM capsule goes on as a partial one,
+                    // anything else through the decoder buffer.
+                    let Some((p, head)) =
+                        cut_stream_head(&data, &self.cfg.options, self.cfg.max_capsule_len)
+                    else {
+                        break;
+                    };
+                    data.advance(head);
+                    if !self.begin_partial(p, head) || !self.continue_partial(&mut data) {
+                        self.release += data.len() as u64;
+                        return;
+                    }
+                    continue;
                 }
                 let wire = header + len as usize;
                 if !is_webtransport_type(ty) {
@@ -520,11 +522,13 @@ impl Engine {
         self.decode_rx();
     }
 
-    /// Starts the partial WT_STREAM capsule `p`, whose header was just read. Its whole
-    /// payload is checked against the limits now, as a whole capsule is: the peer sent it
-    /// against the limits it knew then, so credit granted while its pieces arrive (for
-    /// earlier pieces read meanwhile) must not make it fit. False if the session failed.
-    fn begin_partial(&mut self, p: Partial) -> bool {
+    /// Starts the partial WT_STREAM capsule `p`, whose `head` header bytes were just taken
+    /// from the input (and are released here). Its whole payload is checked against the
+    /// limits now, as a whole capsule is: the peer sent it against the limits it knew then,
+    /// so credit granted while its pieces arrive (for earlier pieces read meanwhile) must not
+    /// make it fit. False if the session failed.
+    fn begin_partial(&mut self, p: Partial, head: usize) -> bool {
+        self.release += head as u64;
         self.settle_parity(p.id);
         match self.check_stream_data(p.id, p.left) {
             Ok(()) => {
@@ -597,8 +601,7 @@ impl Engine {
                             cut_stream_head(&self.rx, &self.cfg.options, self.cfg.max_capsule_len)
                         {
                             self.rx.advance(head);
-                            self.release += head as u64;
-                            if self.begin_partial(p) {
+                            if self.begin_partial(p, head) {
                                 continue;
                             }
                         }

@@ -47,7 +47,6 @@ impl Segment {
     }
 
     /// The segments, in order.
-    #[cfg(test)]
     pub fn parts(&self) -> impl Iterator<Item = &Bytes> {
         std::iter::once(&self.first)
             .chain(self.more.iter())
@@ -61,14 +60,6 @@ impl Segment {
             return self.first;
         }
         self.copy_to_bytes(self.len)
-    }
-}
-
-impl From<Bytes> for Segment {
-    fn from(b: Bytes) -> Self {
-        let mut s = Segment::default();
-        s.push(b);
-        s
     }
 }
 
@@ -98,9 +89,8 @@ impl Buf for Segment {
     }
 
     fn chunks_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
-        let parts = std::iter::once(&self.first).chain(self.more.iter());
         let mut n = 0;
-        for (slot, part) in dst.iter_mut().zip(parts.filter(|b| !b.is_empty())) {
+        for (slot, part) in dst.iter_mut().zip(self.parts()) {
             *slot = IoSlice::new(part);
             n += 1;
         }

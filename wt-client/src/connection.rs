@@ -13,7 +13,7 @@ use wt_core::{
     Dialect, SessionError, SessionInfo, SessionStats, StreamId, StreamKind, TransportKind,
 };
 
-use crate::driver::{lock, Command, Handles, Reply, Shared, Waiter, SYNTHETIC};
+use crate::driver::{lock, Command, Handles, Reply, Rx, Shared, Waiter, SYNTHETIC};
 use crate::send::Note;
 use crate::send::SendHalf;
 use crate::store::{Chan, Item};
@@ -187,6 +187,8 @@ struct MainRecv<'a> {
     shared: &'a Shared,
     token: u64,
     registered: bool,
+    /// The default stream's route holds this task's waker ([`crate::direct`]).
+    routed: bool,
 }
 
 impl Future for MainRecv<'_> {
@@ -207,23 +209,48 @@ impl Future for MainRecv<'_> {
         } else if rx.main.as_ref().is_some_and(|w| w.token != token) {
             return Poll::Ready(Err(Error::RecvBusy));
         } else {
-            rx.main = Some(Waiter {
-                token,
-                waker: cx.waker().clone(),
-            });
-            drop(rx);
-            self.registered = true;
-            return Poll::Pending;
+            // Nothing buffered: read the default stream in this task if it has data.
+            let this = &mut *self;
+            let Rx { store, default, .. } = &mut *rx;
+            let direct = default
+                .as_mut()
+                .and_then(|d| d.poll_reader(cx, store, &shared.unread, &mut this.routed));
+            match direct {
+                Some(chunk) => Ok(Msg::Binary(chunk)),
+                None => {
+                    rx.main = Some(Waiter {
+                        token,
+                        waker: cx.waker().clone(),
+                    });
+                    drop(rx);
+                    self.registered = true;
+                    return Poll::Pending;
+                }
+            }
         };
         rx.unregister_main(token);
+        self.leave_route(&mut rx);
         Poll::Ready(result)
+    }
+}
+
+impl MainRecv<'_> {
+    /// Withdraws this task's waker from the default stream's route.
+    fn leave_route(&mut self, rx: &mut Rx) {
+        if std::mem::take(&mut self.routed) {
+            if let Some(d) = &rx.default {
+                d.route.clear_reader();
+            }
+        }
     }
 }
 
 impl Drop for MainRecv<'_> {
     fn drop(&mut self) {
-        if self.registered {
-            lock(&self.shared.rx).unregister_main(self.token);
+        if self.registered || self.routed {
+            let mut rx = lock(&self.shared.rx);
+            rx.unregister_main(self.token);
+            self.leave_route(&mut rx);
         }
     }
 }
@@ -484,6 +511,7 @@ impl Connection {
             shared: &self.inner.shared,
             token: NEXT_TOKEN.fetch_add(1, Ordering::Relaxed),
             registered: false,
+            routed: false,
         };
         match timeout {
             None => fut.await,

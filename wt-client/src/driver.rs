@@ -1,10 +1,12 @@
-//! The per-connection driver task: it owns the session and every receive half, accepts the
-//! server's streams, and serves the [`Connection`](crate::Connection) handles' commands
-//! (open, stop, close, info, mode, and whatever the handles cannot do themselves).
+//! The per-connection driver task: it owns the session and every receive half but the
+//! default stream's (shared, see below), accepts the server's streams, and serves the
+//! [`Connection`](crate::Connection) handles' commands (open, stop, close, info, mode, and
+//! whatever the handles cannot do themselves).
 //!
 //! ```text
 //!  Connection ── write ─────────────────▶ Shared::sends (send halves, one async lock each)
-//!  (any task) ── recv (default channel) ─▶ Shared::rx (buffered items + the waiting reader)
+//!  (any task) ── recv (default channel) ─▶ Shared::rx (buffered items, the waiting reader,
+//!             │                                        the default stream's receive half)
 //!             ──Command──▶ ┌────────────────────── driver task ──────────────────────┐
 //!             ◀──reply──── │ streams: id → read op (future) + STOP_SENDING watch      │
 //!                          │ pushes received items to Shared::rx, wakes the reader    │
@@ -14,7 +16,9 @@
 //!
 //! The hot paths skip the driver: a write runs in the caller's task on the stream's shared
 //! send half ([`crate::send`]), and a `recv` on the default channel takes items from the shared
-//! buffer, so a round trip costs one hop through the driver (the read) instead of four.
+//! buffer or, with none buffered, reads the default stream itself ([`crate::direct`]), so a
+//! round trip on the default stream passes through no other task of ours. The driver reads
+//! the default stream whenever no `recv` waits on it.
 //! Reads are futures in one `FuturesUnordered` that own their stream and hand it back when
 //! they complete; the driver yields to the runtime after [`YIELD_EVERY`] operations.
 
@@ -31,6 +35,7 @@ use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 use wt_core::{RecvStream, SendStream, Session, SessionError, StreamError, StreamId, StreamKind};
 
+use crate::direct::{reader, DirectRead, DriverRead, ReadResult};
 use crate::send::{Note, SendEnd, SendHalf, Slot};
 use crate::store::{Chan, Item, OwnItem, Store};
 use crate::{Active, CloseReason, ConnectionInfo, Error, Event, Msg};
@@ -73,6 +78,9 @@ pub(crate) struct Rx {
     pub(crate) mode: Active,
     /// The `recv` waiting for the default channel, if any.
     pub(crate) main: Option<Waiter>,
+    /// The default stream's receive half while it is open: read by the driver, and by a
+    /// `recv` waiting with nothing buffered ([`crate::direct`]).
+    pub(crate) default: Option<DirectRead>,
 }
 
 impl Rx {
@@ -210,12 +218,20 @@ struct Entry {
 
 type Op<S> = Pin<Box<dyn Future<Output = Done<S>> + Send>>;
 
+/// A receive half as the driver reads it.
+enum Half<S: Session> {
+    /// Owned by the read op.
+    Own(S::RecvStream),
+    /// The default stream, in [`Rx::default`].
+    Default,
+}
+
 enum Done<S: Session> {
     Read {
         id: StreamId,
-        stream: S::RecvStream,
+        stream: Half<S>,
         cancel: oneshot::Receiver<()>,
-        res: Option<Result<Option<Bytes>, StreamError>>,
+        res: Option<ReadResult>,
     },
     /// The peer's STOP_SENDING (`Some`) or the end of the watch.
     StopNotice {
@@ -247,11 +263,45 @@ fn read_op<S: Session>(
         };
         Done::Read {
             id,
-            stream,
+            stream: Half::Own(stream),
             cancel,
             res,
         }
     })
+}
+
+/// Reads the default stream through [`Rx::default`], where a waiting `recv` may read it too.
+fn default_op<S: Session>(
+    id: StreamId,
+    shared: Arc<Shared>,
+    cancel: oneshot::Receiver<()>,
+) -> Op<S> {
+    let mut cancel = Some(cancel);
+    Box::pin(std::future::poll_fn(move |cx| {
+        // `None` only once this returned Ready, after which it is not polled.
+        let Some(c) = cancel.as_mut() else {
+            return std::task::Poll::Pending;
+        };
+        let res = if c.poll_unpin(cx).is_ready() {
+            None
+        } else {
+            let mut rx = lock(&shared.rx);
+            match rx.default.as_mut().map(|d| d.poll_driver(cx)) {
+                Some(DriverRead::Pending) => return std::task::Poll::Pending,
+                Some(DriverRead::Ready(r)) => r,
+                None => None,
+            }
+        };
+        let Some(cancel) = cancel.take() else {
+            return std::task::Poll::Pending;
+        };
+        std::task::Poll::Ready(Done::Read {
+            id,
+            stream: Half::Default,
+            cancel,
+            res,
+        })
+    }))
 }
 
 /// Driver configuration taken from the options.
@@ -303,6 +353,7 @@ impl<S: Session> Driver<S> {
                 store: Store::default(),
                 mode: cfg.active,
                 main: None,
+                default: None,
             }),
             sends: Mutex::new(HashMap::new()),
             driver_gone: AtomicBool::new(false),
@@ -330,7 +381,14 @@ impl<S: Session> Driver<S> {
             accept_uni: true,
             datagrams: true,
         };
-        d.add_stream(Origin::Default, Some(default.0), Some(default.1));
+        lock(&d.shared.rx).default = Some(DirectRead::new(reader(default.1), cfg.max_recv_buffer));
+        d.add_stream(Origin::Default, Some(default.0), None);
+        let (cancel, cancel_rx) = oneshot::channel();
+        d.ops
+            .push(default_op::<S>(default_stream, d.shared.clone(), cancel_rx));
+        if let Some(e) = d.streams.get_mut(&default_stream) {
+            e.recv = RecvSide::Reading { cancel, stop: None };
+        }
         let handles = Handles {
             cmd: cmd_tx,
             notes: notes_tx,
@@ -857,12 +915,60 @@ impl<S: Session> Driver<S> {
         }
     }
 
+    /// Reads the next chunk of a receive half that stays open.
+    fn read_on(&mut self, id: StreamId, half: Half<S>, cancel: oneshot::Receiver<()>) {
+        match half {
+            Half::Own(stream) => self.ops.push(read_op::<S>(id, stream, cancel)),
+            Half::Default => {
+                if let Some(d) = self.rx().default.as_mut() {
+                    d.release();
+                }
+                self.ops
+                    .push(default_op::<S>(id, self.shared.clone(), cancel));
+            }
+        }
+    }
+
+    /// Stops a receive half (STOP_SENDING).
+    fn stop_half(&mut self, half: &mut Half<S>, code: u32) -> Result<(), Error> {
+        match half {
+            Half::Own(stream) => stream.stop(code),
+            Half::Default => match self.rx().default.as_mut() {
+                Some(d) => d.stop(code),
+                None => Err(StreamError::ClosedLocally),
+            },
+        }
+        .map_err(Error::Stream)
+    }
+
     fn on_read(
         &mut self,
         id: StreamId,
-        mut stream: S::RecvStream,
+        stream: Half<S>,
         cancel_rx: oneshot::Receiver<()>,
-        res: Option<Result<Option<Bytes>, StreamError>>,
+        res: Option<ReadResult>,
+    ) {
+        let default = matches!(stream, Half::Default);
+        self.read_half(id, stream, cancel_rx, res);
+        // A default stream whose receive side is over leaves the shared state (the
+        // transport's stream is dropped as the op's stream would be).
+        if default {
+            let open = matches!(
+                self.streams.get(&id).map(|e| &e.recv),
+                Some(RecvSide::Reading { .. })
+            );
+            if !open || self.terminal.is_some() {
+                self.rx().default = None;
+            }
+        }
+    }
+
+    fn read_half(
+        &mut self,
+        id: StreamId,
+        mut stream: Half<S>,
+        cancel_rx: oneshot::Receiver<()>,
+        res: Option<ReadResult>,
     ) {
         if self.terminal.is_some() {
             return;
@@ -880,19 +986,22 @@ impl<S: Session> Driver<S> {
         };
         match res {
             Some(Ok(Some(chunk))) => {
-                match stop {
+                let stop = match stop {
                     None => {
                         entry.recv = RecvSide::Reading {
                             cancel: cancel_tx,
                             stop: None,
                         };
-                        self.ops.push(read_op::<S>(id, stream, cancel_rx));
+                        None
                     }
-                    Some((code, reply)) => {
-                        // A stop raced with this chunk: keep the chunk, then stop.
-                        let _ = reply.send(stream.stop(code).map_err(Error::Stream));
+                    Some(s) => {
                         entry.recv = RecvSide::Done(Some(StreamError::ClosedLocally));
+                        Some(s)
                     }
+                };
+                if let Some((code, reply)) = stop {
+                    // A stop raced with this chunk: keep the chunk, then stop.
+                    let _ = reply.send(self.stop_half(&mut stream, code));
                 }
                 if !chunk.is_empty() {
                     let item = match origin {
@@ -902,14 +1011,23 @@ impl<S: Session> Driver<S> {
                     };
                     self.deliver(item);
                 }
+                // Only now: the default stream's next chunk may be read by a `recv` directly,
+                // which must not overtake this one.
+                let reading = matches!(
+                    self.streams.get(&id).map(|e| &e.recv),
+                    Some(RecvSide::Reading { .. })
+                );
+                if reading && self.terminal.is_none() {
+                    self.read_on(id, stream, cancel_rx);
+                }
                 self.maybe_forget(id);
             }
             None => {
+                entry.recv = RecvSide::Done(Some(StreamError::ClosedLocally));
                 // Cancelled for stop_sending.
                 if let Some((code, reply)) = stop {
-                    let _ = reply.send(stream.stop(code).map_err(Error::Stream));
+                    let _ = reply.send(self.stop_half(&mut stream, code));
                 }
-                entry.recv = RecvSide::Done(Some(StreamError::ClosedLocally));
                 self.maybe_forget(id);
             }
             Some(Ok(None)) => {
@@ -1033,6 +1151,9 @@ impl<S: Session> Drop for Driver<S> {
     fn drop(&mut self) {
         // Normally every handle is gone by now; after a panic, waiting readers must not hang.
         self.shared.driver_gone.store(true, Ordering::Release);
+        // The default stream goes with the driver, as every other stream does.
+        let default = self.rx().default.take();
+        drop(default);
         self.wake_main();
     }
 }

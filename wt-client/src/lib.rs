@@ -89,6 +89,7 @@
 #![forbid(unsafe_code)]
 
 mod connection;
+mod direct;
 mod driver;
 mod error;
 mod frame;

@@ -91,29 +91,43 @@ impl Item {
 ///
 /// Steady traffic allocates nothing: the item map and the default channel's queue keep their
 /// capacity when they run empty (queues of streams we opened are dropped when drained, as
-/// such streams come and go).
+/// such streams come and go). The default stream's data, the bulk of most traffic, has a
+/// queue of its own and skips the item map.
 #[derive(Default)]
 pub(crate) struct Store {
     next_seq: u64,
     items: HashMap<u64, Item>,
     chans: HashMap<Chan, VecDeque<u64>>,
+    /// Default-stream data ([`Msg::Binary`]) with its sequence numbers, in order.
+    binary: VecDeque<(u64, Bytes)>,
 }
 
 impl Store {
     pub(crate) fn push(&mut self, item: Item) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.chans.entry(item.chan()).or_default().push_back(seq);
-        self.items.insert(seq, item);
+        self.insert(seq, item);
         seq
+    }
+
+    fn insert(&mut self, seq: u64, item: Item) {
+        match item {
+            Item::Main(Msg::Binary(b)) => {
+                let at = self.binary.partition_point(|(s, _)| *s < seq);
+                self.binary.insert(at, (seq, b));
+            }
+            item => {
+                let q = self.chans.entry(item.chan()).or_default();
+                let at = q.partition_point(|s| *s < seq);
+                q.insert(at, seq);
+                self.items.insert(seq, item);
+            }
+        }
     }
 
     /// Puts an item taken earlier back in its place.
     pub(crate) fn put_back(&mut self, seq: u64, item: Item) {
-        let q = self.chans.entry(item.chan()).or_default();
-        let at = q.partition_point(|s| *s < seq);
-        q.insert(at, seq);
-        self.items.insert(seq, item);
+        self.insert(seq, item);
     }
 
     fn took(&mut self, chan: Chan) {
@@ -123,6 +137,15 @@ impl Store {
     }
 
     pub(crate) fn pop(&mut self, chan: Chan) -> Option<(u64, Item)> {
+        let front = self.chans.get(&chan).and_then(|q| q.front().copied());
+        if chan == Chan::Main {
+            if let Some(&(b, _)) = self.binary.front() {
+                if front.is_none_or(|s| b < s) {
+                    let (seq, data) = self.binary.pop_front()?;
+                    return Some((seq, Item::Main(Msg::Binary(data))));
+                }
+            }
+        }
         let seq = self.chans.get_mut(&chan)?.pop_front()?;
         self.took(chan);
         let item = self.items.remove(&seq)?;
@@ -136,17 +159,19 @@ impl Store {
             .chans
             .iter()
             .filter_map(|(c, q)| q.front().map(|s| (*s, *c)))
+            .chain(self.binary.front().map(|(s, _)| (*s, Chan::Main)))
             .min_by_key(|(s, _)| *s)?
             .1;
         self.pop(chan)
     }
 
     pub(crate) fn has(&self, chan: Chan) -> bool {
-        self.chans.get(&chan).is_some_and(|q| !q.is_empty())
+        (chan == Chan::Main && !self.binary.is_empty())
+            || self.chans.get(&chan).is_some_and(|q| !q.is_empty())
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.items.is_empty() && self.binary.is_empty()
     }
 }
 
@@ -176,6 +201,42 @@ mod tests {
         assert_eq!(order, vec![0, 1, 2]);
         assert!(st.is_empty());
         assert!(!st.has(Chan::Main));
+    }
+
+    #[test]
+    fn default_stream_data_keeps_its_place_among_other_items() {
+        let mut st = Store::default();
+        st.push(Item::Main(Msg::Datagram("d0".into())));
+        st.push(Item::Main(Msg::Binary("b1".into())));
+        st.push(data(4, "o2"));
+        st.push(Item::Main(Msg::Binary("b3".into())));
+        st.push(Item::Main(Msg::StreamFin(StreamId(0), Bytes::new())));
+        assert!(st.has(Chan::Main));
+        // The default channel in arrival order, across both of its queues.
+        let (s0, i0) = st.pop(Chan::Main).unwrap();
+        assert!(matches!(i0, Item::Main(Msg::Datagram(_))));
+        let (s1, i1) = st.pop(Chan::Main).unwrap();
+        assert!(matches!(&i1, Item::Main(Msg::Binary(b)) if b == "b1"));
+        // Put back, data goes to its place again.
+        st.put_back(s1, i1);
+        st.put_back(s0, i0);
+        let order: Vec<u64> = std::iter::from_fn(|| st.pop_first())
+            .map(|(s, _)| s)
+            .collect();
+        assert_eq!(order, vec![0, 1, 2, 3, 4]);
+        assert!(st.is_empty());
+        assert!(!st.has(Chan::Main));
+
+        // Only data buffered: the store is not empty.
+        st.push(Item::Main(Msg::Binary("b5".into())));
+        assert!(!st.is_empty());
+        assert!(st.has(Chan::Main));
+        assert!(!st.has(Chan::Own(StreamId(4))));
+        assert!(matches!(
+            st.pop(Chan::Main),
+            Some((5, Item::Main(Msg::Binary(_))))
+        ));
+        assert!(st.pop(Chan::Main).is_none());
     }
 
     #[test]

@@ -836,3 +836,145 @@ async fn concurrent_writers_keep_frames_whole() {
         );
     }
 }
+
+/// A `recv` waiting on the default stream reads it in its own task; whatever else was ready
+/// is buffered in order, and the end of the stream still comes from the driver, after the
+/// data.
+#[tokio::test]
+async fn waiting_recv_reads_the_default_stream_in_order() {
+    let (conn, _peer, mut d) = setup(Options::default()).await;
+    let reader = {
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            loop {
+                match conn.recv().await.unwrap() {
+                    Msg::Binary(b) => seen.push(b),
+                    Msg::StreamFin(..) => return seen,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        })
+    };
+    let ds = d.send.as_mut().unwrap();
+    let sent: Vec<Bytes> = (0..200u32)
+        .map(|i| Bytes::from(format!("{i:03}")))
+        .collect();
+    for c in &sent {
+        ds.write_chunk(c.clone()).await.unwrap();
+        if c[2] == b'7' {
+            tokio::task::yield_now().await;
+        }
+    }
+    ds.finish().unwrap();
+    let seen = reader.await.unwrap();
+    assert_eq!(seen.concat(), sent.concat());
+    assert_eq!(conn.unread_bytes(), 0);
+}
+
+/// After a `recv` has read the default stream itself, data arriving while nobody waits is
+/// still taken in by the driver (`max_recv_buffer` and active mode rely on that).
+#[tokio::test]
+async fn driver_reads_on_after_a_direct_read() {
+    let (conn, _peer, mut d) = setup(Options::default()).await;
+    let first = {
+        let conn = conn.clone();
+        tokio::spawn(async move { conn.recv().await })
+    };
+    // Wait until the recv is parked on the stream.
+    while conn.shared().rx.lock().unwrap().main.is_none() {
+        tokio::task::yield_now().await;
+    }
+    peer_write(&mut d, "a").await;
+    assert_eq!(first.await.unwrap().unwrap(), Msg::Binary(b("a")));
+    peer_write(&mut d, "bc").await;
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        wait_unread(&conn, 2 + ITEM_OVERHEAD),
+    )
+    .await
+    .expect("the driver took the data in");
+    // In active mode too.
+    conn.set_active(Active::On).await.unwrap();
+    let mut events = conn.take_events().unwrap();
+    assert_eq!(events.recv().await.unwrap(), Event::Binary(b("bc")));
+    peer_write(&mut d, "d").await;
+    assert_eq!(events.recv().await.unwrap(), Event::Binary(b("d")));
+}
+
+/// A `recv` woken for the default stream and dropped before it read hands the wake-up to the
+/// driver, so the data is not left unread in the transport.
+#[tokio::test]
+async fn dropped_recv_hands_its_wake_up_to_the_driver() {
+    use std::future::Future;
+    use std::task::{Context, Waker};
+    let (conn, _peer, mut d) = setup(Options::default()).await;
+    // The driver has run, its read of the default stream is waiting too.
+    conn.info().await.unwrap();
+    let mut recv = Box::pin(conn.recv());
+    assert!(recv
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+        .is_pending());
+    peer_write(&mut d, "x").await;
+    drop(recv);
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        wait_unread(&conn, 1 + ITEM_OVERHEAD),
+    )
+    .await
+    .expect("the driver took the data in");
+    assert_eq!(conn.recv().await.unwrap(), Msg::Binary(b("x")));
+}
+
+/// Data a `recv` reads ahead counts against `max_recv_buffer` like data the driver reads.
+#[tokio::test]
+async fn read_ahead_counts_against_the_limit() {
+    let limit = 2 * (100 + ITEM_OVERHEAD) + 10;
+    let (conn, peer, mut d) = setup(Options::default().max_recv_buffer(limit)).await;
+    let first = {
+        let conn = conn.clone();
+        tokio::spawn(async move { conn.recv().await })
+    };
+    while conn.shared().rx.lock().unwrap().main.is_none() {
+        tokio::task::yield_now().await;
+    }
+    // Written at once: the waiting recv is woken first and reads them all (this test
+    // runtime runs one task at a time, in the order they were woken).
+    let ds = d.send.as_mut().unwrap();
+    for _ in 0..4 {
+        ds.write_chunk(Bytes::from(vec![7u8; 100])).await.unwrap();
+    }
+    assert!(matches!(first.await.unwrap().unwrap(), Msg::Binary(c) if c.len() == 100));
+    // Three chunks left unread overflow the limit.
+    let (by_client, code, _) = tokio::time::timeout(Duration::from_secs(10), peer_closed(&peer))
+        .await
+        .expect("the overflow closed the session");
+    assert!(by_client);
+    assert_eq!(code, OVERFLOW_CLOSE_CODE);
+    for _ in 0..2 {
+        assert!(matches!(conn.recv().await.unwrap(), Msg::Binary(c) if c.len() == 100));
+    }
+    assert!(matches!(conn.recv().await, Err(Error::RecvBufferOverflow)));
+}
+
+/// STOP_SENDING on the default stream while a `recv` waits on it: the peer sees the code and
+/// the `recv` learns the stream ended.
+#[tokio::test]
+async fn stop_sending_the_default_stream_under_a_waiting_recv() {
+    let (conn, _peer, mut d) = setup(Options::default()).await;
+    let waiting = {
+        let conn = conn.clone();
+        tokio::spawn(async move { conn.recv_timeout(Duration::from_secs(1)).await })
+    };
+    while conn.shared().rx.lock().unwrap().main.is_none() {
+        tokio::task::yield_now().await;
+    }
+    conn.stop_sending(conn.default_stream_id(), 21)
+        .await
+        .unwrap();
+    assert_eq!(d.send.as_mut().unwrap().stopped().await.unwrap(), Some(21));
+    assert!(conn.shared().rx.lock().unwrap().default.is_none());
+    // Nothing more comes on the default stream.
+    assert!(matches!(waiting.await.unwrap(), Err(Error::Timeout)));
+}

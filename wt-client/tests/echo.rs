@@ -699,3 +699,58 @@ async fn invalid_requests_fail_before_any_io() {
         ))
     ));
 }
+
+/// Megabytes echoed on the default stream with the writer, the reader and the driver on two
+/// worker threads: the reader reads the stream itself while it waits, the driver while it
+/// does not; every byte arrives once, in order, and the FIN after the data.
+async fn bulk_echo_intact(kind: Kind) {
+    const TOTAL: usize = 16 << 20;
+    let srv = echo(kind);
+    let conn = connect(&srv, "/echo").await;
+    // Not periodic, so a chunk out of place cannot go unnoticed.
+    let mut x = 0x9e37_79b9_u32;
+    let data: Bytes = (0..TOTAL)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect::<Vec<u8>>()
+        .into();
+    let writer = {
+        let (conn, data) = (conn.clone(), data.clone());
+        tokio::spawn(async move {
+            // Uneven frame sizes, so chunk edges fall everywhere.
+            let mut at = 0;
+            for n in [1usize, 1000, 65_536, 7, 20_000].into_iter().cycle() {
+                let end = (at + n).min(TOTAL);
+                conn.send(data.slice(at..end)).await.unwrap();
+                at = end;
+                if at == TOTAL {
+                    break;
+                }
+            }
+            let id = conn.default_stream_id();
+            conn.send(Frame::stream(id, "", true)).await.unwrap();
+        })
+    };
+    let got = recv_binary(&conn, TOTAL).await;
+    assert!(got == data, "echo differs");
+    assert_eq!(
+        conn.recv_timeout(T).await.unwrap(),
+        Msg::StreamFin(conn.default_stream_id(), Bytes::new())
+    );
+    writer.await.unwrap();
+    assert_eq!(conn.unread_bytes(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_echo_intact_h3() {
+    bulk_echo_intact(Kind::H3).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_echo_intact_h2() {
+    bulk_echo_intact(Kind::H2).await
+}

@@ -143,15 +143,20 @@ pub(crate) struct Route {
     state: Mutex<RouteState>,
 }
 
+/// Puts `w` in `slot` unless the waker there already wakes the same task.
+fn register(slot: &mut Option<Waker>, w: &Waker) {
+    match slot {
+        Some(old) if old.will_wake(w) => {}
+        slot => *slot = Some(w.clone()),
+    }
+}
+
 impl Route {
     /// A `recv` is about to poll the stream and waits for it.
     fn set_reader(&self, w: &Waker) {
         let mut s = lock(&self.state);
         s.woke_reader = false;
-        match &mut s.reader {
-            Some(old) if old.will_wake(w) => {}
-            slot => *slot = Some(w.clone()),
-        }
+        register(&mut s.reader, w);
     }
 
     /// The `recv` no longer waits for the stream. A wake-up it took and did not act on goes
@@ -173,11 +178,7 @@ impl Route {
 
     /// The driver is about to poll the stream and waits for it.
     fn set_driver(&self, w: &Waker) {
-        let mut s = lock(&self.state);
-        match &mut s.driver {
-            Some(old) if old.will_wake(w) => {}
-            slot => *slot = Some(w.clone()),
-        }
+        register(&mut lock(&self.state).driver, w);
     }
 
     /// Wakes the driver's read (it has something stashed to report).
@@ -225,13 +226,6 @@ pub(crate) struct DirectRead {
     limit: usize,
 }
 
-/// What the driver's read of the default stream gives.
-pub(crate) enum DriverRead {
-    Pending,
-    /// `None`: the stream was taken away (stopped).
-    Ready(Option<ReadResult>),
-}
-
 impl DirectRead {
     pub(crate) fn new(reader: Box<dyn SharedRead>, limit: usize) -> Self {
         let route = Arc::new(Route::default());
@@ -247,20 +241,16 @@ impl DirectRead {
 
     /// The driver's poll: a stashed result first, else the stream. A result marks the read
     /// held until [`release`](Self::release).
-    pub(crate) fn poll_driver(&mut self, cx: &mut Context<'_>) -> DriverRead {
-        if let Some(r) = self.stashed.take() {
-            self.held = true;
-            return DriverRead::Ready(Some(r));
-        }
-        self.route.set_driver(cx.waker());
-        let mut rcx = Context::from_waker(&self.waker);
-        match self.reader.poll_read(&mut rcx) {
-            Poll::Ready(r) => {
-                self.held = true;
-                DriverRead::Ready(Some(r))
+    pub(crate) fn poll_driver(&mut self, cx: &mut Context<'_>) -> Poll<ReadResult> {
+        let r = match self.stashed.take() {
+            Some(r) => r,
+            None => {
+                self.route.set_driver(cx.waker());
+                std::task::ready!(self.reader.poll_read(&mut Context::from_waker(&self.waker)))
             }
-            Poll::Pending => DriverRead::Pending,
-        }
+        };
+        self.held = true;
+        Poll::Ready(r)
     }
 
     /// The driver delivered what it took: readers may read the stream again.
@@ -298,25 +288,20 @@ impl DirectRead {
         self.route.set_reader(cx.waker());
         *routed = true;
         let mut rcx = Context::from_waker(&self.waker);
-        let first = loop {
-            match self.reader.poll_read(&mut rcx) {
-                Poll::Pending => return None,
-                Poll::Ready(Ok(Some(chunk))) if chunk.is_empty() => {}
-                Poll::Ready(Ok(Some(chunk))) => break chunk,
-                Poll::Ready(end) => {
-                    self.stash(end);
-                    return None;
-                }
-            }
-        };
-        // From here on wake-ups go to the driver, which reads eagerly while nobody waits.
-        self.route.clear_reader();
-        *routed = false;
-        // Read on until the transport has nothing ready, which arms the route again.
+        let mut first = None;
+        // After the first chunk, read on until the transport has nothing ready, which arms
+        // the route again.
         loop {
             match self.reader.poll_read(&mut rcx) {
                 Poll::Pending => break,
                 Poll::Ready(Ok(Some(chunk))) if chunk.is_empty() => {}
+                Poll::Ready(Ok(Some(chunk))) if first.is_none() => {
+                    first = Some(chunk);
+                    // From here on wake-ups go to the driver, which reads eagerly while
+                    // nobody waits.
+                    self.route.clear_reader();
+                    *routed = false;
+                }
                 Poll::Ready(Ok(Some(chunk))) => {
                     let size = chunk.len() + ITEM_OVERHEAD;
                     if unread.load(Ordering::Acquire).saturating_add(size) > self.limit {
@@ -333,7 +318,7 @@ impl DirectRead {
                 }
             }
         }
-        Some(first)
+        first
     }
 }
 

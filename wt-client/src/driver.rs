@@ -35,7 +35,7 @@ use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 use wt_core::{RecvStream, SendStream, Session, SessionError, StreamError, StreamId, StreamKind};
 
-use crate::direct::{reader, DirectRead, DriverRead, ReadResult};
+use crate::direct::{reader, DirectRead, ReadResult};
 use crate::send::{Note, SendEnd, SendHalf, Slot};
 use crate::store::{Chan, Item, OwnItem, Store};
 use crate::{Active, CloseReason, ConnectionInfo, Error, Event, Msg};
@@ -287,8 +287,9 @@ fn default_op<S: Session>(
         } else {
             let mut rx = lock(&shared.rx);
             match rx.default.as_mut().map(|d| d.poll_driver(cx)) {
-                Some(DriverRead::Pending) => return std::task::Poll::Pending,
-                Some(DriverRead::Ready(r)) => r,
+                Some(std::task::Poll::Pending) => return std::task::Poll::Pending,
+                Some(std::task::Poll::Ready(r)) => Some(r),
+                // Taken away (stopped).
                 None => None,
             }
         };
@@ -381,14 +382,7 @@ impl<S: Session> Driver<S> {
             accept_uni: true,
             datagrams: true,
         };
-        lock(&d.shared.rx).default = Some(DirectRead::new(reader(default.1), cfg.max_recv_buffer));
-        d.add_stream(Origin::Default, Some(default.0), None);
-        let (cancel, cancel_rx) = oneshot::channel();
-        d.ops
-            .push(default_op::<S>(default_stream, d.shared.clone(), cancel_rx));
-        if let Some(e) = d.streams.get_mut(&default_stream) {
-            e.recv = RecvSide::Reading { cancel, stop: None };
-        }
+        d.add_stream(Origin::Default, Some(default.0), Some(default.1));
         let handles = Handles {
             cmd: cmd_tx,
             notes: notes_tx,
@@ -427,7 +421,15 @@ impl<S: Session> Driver<S> {
         let recv = match recv {
             Some(r) => {
                 let (cancel, cancel_rx) = oneshot::channel();
-                self.ops.push(read_op::<S>(id, r, cancel_rx));
+                if origin == Origin::Default {
+                    // Shared with a waiting `recv` ([`crate::direct`]).
+                    let direct = DirectRead::new(reader(r), self.max_recv_buffer);
+                    lock(&self.shared.rx).default = Some(direct);
+                    self.ops
+                        .push(default_op::<S>(id, self.shared.clone(), cancel_rx));
+                } else {
+                    self.ops.push(read_op::<S>(id, r, cancel_rx));
+                }
                 RecvSide::Reading { cancel, stop: None }
             }
             None => RecvSide::None,

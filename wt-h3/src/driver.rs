@@ -356,6 +356,17 @@ impl Conn {
         }
     }
 
+    /// Hands a WebTransport stream to its session if that takes no waiting: the session is
+    /// established and its accept queue has room. Otherwise the stream comes back untouched,
+    /// for [`route_stream`](Self::route_stream).
+    fn try_route_now(&self, session_id: u64, stream: Incoming) -> Result<(), Incoming> {
+        let session = self.lock().sessions.get(&session_id).cloned();
+        match session {
+            Some(s) => s.try_deliver(stream),
+            None => Err(stream),
+        }
+    }
+
     /// A peer stream reset before its preamble arrived. Without RESET_STREAM_AT the session
     /// cannot be known from the wire; when exactly one session is open (always the case without
     /// session flow control, and on the client, which opens one connection per session) the
@@ -533,8 +544,10 @@ fn on_closed(conn: &Conn, e: quinn::ConnectionError) {
 /// The connection's driver: accepts incoming streams and runs each one's preamble read and
 /// routing ([`handle_bidi`], [`handle_uni`]) as a future of its own set, polled right here, so
 /// a new stream whose header came with it is routed in the same turn, without a task spawn
-/// and a wake-up. The sets are bounded by QUIC's stream limits: every future holds its stream
-/// (which counts as open) until it has been handed on. Also watches for the connection's end.
+/// and a wake-up. A bidirectional stream whose preamble is already in and whose session can
+/// take it at once is routed without a future at all ([`bidi_now`]). The sets are bounded by
+/// QUIC's stream limits: every future holds its stream (which counts as open) until it has
+/// been handed on. Also watches for the connection's end.
 async fn drive(conn: Arc<Conn>) {
     let quic = conn.quic.clone();
     let mut bi = std::pin::pin!(quic.accept_bi());
@@ -555,7 +568,16 @@ async fn drive(conn: Arc<Conn>) {
         while bi_open {
             match bi.as_mut().poll(cx) {
                 Poll::Ready(Ok((send, recv))) => {
-                    bidis.push(handle_bidi(conn.clone(), send, recv));
+                    // Streams are handed on in the order they were accepted: one goes the
+                    // quick way only when no earlier one is still in the set.
+                    let rest = if bidis.is_empty() {
+                        bidi_now(&conn, send, recv, cx)
+                    } else {
+                        Some((send, recv, FirstRead::Bytes(Bytes::new())))
+                    };
+                    if let Some((send, recv, first)) = rest {
+                        bidis.push(handle_bidi(conn.clone(), send, recv, first));
+                    }
                     bi.set(quic.accept_bi());
                 }
                 Poll::Ready(Err(_)) => bi_open = false,
@@ -736,8 +758,63 @@ async fn run_control(conn: Arc<Conn>, recv: quinn::RecvStream, first: Bytes) {
     }
 }
 
-async fn handle_bidi(conn: Arc<Conn>, send: quinn::SendStream, mut recv: quinn::RecvStream) {
-    let mut buf = Bytes::new();
+/// The first read of a new bidirectional stream, made by [`bidi_now`].
+enum FirstRead {
+    /// Bytes read so far (none when nothing was ready).
+    Bytes(Bytes),
+    /// The peer reset the stream before anything arrived.
+    Reset(quinn::VarInt),
+}
+
+/// Handles a new bidirectional stream in the driver's turn when it can be done without
+/// waiting: its first chunk is in and holds a whole WebTransport preamble, and the session it
+/// names is established and has room in its accept queue (the usual case: a stream's header
+/// travels with its first payload). That takes no future, allocation or extra poll. Anything
+/// else (a request stream, a preamble still to come, an unknown session, a full queue, a
+/// malformed header, a reset) is handed back with what was read, for [`handle_bidi`]; `None`
+/// when there is nothing left to do.
+fn bidi_now(
+    conn: &Arc<Conn>,
+    send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    cx: &mut std::task::Context<'_>,
+) -> Option<(quinn::SendStream, quinn::RecvStream, FirstRead)> {
+    let polled = std::pin::pin!(recv.read_chunk(PREAMBLE_READ, true)).poll(cx);
+    let first = match polled {
+        // Pending: quinn keeps this turn's waker until handle_bidi's first poll replaces it.
+        Poll::Pending => Bytes::new(),
+        Poll::Ready(Ok(Some(c))) => c.bytes,
+        Poll::Ready(Err(quinn::ReadError::Reset(code))) => {
+            return Some((send, recv, FirstRead::Reset(code)))
+        }
+        // FIN before any byte, or the connection is gone: nothing to route.
+        Poll::Ready(_) => return None,
+    };
+    if let Some((sid, n)) = stream_type::wt_bidi_preamble(&first, conn.role) {
+        return match conn.try_route_now(sid, Incoming::Bidi(send, recv, first.slice(n..))) {
+            Ok(()) => None,
+            Err(Incoming::Bidi(send, recv, _)) => Some((send, recv, FirstRead::Bytes(first))),
+            // try_route_now hands back what it was given.
+            Err(Incoming::Uni(..)) => None,
+        };
+    }
+    Some((send, recv, FirstRead::Bytes(first)))
+}
+
+async fn handle_bidi(
+    conn: Arc<Conn>,
+    send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    first: FirstRead,
+) {
+    let mut buf = match first {
+        FirstRead::Bytes(b) => b,
+        FirstRead::Reset(code) => {
+            return conn
+                .route_headerless_reset(Incoming::Bidi(send, recv, Bytes::new()), code)
+                .await
+        }
+    };
     let (first, n) = match peek_varint(&mut recv, &mut buf).await {
         Ok(v) => v,
         Err(PreambleError::Reset(code)) => {

@@ -11,8 +11,6 @@ use std::sync::Mutex;
 
 use tokio::sync::Notify;
 
-use crate::end::EndSignal;
-
 struct State<T> {
     items: VecDeque<T>,
     closed: bool,
@@ -70,10 +68,17 @@ impl<T> AcceptQueue<T> {
         Ok(())
     }
 
-    /// Queues `item`, waiting for room (backpressure) unless `ended` is set first;
-    /// `Err` hands the item back (closed or ended) to be refused. Cancel safe in the sense
-    /// that a dropped future drops its item.
-    pub(crate) async fn push(&self, item: T, ended: &EndSignal) -> Result<(), T> {
+    /// Whether a push would find room now (it may not by the time it is made, if another
+    /// producer pushes first).
+    pub(crate) fn has_room(&self) -> bool {
+        self.lock().items.len() < self.cap
+    }
+
+    /// Queues `item`, waiting for room (backpressure); `Err` hands the item back once the
+    /// queue is closed, to be refused. The session closes its queues when it ends, so the end
+    /// needs no watch of its own here. Cancel safe in the sense that a dropped future drops
+    /// its item.
+    pub(crate) async fn push(&self, item: T) -> Result<(), T> {
         let mut item = match self.try_push(item) {
             Ok(()) => return Ok(()),
             Err(PushError::Closed(item)) => return Err(item),
@@ -88,9 +93,7 @@ impl<T> AcceptQueue<T> {
                 Err(PushError::Closed(item)) => return Err(item),
                 Err(PushError::Full(item)) => item,
             };
-            if ended.or_end(notified).await.is_none() {
-                return Err(item);
-            }
+            notified.await;
         }
     }
 
@@ -108,9 +111,10 @@ impl<T> AcceptQueue<T> {
         Ok(Some(item))
     }
 
-    /// Waits for the oldest item; `None` when the queue is closed or `ended` is set.
-    /// Cancel safe: an item is only taken when the future resolves with it.
-    pub(crate) async fn pop(&self, ended: &EndSignal) -> Option<T> {
+    /// Waits for the oldest item; `None` once the queue is closed and empty (the session
+    /// closes it when it ends). Cancel safe: an item is only taken when the future resolves
+    /// with it.
+    pub(crate) async fn pop(&self) -> Option<T> {
         loop {
             match self.try_pop() {
                 Ok(Some(item)) => return Some(item),
@@ -125,7 +129,7 @@ impl<T> AcceptQueue<T> {
                 Err(()) => return None,
                 Ok(None) => {}
             }
-            ended.or_end(notified).await?;
+            notified.await;
         }
     }
 
@@ -146,39 +150,52 @@ impl<T> AcceptQueue<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[tokio::test]
     async fn bounded_fifo_that_closes() {
         let q = AcceptQueue::new(2);
-        let ended = EndSignal::default();
+        assert!(q.has_room());
         assert!(q.try_push(1).is_ok());
         assert!(q.try_push(2).is_ok());
+        assert!(!q.has_room());
         assert!(matches!(q.try_push(3), Err(PushError::Full(3))));
-        assert_eq!(q.pop(&ended).await, Some(1));
-        assert!(q.push(3, &ended).await.is_ok());
+        assert_eq!(q.pop().await, Some(1));
+        assert!(q.push(3).await.is_ok());
         let rest: Vec<_> = q.close().into_iter().collect();
         assert_eq!(rest, vec![2, 3]);
         assert!(matches!(q.try_push(4), Err(PushError::Closed(4))));
-        assert_eq!(q.pop(&ended).await, None);
+        assert_eq!(q.pop().await, None);
     }
 
     #[tokio::test]
-    async fn a_full_queue_waits_for_room_or_the_end() {
-        let q = std::sync::Arc::new(AcceptQueue::new(1));
-        let ended = std::sync::Arc::new(EndSignal::default());
+    async fn a_full_queue_waits_for_room_or_the_close() {
+        let q = Arc::new(AcceptQueue::new(1));
         assert!(q.try_push(1).is_ok());
-        let (q2, e2) = (q.clone(), ended.clone());
-        let producer = tokio::spawn(async move { q2.push(2, &e2).await });
+        let q2 = q.clone();
+        let producer = tokio::spawn(async move { q2.push(2).await });
         tokio::task::yield_now().await;
-        assert_eq!(q.pop(&ended).await, Some(1));
+        assert!(!producer.is_finished());
+        assert_eq!(q.pop().await, Some(1));
         assert!(producer.await.unwrap().is_ok());
-        assert_eq!(q.pop(&ended).await, Some(2));
+        assert_eq!(q.pop().await, Some(2));
 
         assert!(q.try_push(3).is_ok());
-        let (q2, e2) = (q.clone(), ended.clone());
-        let producer = tokio::spawn(async move { q2.push(4, &e2).await });
+        let q2 = q.clone();
+        let producer = tokio::spawn(async move { q2.push(4).await });
         tokio::task::yield_now().await;
-        ended.set();
+        assert_eq!(q.close().into_iter().collect::<Vec<_>>(), vec![3]);
         assert_eq!(producer.await.unwrap(), Err(4));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_pop_ends_at_the_close() {
+        let q = Arc::new(AcceptQueue::<u32>::new(1));
+        let q2 = q.clone();
+        let consumer = tokio::spawn(async move { q2.pop().await });
+        tokio::task::yield_now().await;
+        assert!(!consumer.is_finished());
+        assert!(q.close().is_empty());
+        assert_eq!(consumer.await.unwrap(), None);
     }
 }

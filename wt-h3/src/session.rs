@@ -36,7 +36,7 @@ use crate::driver::{varint, Conn, FrameReader, Incoming, ReadFail};
 use crate::end::EndSignal;
 use crate::proto::frame::{self, Frame};
 use crate::proto::stream_type::{self, Role};
-use crate::queue::AcceptQueue;
+use crate::queue::{AcceptQueue, PushError};
 use crate::stream::{RecvStream, SendStream, Source};
 
 #[derive(Default)]
@@ -348,29 +348,85 @@ impl SessionShared {
     /// Hands an incoming stream to the accept queue, waiting for room (backpressure). With
     /// flow control its data is read ahead (and counted) from now on.
     pub(crate) async fn deliver(self: &Arc<Self>, stream: Incoming) {
+        if let Some(a) = self.admit(stream) {
+            self.queue(a).await;
+        }
+    }
+
+    /// Hands an incoming stream to the accept queue if that takes no waiting, as
+    /// [`deliver`](Self::deliver) does; `Err` gives the stream back untouched when the queue
+    /// is full, for `deliver`.
+    pub(crate) fn try_deliver(self: &Arc<Self>, stream: Incoming) -> Result<(), Incoming> {
+        let room = match &stream {
+            Incoming::Bidi(..) => self.bidi.has_room(),
+            Incoming::Uni(..) => self.uni.has_room(),
+        };
+        if !room {
+            return Err(stream);
+        }
+        let Some(a) = self.admit(stream) else {
+            return Ok(());
+        };
+        let full = match a {
+            Admitted::Bidi(s, r) => match self.bidi.try_push((s, r)) {
+                Ok(()) => return Ok(()),
+                Err(PushError::Closed((s, r))) => {
+                    Admitted::Bidi(s, r).refuse();
+                    return Ok(());
+                }
+                Err(PushError::Full((s, r))) => Admitted::Bidi(s, r),
+            },
+            Admitted::Uni(r) => match self.uni.try_push(r) {
+                Ok(()) => return Ok(()),
+                Err(PushError::Closed(r)) => {
+                    Admitted::Uni(r).refuse();
+                    return Ok(());
+                }
+                Err(PushError::Full(r)) => Admitted::Uni(r),
+            },
+        };
+        // Another producer took the room since the check (beside the driver, only the task
+        // that hands a new session its early streams pushes): the stream, already admitted
+        // and counted, waits for room in a task of its own.
+        let session = self.clone();
+        tokio::spawn(async move { session.queue(full).await });
+        Ok(())
+    }
+
+    /// Admits an incoming stream: it counts against the session's stream credit, and with
+    /// flow control its data is read ahead from now on. `None` when it was refused (the
+    /// session has ended, or the peer exceeded its stream credit).
+    fn admit(self: &Arc<Self>, stream: Incoming) -> Option<Admitted> {
         if self.is_ended() {
-            return stream.refuse(H3Code::WT_SESSION_GONE);
+            stream.refuse(H3Code::WT_SESSION_GONE);
+            return None;
         }
         let credit = match &stream {
             Incoming::Bidi(..) => Credit::Bidi,
             Incoming::Uni(..) => Credit::Uni,
         };
         if !self.on_peer_stream(credit) {
-            return stream.refuse(H3Code::WT_SESSION_GONE);
+            stream.refuse(H3Code::WT_SESSION_GONE);
+            return None;
         }
-        // A closed queue (the session ended) hands the stream back to be refused.
-        match stream {
-            Incoming::Bidi(s, r, prefix) => {
-                let r = Source::new(r, prefix, self);
-                if let Err((mut s, r)) = self.bidi.push((s, r), &self.end).await {
-                    let _ = s.reset(varint(H3Code::WT_SESSION_GONE.0));
-                    r.refuse(H3Code::WT_SESSION_GONE);
+        Some(match stream {
+            Incoming::Bidi(s, r, prefix) => Admitted::Bidi(s, Source::new(r, prefix, self)),
+            Incoming::Uni(r, prefix) => Admitted::Uni(Source::new(r, prefix, self)),
+        })
+    }
+
+    /// Queues an admitted stream, waiting for room; a closed queue (the session ended) hands
+    /// it back to be refused.
+    async fn queue(&self, a: Admitted) {
+        match a {
+            Admitted::Bidi(s, r) => {
+                if let Err((s, r)) = self.bidi.push((s, r)).await {
+                    Admitted::Bidi(s, r).refuse();
                 }
             }
-            Incoming::Uni(r, prefix) => {
-                let r = Source::new(r, prefix, self);
-                if let Err(r) = self.uni.push(r, &self.end).await {
-                    r.refuse(H3Code::WT_SESSION_GONE);
+            Admitted::Uni(r) => {
+                if let Err(r) = self.uni.push(r).await {
+                    Admitted::Uni(r).refuse();
                 }
             }
         }
@@ -542,6 +598,26 @@ impl Drop for Reservation<'_> {
 
 /// Held by both halves of a stream the peer opened; when the last half is dropped the stream
 /// counts as closed and its stream credit is granted again.
+/// A peer stream admitted to its session ([`SessionShared::admit`]), on its way to the
+/// accept queue.
+enum Admitted {
+    Bidi(quinn::SendStream, Source),
+    Uni(Source),
+}
+
+impl Admitted {
+    /// Refuses a stream whose session ended before it could be queued.
+    fn refuse(self) {
+        match self {
+            Admitted::Bidi(mut s, r) => {
+                let _ = s.reset(varint(H3Code::WT_SESSION_GONE.0));
+                r.refuse(H3Code::WT_SESSION_GONE);
+            }
+            Admitted::Uni(r) => r.refuse(H3Code::WT_SESSION_GONE),
+        }
+    }
+}
+
 pub(crate) struct PeerStreamSlot {
     shared: Arc<SessionShared>,
     credit: Credit,
@@ -1006,7 +1082,7 @@ impl wt_core::Session for Session {
 
     async fn accept_bi(&self) -> Result<(SendStream, RecvStream), SessionError> {
         self.check_open()?;
-        let Some((send, recv)) = self.shared.bidi.pop(&self.shared.end).await else {
+        let Some((send, recv)) = self.shared.bidi.pop().await else {
             return Err(self.shared.end_reason());
         };
         self.shared.stats.bidi_remote.fetch_add(1, Relaxed);
@@ -1020,7 +1096,7 @@ impl wt_core::Session for Session {
 
     async fn accept_uni(&self) -> Result<RecvStream, SessionError> {
         self.check_open()?;
-        let Some(recv) = self.shared.uni.pop(&self.shared.end).await else {
+        let Some(recv) = self.shared.uni.pop().await else {
             return Err(self.shared.end_reason());
         };
         self.shared.stats.uni_remote.fetch_add(1, Relaxed);

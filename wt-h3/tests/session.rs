@@ -397,3 +397,54 @@ async fn closing_wakes_every_waiting_datagram_reader_at_once() {
         }
     }
 }
+
+#[tokio::test]
+async fn closing_wakes_every_waiting_accept_at_once() {
+    let (_c, s, _server) = pair(CompatMode::Auto).await;
+    let mut bidi = Box::pin(s.accept_bi());
+    let mut uni = Box::pin(s.accept_uni());
+    let (out1, woken1) = poll_counting(&mut bidi);
+    let (out2, woken2) = poll_counting(&mut uni);
+    assert!(out1.is_none() && out2.is_none());
+    // A local close wakes both before anything crosses the network.
+    s.close(11, "done").unwrap();
+    assert!(woken1.0.load(std::sync::atomic::Ordering::SeqCst) > 0);
+    assert!(woken2.0.load(std::sync::atomic::Ordering::SeqCst) > 0);
+    match poll_counting(&mut bidi).0 {
+        Some(Err(SessionError::ClosedLocally { code: 11, .. })) => {}
+        other => panic!("a woken accept_bi gave {:?}", other.map(|r| r.map(|_| ()))),
+    }
+    match poll_counting(&mut uni).0 {
+        Some(Err(SessionError::ClosedLocally { code: 11, .. })) => {}
+        other => panic!("a woken accept_uni gave {:?}", other.map(|r| r.map(|_| ()))),
+    }
+}
+
+#[tokio::test]
+async fn a_full_accept_queue_holds_streams_back_in_order() {
+    // More streams than the accept queue holds (256), opened in one go: on this one-thread
+    // runtime they are all written before the connection's tasks run, so they reach the
+    // server together, the first ones are queued at once and the rest wait for room. Whichever
+    // way each one goes, accept_bi must hand them out in the order they were opened.
+    let n = 300usize;
+    let (server, tls) = server_with(|cfg| cfg.quic.max_concurrent_bidi_streams = 1000);
+    let client = client(&tls, CompatMode::Latest);
+    let req = request(&server, "/test");
+    let (c, s) = tokio::join!(client.connect(&req), async {
+        let r = server.accept().await.unwrap();
+        r.accept(AcceptOptions::default()).await.unwrap()
+    });
+    let c = c.unwrap();
+    let mut opened = Vec::new();
+    for i in 0..n {
+        let (mut tx, rx) = timeout(c.open_bi()).await.unwrap();
+        tx.write_all(format!("{i}").as_bytes()).await.unwrap();
+        tx.finish().unwrap();
+        opened.push((tx, rx));
+    }
+    for i in 0..n {
+        let (_tx, mut rx) = timeout(s.accept_bi()).await.unwrap();
+        let got = timeout(rx.read_to_end(64)).await.unwrap();
+        assert_eq!(got, format!("{i}").as_bytes(), "stream {i} out of order");
+    }
+}

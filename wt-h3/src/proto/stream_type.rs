@@ -122,6 +122,21 @@ pub fn check_session_id(id: u64) -> Result<(), ProtocolError> {
     }
 }
 
+/// The session ID and preamble length of a WebTransport bidirectional stream whose whole
+/// preamble (`0x41 sid`, with a valid session ID) starts `buf`; `None` for anything else: a
+/// request stream, a preamble cut short, a session ID that is not a client-initiated
+/// bidirectional stream. A fast path only: [`route_bidi`] and [`check_session_id`] decide,
+/// and report, every other case.
+pub fn wt_bidi_preamble(buf: &[u8], role: Role) -> Option<(u64, usize)> {
+    let (first, n) = varint::peek(buf).ok()?;
+    if route_bidi(first, role) != BidiRoute::WebTransport {
+        return None;
+    }
+    let (sid, m) = varint::peek(&buf[n..]).ok()?;
+    check_session_id(sid).ok()?;
+    Some((sid, n + m))
+}
+
 /// The preamble of a WebTransport stream we open: `0x41 sid` (bidi) or `0x54 sid` (uni).
 pub fn wt_stream_header(bidi: bool, session_id: u64) -> Bytes {
     let mut out = BytesMut::with_capacity(10);
@@ -196,6 +211,32 @@ pub fn decode_datagram(mut data: Bytes) -> Result<(u64, Bytes), ProtocolError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_bidi_preambles_only() {
+        for role in [Role::Client, Role::Server] {
+            for sid in [0u64, 4, 64, 1 << 20] {
+                let h = wt_stream_header(true, sid);
+                let mut with_payload = h.to_vec();
+                with_payload.extend_from_slice(b"payload");
+                assert_eq!(wt_bidi_preamble(&h, role), Some((sid, h.len())));
+                assert_eq!(wt_bidi_preamble(&with_payload, role), Some((sid, h.len())));
+                // Cut anywhere inside: not whole yet.
+                for cut in 0..h.len() {
+                    assert_eq!(wt_bidi_preamble(&h[..cut], role), None);
+                }
+            }
+            // Session IDs that are not client-initiated bidirectional streams.
+            for sid in [1u64, 2, 3, 5] {
+                assert_eq!(wt_bidi_preamble(&wt_stream_header(true, sid), role), None);
+            }
+            // A request stream (HEADERS frame type 0x01) and a uni stream's type.
+            assert_eq!(wt_bidi_preamble(&[0x01, 0x05, 0, 0], role), None);
+            assert_eq!(wt_bidi_preamble(&wt_stream_header(false, 0), role), None);
+            // A 0x41 signal spelled as a longer varint is still the signal.
+            assert_eq!(wt_bidi_preamble(&[0x40, 0x41, 0x00], role), Some((0, 3)));
+        }
+    }
 
     #[test]
     fn critical_streams_once_each() {

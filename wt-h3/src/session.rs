@@ -596,8 +596,6 @@ impl Drop for Reservation<'_> {
     }
 }
 
-/// Held by both halves of a stream the peer opened; when the last half is dropped the stream
-/// counts as closed and its stream credit is granted again.
 /// A peer stream admitted to its session ([`SessionShared::admit`]), on its way to the
 /// accept queue.
 enum Admitted {
@@ -618,6 +616,8 @@ impl Admitted {
     }
 }
 
+/// Held by both halves of a stream the peer opened; when the last half is dropped the stream
+/// counts as closed and its stream credit is granted again.
 pub(crate) struct PeerStreamSlot {
     shared: Arc<SessionShared>,
     credit: Credit,
@@ -1043,7 +1043,11 @@ impl wt_core::Session for Session {
 
     async fn open_bi(&self) -> Result<(SendStream, RecvStream), SessionError> {
         self.check_open()?;
-        let credit = self.shared.acquire(Credit::Bidi, 1).await?;
+        let credit = if self.shared.has_flow_control() {
+            Some(self.shared.acquire(Credit::Bidi, 1).await?)
+        } else {
+            None
+        };
         // The open is usually ready at once, and then the session's end is not watched.
         let (send, recv) = self
             .shared
@@ -1051,7 +1055,9 @@ impl wt_core::Session for Session {
             .await?
             .map_err(|e| self.lost(e))?;
         // From here on the stream counts. Its header goes out with the first payload.
-        credit.commit(1);
+        if let Some(credit) = credit {
+            credit.commit(1);
+        }
         self.shared.stats.bidi_local.fetch_add(1, Relaxed);
         let id = stream_id(send.id());
         let header = self.shared.stream_header(true);
@@ -1067,13 +1073,19 @@ impl wt_core::Session for Session {
 
     async fn open_uni(&self) -> Result<SendStream, SessionError> {
         self.check_open()?;
-        let credit = self.shared.acquire(Credit::Uni, 1).await?;
+        let credit = if self.shared.has_flow_control() {
+            Some(self.shared.acquire(Credit::Uni, 1).await?)
+        } else {
+            None
+        };
         let send = self
             .shared
             .until_end(self.shared.conn.quic.open_uni())
             .await?
             .map_err(|e| self.lost(e))?;
-        credit.commit(1);
+        if let Some(credit) = credit {
+            credit.commit(1);
+        }
         self.shared.stats.uni_local.fetch_add(1, Relaxed);
         let id = stream_id(send.id());
         let header = self.shared.stream_header(false);

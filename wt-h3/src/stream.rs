@@ -222,17 +222,22 @@ impl wt_core::SendStream for SendStream {
             return Err(StreamError::ClosedLocally);
         };
         let r = {
-            // Waits for session credit (no-op without flow control); unused credit goes back.
-            let Ok(credit) = self.session.acquire(Credit::Data, buf.len() as u64).await else {
-                return Err(self.gone());
+            // Waits for session credit (with flow control); unused credit goes back.
+            let credit = if self.session.has_flow_control() {
+                let Ok(credit) = self.session.acquire(Credit::Data, buf.len() as u64).await else {
+                    return Err(self.gone());
+                };
+                Some(credit)
+            } else {
+                None
             };
-            let n = credit.n as usize;
+            let n = credit.as_ref().map_or(buf.len(), |c| c.n as usize);
             let r = self
                 .session
                 .end
                 .or_end(write_with_header(q, &mut self.header, &buf[..n]))
                 .await;
-            if let Some(Ok(m)) = &r {
+            if let (Some(Ok(m)), Some(credit)) = (&r, credit) {
                 credit.commit(*m as u64);
             }
             r
@@ -258,7 +263,7 @@ impl wt_core::SendStream for SendStream {
         }
         let mut data = data;
         while !data.is_empty() {
-            let chunk = {
+            let chunk = if self.session.has_flow_control() {
                 let Ok(credit) = self.session.acquire(Credit::Data, data.len() as u64).await else {
                     return Err(self.gone());
                 };
@@ -267,16 +272,20 @@ impl wt_core::SendStream for SendStream {
                 // on the wire (write_chunk is not cancel safe), and over-counting is safe.
                 credit.commit(chunk.len() as u64);
                 chunk
+            } else {
+                // No session credit to take: the whole chunk goes in one write.
+                std::mem::take(&mut data)
             };
             let n = chunk.len() as u64;
             let Some(q) = self.inner.as_mut() else {
                 return Err(StreamError::ClosedLocally);
             };
-            let watched = self
-                .session
-                .end
-                .or_end(write_chunk_with_header(q, &mut self.header, chunk))
-                .await;
+            let watched = if self.header.is_some() {
+                let op = write_chunk_with_header(q, &mut self.header, chunk);
+                self.session.end.or_end(op).await
+            } else {
+                self.session.end.or_end(q.write_chunk(chunk)).await
+            };
             let Some(r) = watched else {
                 return Err(self.gone());
             };
@@ -384,15 +393,23 @@ impl wt_core::SendStream for SendStream {
         let Some(q) = self.inner.as_mut() else {
             return Err(StreamError::ClosedLocally);
         };
-        // Waits for session credit (no-op without flow control); unused credit goes back.
-        let Ok(credit) = self.session.acquire(Credit::Data, data.len() as u64).await else {
-            return Err(self.gone());
+        // Waits for session credit (with flow control); unused credit goes back.
+        let credit = if self.session.has_flow_control() {
+            let Ok(credit) = self.session.acquire(Credit::Data, data.len() as u64).await else {
+                return Err(self.gone());
+            };
+            Some(credit)
+        } else {
+            None
         };
-        let mut chunk = [data.slice(..credit.n as usize)];
+        let take = credit.as_ref().map_or(data.len(), |c| c.n as usize);
+        let mut chunk = [data.slice(..take)];
         let r = self.session.end.or_end(q.write_chunks(&mut chunk)).await;
         match r {
             Some(Ok(w)) => {
-                credit.commit(w.bytes as u64);
+                if let Some(credit) = credit {
+                    credit.commit(w.bytes as u64);
+                }
                 data.advance(w.bytes);
                 self.session
                     .stats

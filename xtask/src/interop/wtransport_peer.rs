@@ -94,17 +94,26 @@ async fn start_server(
 /// wtransport reports a received WT_CLOSE_SESSION only as the error of pending stream and
 /// datagram operations (`Connection::closed` waits for the QUIC connection, which wtransport
 /// then closes locally), so the accept loops' errors are what tells how the session ended.
+///
+/// On `/close-me` the first bidirectional stream is echoed, and the second one closes the
+/// connection as it arrives: the client opens it once it has read the echo, so the close
+/// cannot overtake the echo (a QUIC close discards stream data not yet read).
 async fn echo_session(conn: Connection, path: &str) -> String {
     let close_me = path == "/close-me";
     let mut tasks: tokio::task::JoinSet<WtConnError> = tokio::task::JoinSet::new();
     let c = conn.clone();
     tasks.spawn(async move {
+        let mut accepted = 0usize;
         loop {
             let (mut tx, mut rx) = match c.accept_bi().await {
                 Ok(s) => s,
                 Err(e) => return e,
             };
-            let c = c.clone();
+            accepted += 1;
+            if close_me && accepted > 1 {
+                c.close(VarInt::from_u32(CLOSE_ME_CODE), CLOSE_ME_REASON.as_bytes());
+                continue;
+            }
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 16 * 1024];
                 while let Ok(Some(n)) = rx.read(&mut buf).await {
@@ -113,9 +122,6 @@ async fn echo_session(conn: Connection, path: &str) -> String {
                     }
                 }
                 let _ = tx.finish().await;
-                if close_me {
-                    c.close(VarInt::from_u32(CLOSE_ME_CODE), CLOSE_ME_REASON.as_bytes());
-                }
             });
         }
     });
@@ -236,14 +242,28 @@ async fn run_our_client(
         Err(e) => Outcome::Fail(e),
         Ok(s) => match ours::check_bidi(&s).await {
             Err(e) => Outcome::Fail(format!("bidi echo before the close: {e}")),
-            Ok(()) => match ours::step("the peer's close", s.closed()).await {
-                Err(e) => Outcome::Fail(e),
-                Ok(err) => connection_close_outcome(&err),
-            },
+            Ok(()) => {
+                ask_for_the_close(&s).await;
+                match ours::step("the peer's close", s.closed()).await {
+                    Err(e) => Outcome::Fail(e),
+                    Ok(err) => connection_close_outcome(&err),
+                }
+            }
         },
     };
     sc.set("close-received", outcome);
     Ok(())
+}
+
+/// Opens the second bidirectional stream of a `/close-me` session, on which the wtransport
+/// server closes the connection. The stream is seen once written to; its own fate does not
+/// matter (the close may end the write), only the close that follows.
+async fn ask_for_the_close<S: Session>(s: &S) {
+    use wt_core::SendStream;
+    if let Ok((mut tx, _rx)) = s.open_bi().await {
+        let _ = tx.write_all(b"close me").await;
+        let _ = tx.finish();
+    }
 }
 
 fn connection_close_outcome(err: &SessionError) -> Outcome {

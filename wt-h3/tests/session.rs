@@ -374,6 +374,33 @@ fn poll_counting<F: std::future::Future + Unpin>(
     (out, counter)
 }
 
+/// Polls two waiting operations of `s` once each (neither may be ready), closes `s` locally
+/// with `code`, and checks that the close woke both before anything crossed the network and
+/// that both then end with that close.
+fn close_wakes_both<A, B, TA, TB>(
+    s: &wt_h3::Session,
+    code: u32,
+    (a, a_name): (&mut A, &str),
+    (b, b_name): (&mut B, &str),
+) where
+    A: std::future::Future<Output = Result<TA, SessionError>> + Unpin,
+    B: std::future::Future<Output = Result<TB, SessionError>> + Unpin,
+{
+    let (out_a, woken_a) = poll_counting(a);
+    let (out_b, woken_b) = poll_counting(b);
+    assert!(out_a.is_none() && out_b.is_none());
+    s.close(code, "bye").unwrap();
+    let woken = |w: &std::sync::Arc<CountingWaker>| w.0.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(woken(&woken_a) > 0, "{a_name} was not woken");
+    assert!(woken(&woken_b) > 0, "{b_name} was not woken");
+    let ended = |out: Option<Result<(), SessionError>>, name: &str| match out {
+        Some(Err(SessionError::ClosedLocally { code: c, .. })) if c == code => {}
+        other => panic!("a woken {name} gave {other:?}"),
+    };
+    ended(poll_counting(a).0.map(|r| r.map(|_| ())), a_name);
+    ended(poll_counting(b).0.map(|r| r.map(|_| ())), b_name);
+}
+
 #[tokio::test]
 async fn closing_wakes_every_waiting_datagram_reader_at_once() {
     let (_c, s, _server) = pair(CompatMode::Auto).await;
@@ -381,21 +408,12 @@ async fn closing_wakes_every_waiting_datagram_reader_at_once() {
     // the second waits beside it; neither has anything yet.
     let mut first = Box::pin(s.recv_datagram());
     let mut second = Box::pin(s.recv_datagram());
-    let (out1, woken1) = poll_counting(&mut first);
-    let (out2, woken2) = poll_counting(&mut second);
-    assert!(out1.is_none() && out2.is_none());
-    // A local close wakes both before anything crosses the network.
-    s.close(9, "bye").unwrap();
-    let n1 = woken1.0.load(std::sync::atomic::Ordering::SeqCst);
-    let n2 = woken2.0.load(std::sync::atomic::Ordering::SeqCst);
-    assert!(n1 > 0, "the first (direct) reader was not woken");
-    assert!(n2 > 0, "the second reader was not woken");
-    for f in [&mut first, &mut second] {
-        match poll_counting(f).0 {
-            Some(Err(SessionError::ClosedLocally { code: 9, .. })) => {}
-            other => panic!("a woken reader gave {other:?}"),
-        }
-    }
+    close_wakes_both(
+        &s,
+        9,
+        (&mut first, "first (direct) reader"),
+        (&mut second, "second reader"),
+    );
 }
 
 #[tokio::test]
@@ -403,21 +421,7 @@ async fn closing_wakes_every_waiting_accept_at_once() {
     let (_c, s, _server) = pair(CompatMode::Auto).await;
     let mut bidi = Box::pin(s.accept_bi());
     let mut uni = Box::pin(s.accept_uni());
-    let (out1, woken1) = poll_counting(&mut bidi);
-    let (out2, woken2) = poll_counting(&mut uni);
-    assert!(out1.is_none() && out2.is_none());
-    // A local close wakes both before anything crosses the network.
-    s.close(11, "done").unwrap();
-    assert!(woken1.0.load(std::sync::atomic::Ordering::SeqCst) > 0);
-    assert!(woken2.0.load(std::sync::atomic::Ordering::SeqCst) > 0);
-    match poll_counting(&mut bidi).0 {
-        Some(Err(SessionError::ClosedLocally { code: 11, .. })) => {}
-        other => panic!("a woken accept_bi gave {:?}", other.map(|r| r.map(|_| ()))),
-    }
-    match poll_counting(&mut uni).0 {
-        Some(Err(SessionError::ClosedLocally { code: 11, .. })) => {}
-        other => panic!("a woken accept_uni gave {:?}", other.map(|r| r.map(|_| ()))),
-    }
+    close_wakes_both(&s, 11, (&mut bidi, "accept_bi"), (&mut uni, "accept_uni"));
 }
 
 #[tokio::test]

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
+use futures_util::future::Either;
 use futures_util::task::AtomicWaker;
 use futures_util::FutureExt;
 use tokio::sync::Notify;
@@ -172,20 +173,28 @@ impl SessionShared {
     }
 
     /// Reserves up to `want` units of our credit, waiting while there is none (cancel safe:
-    /// dropping the future or the reservation returns the credit). Without flow control the
-    /// whole amount is granted at once.
-    pub(crate) async fn acquire(
+    /// dropping the future or the reservation returns the credit). `None` without flow
+    /// control: there is no credit to take, commit or give back, and callers go ahead with the
+    /// whole amount. That case is a ready future, not a state machine, since every open and
+    /// write of every stream comes through here.
+    pub(crate) fn acquire(
         &self,
         credit: Credit,
         want: u64,
+    ) -> impl Future<Output = Result<Option<Reservation<'_>>, SessionError>> + '_ {
+        match &self.flow {
+            None => Either::Left(std::future::ready(Ok(None))),
+            Some(flow) => Either::Right(self.acquire_from(flow, credit, want).map(|r| r.map(Some))),
+        }
+    }
+
+    /// [`acquire`](Self::acquire) with flow control.
+    async fn acquire_from(
+        &self,
+        flow: &Mutex<SessionFlow>,
+        credit: Credit,
+        want: u64,
     ) -> Result<Reservation<'_>, SessionError> {
-        let Some(flow) = &self.flow else {
-            return Ok(Reservation {
-                shared: self,
-                credit,
-                n: want,
-            });
-        };
         loop {
             let notified = self.flow_notify.notified();
             tokio::pin!(notified);
@@ -1043,11 +1052,7 @@ impl wt_core::Session for Session {
 
     async fn open_bi(&self) -> Result<(SendStream, RecvStream), SessionError> {
         self.check_open()?;
-        let credit = if self.shared.has_flow_control() {
-            Some(self.shared.acquire(Credit::Bidi, 1).await?)
-        } else {
-            None
-        };
+        let credit = self.shared.acquire(Credit::Bidi, 1).await?;
         // The open is usually ready at once, and then the session's end is not watched.
         let (send, recv) = self
             .shared
@@ -1073,11 +1078,7 @@ impl wt_core::Session for Session {
 
     async fn open_uni(&self) -> Result<SendStream, SessionError> {
         self.check_open()?;
-        let credit = if self.shared.has_flow_control() {
-            Some(self.shared.acquire(Credit::Uni, 1).await?)
-        } else {
-            None
-        };
+        let credit = self.shared.acquire(Credit::Uni, 1).await?;
         let send = self
             .shared
             .until_end(self.shared.conn.quic.open_uni())

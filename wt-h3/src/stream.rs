@@ -223,13 +223,8 @@ impl wt_core::SendStream for SendStream {
         };
         let r = {
             // Waits for session credit (with flow control); unused credit goes back.
-            let credit = if self.session.has_flow_control() {
-                let Ok(credit) = self.session.acquire(Credit::Data, buf.len() as u64).await else {
-                    return Err(self.gone());
-                };
-                Some(credit)
-            } else {
-                None
+            let Ok(credit) = self.session.acquire(Credit::Data, buf.len() as u64).await else {
+                return Err(self.gone());
             };
             let n = credit.as_ref().map_or(buf.len(), |c| c.n as usize);
             let r = self
@@ -263,18 +258,19 @@ impl wt_core::SendStream for SendStream {
         }
         let mut data = data;
         while !data.is_empty() {
-            let chunk = if self.session.has_flow_control() {
+            let chunk = {
                 let Ok(credit) = self.session.acquire(Credit::Data, data.len() as u64).await else {
                     return Err(self.gone());
                 };
-                let chunk = data.split_to(credit.n as usize);
+                // Without flow control the whole chunk goes in one write.
+                let take = credit.as_ref().map_or(data.len(), |c| c.n as usize);
+                let chunk = data.split_to(take);
                 // Counted as sent before the write: if this call is cancelled a prefix may be
                 // on the wire (write_chunk is not cancel safe), and over-counting is safe.
-                credit.commit(chunk.len() as u64);
+                if let Some(credit) = credit {
+                    credit.commit(chunk.len() as u64);
+                }
                 chunk
-            } else {
-                // No session credit to take: the whole chunk goes in one write.
-                std::mem::take(&mut data)
             };
             let n = chunk.len() as u64;
             let Some(q) = self.inner.as_mut() else {
@@ -394,13 +390,8 @@ impl wt_core::SendStream for SendStream {
             return Err(StreamError::ClosedLocally);
         };
         // Waits for session credit (with flow control); unused credit goes back.
-        let credit = if self.session.has_flow_control() {
-            let Ok(credit) = self.session.acquire(Credit::Data, data.len() as u64).await else {
-                return Err(self.gone());
-            };
-            Some(credit)
-        } else {
-            None
+        let Ok(credit) = self.session.acquire(Credit::Data, data.len() as u64).await else {
+            return Err(self.gone());
         };
         let take = credit.as_ref().map_or(data.len(), |c| c.n as usize);
         let mut chunk = [data.slice(..take)];

@@ -175,17 +175,48 @@ impl SessionShared {
     /// Reserves up to `want` units of our credit, waiting while there is none (cancel safe:
     /// dropping the future or the reservation returns the credit). `None` without flow
     /// control: there is no credit to take, commit or give back, and callers go ahead with the
-    /// whole amount. That case is a ready future, not a state machine, since every open and
-    /// write of every stream comes through here.
+    /// whole amount.
+    ///
+    /// Every open and write of every stream comes through here, and the future sits inside
+    /// theirs: credit that is there is taken at once (when called) and handed over as a ready
+    /// future; only a wait for credit is a state machine, boxed, so that it does not make every
+    /// read and write future as large as itself.
     pub(crate) fn acquire(
         &self,
         credit: Credit,
         want: u64,
     ) -> impl Future<Output = Result<Option<Reservation<'_>>, SessionError>> + '_ {
-        match &self.flow {
-            None => Either::Left(std::future::ready(Ok(None))),
-            Some(flow) => Either::Right(self.acquire_from(flow, credit, want).map(|r| r.map(Some))),
+        let Some(flow) = &self.flow else {
+            return Either::Left(std::future::ready(Ok(None)));
+        };
+        if self.is_ended() {
+            return Either::Left(std::future::ready(Err(self.end_reason())));
         }
+        if let Some(r) = self.take_credit(flow, credit, want) {
+            return Either::Left(std::future::ready(Ok(Some(r))));
+        }
+        Either::Right(Box::pin(self.acquire_from(flow, credit, want)).map(|r| r.map(Some)))
+    }
+
+    /// Takes up to `want` units of credit if there is any (or `want` is 0); else asks the
+    /// session task to tell the peer we are blocked.
+    fn take_credit(
+        &self,
+        flow: &Mutex<SessionFlow>,
+        credit: Credit,
+        want: u64,
+    ) -> Option<Reservation<'_>> {
+        let mut f = lock(flow);
+        let n = f.take(credit, want);
+        if n > 0 || want == 0 {
+            return Some(Reservation {
+                shared: self,
+                credit,
+                n,
+            });
+        }
+        self.kick_if_pending(&f);
+        None
     }
 
     /// [`acquire`](Self::acquire) with flow control.
@@ -202,17 +233,8 @@ impl SessionShared {
             if self.is_ended() {
                 return Err(self.end_reason());
             }
-            {
-                let mut f = lock(flow);
-                let n = f.take(credit, want);
-                if n > 0 || want == 0 {
-                    return Ok(Reservation {
-                        shared: self,
-                        credit,
-                        n,
-                    });
-                }
-                self.kick_if_pending(&f);
+            if let Some(r) = self.take_credit(flow, credit, want) {
+                return Ok(r);
             }
             self.until_end(notified).await?;
         }

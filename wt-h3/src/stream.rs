@@ -78,31 +78,43 @@ async fn write_with_header(
     q.write(data).await
 }
 
+/// One quinn `write_chunks` step, polled in place: quinn's future for it holds nothing between
+/// polls (it writes what fits or registers the waker), so a fresh one per poll is the same
+/// future, and callers keep no quinn future in their own state.
+fn poll_write_chunks(
+    q: &mut quinn::SendStream,
+    bufs: &mut [Bytes],
+    cx: &mut Context<'_>,
+) -> Poll<Result<quinn::Written, quinn::WriteError>> {
+    std::pin::pin!(q.write_chunks(bufs)).poll(cx)
+}
+
 /// Writes the pending `header` (if any) and all of `chunk`, together when possible. Not
 /// cancel safe for `chunk`; `header` always holds what is left of the header.
-async fn write_chunk_with_header(
-    q: &mut quinn::SendStream,
-    header: &mut Option<Bytes>,
+fn write_chunk_with_header<'a>(
+    q: &'a mut quinn::SendStream,
+    header: &'a mut Option<Bytes>,
     chunk: Bytes,
-) -> Result<(), quinn::WriteError> {
-    // quinn advances what it writes in place. The header stays in `header` (cancelled, the
-    // rest of it is still there) and goes in front as a clone.
-    let mut bufs = [Bytes::new(), chunk];
-    loop {
-        if let Some(h) = header.as_ref() {
-            bufs[0] = h.clone();
-        }
+) -> impl Future<Output = Result<(), quinn::WriteError>> + 'a {
+    // quinn advances what it writes in place, the header's copy in `bufs[0]` too; `header`
+    // keeps the rest of the header (for a cancelled write) and is advanced alongside.
+    let mut bufs = [header.clone().unwrap_or_default(), chunk];
+    std::future::poll_fn(move |cx| loop {
         if bufs.iter().all(Bytes::is_empty) {
-            return Ok(());
+            return Poll::Ready(Ok(()));
         }
-        let w = q.write_chunks(&mut bufs).await?;
+        let w = match poll_write_chunks(q, &mut bufs, cx) {
+            Poll::Ready(Ok(w)) => w,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        };
         if let Some(h) = header.as_mut() {
             h.advance(w.bytes.min(h.len()));
             if h.is_empty() {
                 *header = None;
             }
         }
-    }
+    })
 }
 
 /// Writes what is left of `header`, then finishes the stream.
@@ -253,16 +265,16 @@ impl wt_core::SendStream for SendStream {
         if self.session.is_ended() {
             return Err(self.gone());
         }
-        if self.fin_pending {
+        if self.fin_pending || self.inner.is_none() {
             return Err(StreamError::ClosedLocally);
         }
         let mut data = data;
         while !data.is_empty() {
-            let chunk = {
+            // Without flow control the whole chunk goes in one write.
+            let chunk = if self.session.has_flow_control() {
                 let Ok(credit) = self.session.acquire(Credit::Data, data.len() as u64).await else {
                     return Err(self.gone());
                 };
-                // Without flow control the whole chunk goes in one write.
                 let take = credit.as_ref().map_or(data.len(), |c| c.n as usize);
                 let chunk = data.split_to(take);
                 // Counted as sent before the write: if this call is cancelled a prefix may be
@@ -271,18 +283,15 @@ impl wt_core::SendStream for SendStream {
                     credit.commit(chunk.len() as u64);
                 }
                 chunk
+            } else {
+                std::mem::take(&mut data)
             };
             let n = chunk.len() as u64;
             let Some(q) = self.inner.as_mut() else {
                 return Err(StreamError::ClosedLocally);
             };
-            let watched = if self.header.is_some() {
-                let op = write_chunk_with_header(q, &mut self.header, chunk);
-                self.session.end.or_end(op).await
-            } else {
-                self.session.end.or_end(q.write_chunk(chunk)).await
-            };
-            let Some(r) = watched else {
+            let op = write_chunk_with_header(q, &mut self.header, chunk);
+            let Some(r) = self.session.end.or_end(op).await else {
                 return Err(self.gone());
             };
             match r {

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo xtask bench [--quick] [--json FILE] [--workload NAME[,NAME…]] [--transport h3|h2]
-//!                   [--rounds N]
+//!                   [--rounds N] [--workers N]
 //! ```
 //!
 //! The `cargo xtask` alias builds xtask in debug mode without extras, so `bench` re-invokes
@@ -84,6 +84,12 @@ pub struct Args {
     /// Rounds per workload (default 5; 1 with --quick).
     #[arg(long, value_name = "N")]
     pub rounds: Option<usize>,
+    /// Worker threads of the runtime that clients and in-process servers share (default 2,
+    /// the machine's cores). With 1, everything runs on one thread: a stack's cost shows
+    /// without what spreading its tasks over two threads adds to it (cross-thread wake-ups,
+    /// cache lines moving between cores).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub workers: usize,
     /// Run in this binary even if it is a debug build or lacks the `bench` feature.
     #[arg(long)]
     pub no_reexec: bool,
@@ -271,7 +277,7 @@ pub fn main(args: Args) -> ExitCode {
         return reexec();
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(args.workers.max(1))
         .enable_all()
         .build()
     {
@@ -737,6 +743,7 @@ async fn run(args: Args) -> ExitCode {
     let report = Report {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         rounds,
+        workers: args.workers.max(1),
         sizes,
         total_secs: started.elapsed().as_secs_f64(),
         allocations_counted: alloc::allocations().is_some(),

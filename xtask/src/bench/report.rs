@@ -115,6 +115,8 @@ pub struct Report {
     pub command: String,
     /// Rounds per workload.
     pub rounds: usize,
+    /// Worker threads of the shared runtime (`--workers`; scale's server runs its own two).
+    pub workers: usize,
     /// Sizes used.
     pub sizes: super::common::Sizes,
     /// Wall-clock seconds of the whole run.
@@ -385,8 +387,10 @@ pub fn print(report: &Report) {
         missed.join(", ")
     );
     println!(
-        "rounds {}, total {:.0} s, allocations {}counted",
+        "rounds {}, {} worker thread{}, total {:.0} s, allocations {}counted",
         report.rounds,
+        report.workers,
+        if report.workers == 1 { "" } else { "s" },
         report.total_secs,
         if report.allocations_counted {
             ""

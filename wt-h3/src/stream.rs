@@ -265,16 +265,16 @@ impl wt_core::SendStream for SendStream {
         if self.session.is_ended() {
             return Err(self.gone());
         }
-        if self.fin_pending || self.inner.is_none() {
+        if self.fin_pending {
             return Err(StreamError::ClosedLocally);
         }
         let mut data = data;
         while !data.is_empty() {
-            // Without flow control the whole chunk goes in one write.
-            let chunk = if self.session.has_flow_control() {
+            let chunk = {
                 let Ok(credit) = self.session.acquire(Credit::Data, data.len() as u64).await else {
                     return Err(self.gone());
                 };
+                // Without flow control the whole chunk goes in one write.
                 let take = credit.as_ref().map_or(data.len(), |c| c.n as usize);
                 let chunk = data.split_to(take);
                 // Counted as sent before the write: if this call is cancelled a prefix may be
@@ -283,8 +283,6 @@ impl wt_core::SendStream for SendStream {
                     credit.commit(chunk.len() as u64);
                 }
                 chunk
-            } else {
-                std::mem::take(&mut data)
             };
             let n = chunk.len() as u64;
             let Some(q) = self.inner.as_mut() else {

@@ -88,8 +88,9 @@ pub struct Args {
     /// the machine's cores). With 1, everything runs on one thread: a stack's cost shows
     /// without what spreading its tasks over two threads adds to it (cross-thread wake-ups,
     /// cache lines moving between cores).
-    #[arg(long, value_name = "N", default_value_t = 2)]
-    pub workers: usize,
+    #[arg(long, value_name = "N", default_value_t = 2,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub workers: u16,
     /// Run in this binary even if it is a debug build or lacks the `bench` feature.
     #[arg(long)]
     pub no_reexec: bool,
@@ -277,7 +278,7 @@ pub fn main(args: Args) -> ExitCode {
         return reexec();
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.workers.max(1))
+        .worker_threads(usize::from(args.workers))
         .enable_all()
         .build()
     {
@@ -743,7 +744,7 @@ async fn run(args: Args) -> ExitCode {
     let report = Report {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         rounds,
-        workers: args.workers.max(1),
+        workers: args.workers,
         sizes,
         total_secs: started.elapsed().as_secs_f64(),
         allocations_counted: alloc::allocations().is_some(),

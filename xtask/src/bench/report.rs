@@ -116,7 +116,7 @@ pub struct Report {
     /// Rounds per workload.
     pub rounds: usize,
     /// Worker threads of the shared runtime (`--workers`; scale's server runs its own two).
-    pub workers: usize,
+    pub workers: u16,
     /// Sizes used.
     pub sizes: super::common::Sizes,
     /// Wall-clock seconds of the whole run.

@@ -19,6 +19,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
@@ -106,6 +107,7 @@ impl<E> RecvBuffer<E> {
     }
 
     /// True when no bytes are queued.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -120,13 +122,20 @@ pub(crate) enum End {
     Other,
 }
 
+/// The pump's queue and the waiting reader, under one lock.
+#[derive(Default)]
+struct Queued {
+    buf: RecvBuffer<End>,
+    reader: Option<Waker>,
+}
+
 /// State shared by a pump task and the [`RecvStream`](crate::RecvStream) reading from it.
 pub(crate) struct ReadAhead {
     /// The quinn stream ID.
     pub id: quinn::StreamId,
-    buf: Mutex<RecvBuffer<End>>,
-    /// Pump → reader: data or the end arrived.
-    readable: Notify,
+    /// What was read ahead, and the reader's waker while it waits for more (one reader: the
+    /// stream's [`RecvStream`](crate::RecvStream), which reads through `&mut`).
+    buf: Mutex<Queued>,
     /// Reader → pump: STOP_SENDING with this code and quit.
     stop: Mutex<Option<u64>>,
     stop_notify: Notify,
@@ -143,8 +152,7 @@ impl ReadAhead {
     ) -> Arc<Self> {
         let ra = Arc::new(ReadAhead {
             id: recv.id(),
-            buf: Mutex::new(RecvBuffer::default()),
-            readable: Notify::new(),
+            buf: Mutex::new(Queued::default()),
             stop: Mutex::new(None),
             stop_notify: Notify::new(),
         });
@@ -161,42 +169,44 @@ impl ReadAhead {
             }
         }
         self.stop_notify.notify_one();
-        lock(&self.buf).discard()
+        lock(&self.buf).buf.discard()
     }
 
-    /// Waits until data or the end is queued (cancel safe). Returns at once if there is some.
-    pub(crate) async fn readable(&self) {
-        let notified = self.readable.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        {
-            let b = lock(&self.buf);
-            if !b.is_empty() || b.end().is_some() {
-                return;
-            }
+    /// Takes up to `max` queued bytes, or the end (`Err`) once all were taken; `Pending` (the
+    /// waker kept for the pump) while neither is there. Only one reader may poll.
+    pub(crate) fn poll_read(
+        &self,
+        cx: &mut Context<'_>,
+        max: usize,
+    ) -> Poll<Result<Bytes, EndKind>> {
+        let mut q = lock(&self.buf);
+        if let Some(c) = q.buf.pop(max) {
+            return Poll::Ready(Ok(c));
         }
-        notified.await
-    }
-
-    /// Takes up to `max` queued bytes, or the end (`Err`) when all were taken.
-    pub(crate) fn try_read(&self, max: usize) -> Option<Result<Bytes, EndKind>> {
-        let mut b = lock(&self.buf);
-        if let Some(c) = b.pop(max) {
-            return Some(Ok(c));
-        }
-        b.end().map(|e| {
-            Err(match e {
+        if let Some(e) = q.buf.end() {
+            return Poll::Ready(Err(match e {
                 End::Fin => EndKind::Fin,
                 End::Reset(c) => EndKind::Reset(*c),
                 End::Lost(e) => EndKind::Lost(e.clone()),
                 End::Other => EndKind::Other,
-            })
-        })
+            }));
+        }
+        match &mut q.reader {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 
     fn finish(&self, end: End) {
-        lock(&self.buf).finish(end);
-        self.readable.notify_one();
+        let reader = {
+            let mut q = lock(&self.buf);
+            q.buf.finish(end);
+            q.reader.take()
+        };
+        if let Some(w) = reader {
+            w.wake();
+        }
     }
 }
 
@@ -240,11 +250,18 @@ async fn pump(
                     continue;
                 }
                 let n = bytes.len() as u64;
-                if lock(&ra.buf).push(bytes) {
-                    ra.readable.notify_one();
-                } else {
+                let pushed = {
+                    let mut q = lock(&ra.buf);
+                    q.buf.push(bytes).then(|| q.reader.take())
+                };
+                match pushed {
+                    Some(reader) => {
+                        if let Some(w) = reader {
+                            w.wake();
+                        }
+                    }
                     // Stopped meanwhile: dropped unread, which frees the credit.
-                    session.on_peer_consumed(n);
+                    None => session.on_peer_consumed(n),
                 }
             }
             Ok(None) => return ra.finish(End::Fin),

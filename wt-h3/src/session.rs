@@ -29,7 +29,7 @@ use tracing::debug;
 use wt_core::capsule::{Capsule, CapsuleDecoder, CapsuleOptions};
 use wt_core::codes::{CapsuleType, H3Code};
 use wt_core::{
-    Dialect, FlowLimits, ProtocolError, SessionError, SessionInfo, SessionStats, StreamId, WireCode,
+    Dialect, FlowLimits, ProtocolError, SessionError, SessionInfo, SessionStats, WireCode,
 };
 
 use crate::conn::flow::{Credit, FlowError, SessionFlow};
@@ -521,11 +521,10 @@ impl SessionShared {
         })
     }
 
-    /// The header of a stream we open (shared, not re-encoded per stream).
-    fn stream_header(&self, bidi: bool) -> Bytes {
+    /// The header of a stream we open (shared, encoded once per session and direction).
+    pub(crate) fn stream_header(&self, bidi: bool) -> &Bytes {
         self.stream_headers[usize::from(bidi)]
             .get_or_init(|| stream_type::wt_stream_header(bidi, self.id))
-            .clone()
     }
 
     /// Switches direct datagram reading on or off (by the connection, under its lock); a
@@ -1064,10 +1063,6 @@ impl Session {
     }
 }
 
-fn stream_id(id: quinn::StreamId) -> StreamId {
-    StreamId(quinn::VarInt::from(id).into_inner())
-}
-
 impl wt_core::Session for Session {
     type SendStream = SendStream;
     type RecvStream = RecvStream;
@@ -1086,13 +1081,10 @@ impl wt_core::Session for Session {
             credit.commit(1);
         }
         self.shared.stats.bidi_local.fetch_add(1, Relaxed);
-        let id = stream_id(send.id());
-        let header = self.shared.stream_header(true);
         Ok((
-            SendStream::new(send, id, self.shared.clone()).with_header(header),
+            SendStream::new(send, self.shared.clone()).with_header(),
             RecvStream::new(
                 Source::new(recv, Bytes::new(), &self.shared),
-                id,
                 self.shared.clone(),
             ),
         ))
@@ -1110,9 +1102,7 @@ impl wt_core::Session for Session {
             credit.commit(1);
         }
         self.shared.stats.uni_local.fetch_add(1, Relaxed);
-        let id = stream_id(send.id());
-        let header = self.shared.stream_header(false);
-        Ok(SendStream::new(send, id, self.shared.clone()).with_header(header))
+        Ok(SendStream::new(send, self.shared.clone()).with_header())
     }
 
     async fn accept_bi(&self) -> Result<(SendStream, RecvStream), SessionError> {
@@ -1121,11 +1111,10 @@ impl wt_core::Session for Session {
             return Err(self.shared.end_reason());
         };
         self.shared.stats.bidi_remote.fetch_add(1, Relaxed);
-        let id = stream_id(send.id());
         let slot = PeerStreamSlot::new(&self.shared, Credit::Bidi);
         Ok((
-            SendStream::new(send, id, self.shared.clone()).with_slot(slot.clone()),
-            RecvStream::new(recv, id, self.shared.clone()).with_slot(slot),
+            SendStream::new(send, self.shared.clone()).with_slot(slot.clone()),
+            RecvStream::new(recv, self.shared.clone()).with_slot(slot),
         ))
     }
 
@@ -1135,9 +1124,8 @@ impl wt_core::Session for Session {
             return Err(self.shared.end_reason());
         };
         self.shared.stats.uni_remote.fetch_add(1, Relaxed);
-        let id = stream_id(recv.quinn_id());
         let slot = PeerStreamSlot::new(&self.shared, Credit::Uni);
-        Ok(RecvStream::new(recv, id, self.shared.clone()).with_slot(slot))
+        Ok(RecvStream::new(recv, self.shared.clone()).with_slot(slot))
     }
 
     fn send_datagram(&self, data: Bytes) -> Result<(), SessionError> {

@@ -38,44 +38,89 @@ const FIRST_WRITE_MAX: usize = 64 * 1024;
 pub struct SendStream {
     /// `None` only once handed to a task by `Drop`.
     inner: Option<quinn::SendStream>,
-    /// Our stream header (streams we open), not yet written: it goes out with the first
-    /// payload, or before the FIN.
-    header: Option<Bytes>,
-    /// `finish` was called while the header could not be written at once (flow control):
-    /// header and FIN still to go, from `stopped` or from a task when dropped.
-    fin_pending: bool,
-    id: StreamId,
     session: Arc<SessionShared>,
-    done: bool,
     _slot: Option<Arc<PeerStreamSlot>>,
     /// Created by the first [`stop_notice`](wt_core::SendStream::stop_notice); cancelled on
     /// reset and drop, which quinn's own `stopped` does not report.
     gone: std::sync::OnceLock<tokio_util::sync::CancellationToken>,
+    /// Our stream header (streams we open), not yet written: it goes out with the first
+    /// payload, or before the FIN.
+    header: HeaderLeft,
+    /// `finish` was called while the header could not be written at once (flow control):
+    /// header and FIN still to go, from `stopped` or from a task when dropped.
+    fin_pending: bool,
+    done: bool,
 }
 
-/// Writes the pending `header` (if any) followed by up to [`FIRST_WRITE_MAX`] bytes of `data`
-/// in one quinn call; returns the payload bytes written (at least one for non-empty `data`).
-/// Cancel safe: if it does not resolve no byte of `data` was written, and `header` holds
-/// what is left of the header.
-async fn write_with_header(
-    q: &mut quinn::SendStream,
-    header: &mut Option<Bytes>,
-    data: &[u8],
-) -> Result<usize, quinn::WriteError> {
-    while let Some(h) = header.as_mut() {
-        let take = data.len().min(FIRST_WRITE_MAX);
-        let mut bufs = [h.clone(), Bytes::copy_from_slice(&data[..take])];
-        let w = q.write_chunks(&mut bufs).await?;
-        let hn = w.bytes.min(h.len());
-        h.advance(hn);
-        if h.is_empty() {
-            *header = None;
+/// How many bytes of a stream's header are still to be written: a count, not the bytes,
+/// which are the session's (its cached header for the stream's direction), so a stream does
+/// not carry a copy of them (every stream future that holds a stream holds this).
+#[derive(Clone, Copy, Debug, Default)]
+struct HeaderLeft(u8);
+
+impl HeaderLeft {
+    /// The whole header of a stream in direction `dir` of `session`.
+    fn all(session: &SessionShared, dir: quinn::Dir) -> Self {
+        let n = session.stream_header(dir == quinn::Dir::Bi).len();
+        HeaderLeft(u8::try_from(n).unwrap_or(u8::MAX))
+    }
+
+    fn is_pending(self) -> bool {
+        self.0 > 0
+    }
+
+    /// What is left of the header of `q`, a slice of the session's copy (empty when none is).
+    fn bytes(self, session: &SessionShared, q: &quinn::SendStream) -> Bytes {
+        if self.0 == 0 {
+            return Bytes::new();
         }
+        let all = session.stream_header(q.id().dir() == quinn::Dir::Bi);
+        let from = all.len().saturating_sub(usize::from(self.0));
+        all.slice(from..)
+    }
+
+    /// Counts `n` more header bytes as written (at most what is left).
+    fn advance(&mut self, n: usize) {
+        self.0 -= u8::try_from(n).unwrap_or(u8::MAX).min(self.0);
+    }
+
+    /// Nothing left to write (written, or dropped with the stream).
+    fn clear(&mut self) {
+        self.0 = 0;
+    }
+}
+
+/// One step of a cancel-safe write: the pending `header` (if any) followed by up to
+/// [`FIRST_WRITE_MAX`] bytes of `data` in one quinn call, else `data` alone; `Ready` with the
+/// payload bytes written (at least one for non-empty `data`). `Pending` wrote no byte of
+/// `data` (part of the header may have gone, and `header` counts it).
+fn poll_write_with_header(
+    q: &mut quinn::SendStream,
+    header: &mut HeaderLeft,
+    session: &SessionShared,
+    data: &[u8],
+    cx: &mut Context<'_>,
+) -> Poll<Result<usize, quinn::WriteError>> {
+    while header.is_pending() {
+        let take = data.len().min(FIRST_WRITE_MAX);
+        // Copied on every try: a write only waits here when the stream is blocked before
+        // its first byte.
+        let mut bufs = [
+            header.bytes(session, q),
+            Bytes::copy_from_slice(&data[..take]),
+        ];
+        let w = match poll_write_chunks(q, &mut bufs, cx) {
+            Poll::Ready(Ok(w)) => w,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        };
+        let hn = w.bytes.min(usize::from(header.0));
+        header.advance(hn);
         if w.bytes > hn {
-            return Ok(w.bytes - hn);
+            return Poll::Ready(Ok(w.bytes - hn));
         }
     }
-    q.write(data).await
+    std::pin::pin!(q.write(data)).poll(cx)
 }
 
 /// One quinn `write_chunks` step, polled in place: quinn's future for it holds nothing between
@@ -90,29 +135,28 @@ fn poll_write_chunks(
 }
 
 /// Writes the pending `header` (if any) and all of `chunk`, together when possible. Not
-/// cancel safe for `chunk`; `header` always holds what is left of the header.
+/// cancel safe for `chunk`; `header` always counts what is left of the header.
 fn write_chunk_with_header<'a>(
     q: &'a mut quinn::SendStream,
-    header: &'a mut Option<Bytes>,
-    chunk: Bytes,
+    header: &'a mut HeaderLeft,
+    session: &'a SessionShared,
+    mut chunk: Bytes,
 ) -> impl Future<Output = Result<(), quinn::WriteError>> + 'a {
-    // quinn advances what it writes in place, the header's copy in `bufs[0]` too; `header`
-    // keeps the rest of the header (for a cancelled write) and is advanced alongside.
-    let mut bufs = [header.clone().unwrap_or_default(), chunk];
     std::future::poll_fn(move |cx| loop {
-        if bufs.iter().all(Bytes::is_empty) {
+        if !header.is_pending() && chunk.is_empty() {
             return Poll::Ready(Ok(()));
         }
-        let w = match poll_write_chunks(q, &mut bufs, cx) {
-            Poll::Ready(Ok(w)) => w,
+        // The chunk moves into the quinn call, which advances it in place, and back: the
+        // future keeps it once.
+        let mut bufs = [header.bytes(session, q), std::mem::take(&mut chunk)];
+        let r = poll_write_chunks(q, &mut bufs, cx);
+        let [h, rest] = bufs;
+        chunk = rest;
+        header.0 = u8::try_from(h.len()).unwrap_or(header.0);
+        match r {
+            Poll::Ready(Ok(_)) => {}
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Pending => return Poll::Pending,
-        };
-        if let Some(h) = header.as_mut() {
-            h.advance(w.bytes.min(h.len()));
-            if h.is_empty() {
-                *header = None;
-            }
         }
     })
 }
@@ -120,57 +164,54 @@ fn write_chunk_with_header<'a>(
 /// Writes what is left of `header`, then finishes the stream.
 async fn finish_after_header(
     q: &mut quinn::SendStream,
-    header: &mut Option<Bytes>,
+    header: &mut HeaderLeft,
+    session: &SessionShared,
 ) -> Result<(), quinn::WriteError> {
-    write_chunk_with_header(q, header, Bytes::new()).await?;
+    write_chunk_with_header(q, header, session, Bytes::new()).await?;
     let _ = q.finish();
     Ok(())
 }
 
 /// Writes as much of the pending `header` as quinn takes without waiting; `true` when none
 /// is left to write (written, or the stream cannot be written any more).
-fn flush_header_now(q: &mut quinn::SendStream, header: &mut Option<Bytes>) -> bool {
-    let Some(h) = header.as_mut() else {
+fn flush_header_now(
+    q: &mut quinn::SendStream,
+    header: &mut HeaderLeft,
+    session: &SessionShared,
+) -> bool {
+    if !header.is_pending() {
         return true;
-    };
-    let mut bufs = [h.clone()];
+    }
+    let mut bufs = [header.bytes(session, q)];
     let mut cx = Context::from_waker(std::task::Waker::noop());
-    let r = {
-        let fut = std::pin::pin!(q.write_chunks(&mut bufs));
-        fut.poll(&mut cx)
-    };
-    match r {
-        Poll::Ready(Ok(w)) => h.advance(w.bytes),
+    match poll_write_chunks(q, &mut bufs, &mut cx) {
+        Poll::Ready(Ok(w)) => header.advance(w.bytes),
         // Stopped, closed or connection lost: there is nothing left to send it on.
-        Poll::Ready(Err(_)) => h.clear(),
+        Poll::Ready(Err(_)) => header.clear(),
         // Blocked by flow control.
         Poll::Pending => {}
     }
-    if h.is_empty() {
-        *header = None;
-        true
-    } else {
-        false
-    }
+    !header.is_pending()
 }
 
 impl std::fmt::Debug for SendStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SendStream").field("id", &self.id).finish()
+        f.debug_struct("SendStream")
+            .field("id", &wt_core::SendStream::id(self))
+            .finish()
     }
 }
 
 impl SendStream {
-    pub(crate) fn new(inner: quinn::SendStream, id: StreamId, session: Arc<SessionShared>) -> Self {
+    pub(crate) fn new(inner: quinn::SendStream, session: Arc<SessionShared>) -> Self {
         SendStream {
             inner: Some(inner),
-            header: None,
-            fin_pending: false,
-            id,
             session,
-            done: false,
             _slot: None,
             gone: std::sync::OnceLock::new(),
+            header: HeaderLeft::default(),
+            fin_pending: false,
+            done: false,
         }
     }
 
@@ -180,9 +221,12 @@ impl SendStream {
         self
     }
 
-    /// Sets the stream header to send before the first payload (streams we open).
-    pub(crate) fn with_header(mut self, header: Bytes) -> Self {
-        self.header = Some(header);
+    /// Marks the session's stream header as still to send, before the first payload
+    /// (streams we open).
+    pub(crate) fn with_header(mut self) -> Self {
+        if let Some(q) = &self.inner {
+            self.header = HeaderLeft::all(&self.session, q.id().dir());
+        }
         self
     }
 
@@ -215,91 +259,106 @@ impl SendStream {
 
 impl wt_core::SendStream for SendStream {
     fn id(&self) -> StreamId {
-        self.id
+        // `inner` is only taken by `Drop`.
+        self.inner
+            .as_ref()
+            .map_or(StreamId(u64::MAX), |q| quinn_stream_id(q.id()))
     }
 
     /// Cancel safe: if the future is dropped before it resolves, no byte of `buf` was
     /// written (part of a pending stream header may have been).
-    async fn write(&mut self, buf: &[u8]) -> Result<usize, StreamError> {
-        if self.session.is_ended() {
-            return Err(self.gone());
-        }
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        if self.fin_pending {
-            return Err(StreamError::ClosedLocally);
-        }
-        let Some(q) = self.inner.as_mut() else {
-            return Err(StreamError::ClosedLocally);
-        };
-        let r = {
-            // Waits for session credit (with flow control); unused credit goes back.
-            let Ok(credit) = self.session.acquire(Credit::Data, buf.len() as u64).await else {
+    // Not an `async fn`, which would keep its arguments twice in its future.
+    #[allow(clippy::manual_async_fn)]
+    fn write(&mut self, buf: &[u8]) -> impl Future<Output = Result<usize, StreamError>> + Send {
+        async move {
+            if self.session.is_ended() {
                 return Err(self.gone());
-            };
-            let n = credit.as_ref().map_or(buf.len(), |c| c.n as usize);
-            let r = self
-                .session
-                .end
-                .or_end(write_with_header(q, &mut self.header, &buf[..n]))
-                .await;
-            if let (Some(Ok(m)), Some(credit)) = (&r, credit) {
-                credit.commit(*m as u64);
             }
-            r
-        };
-        let Some(r) = r else {
-            return Err(self.gone());
-        };
-        match r {
-            Ok(n) => {
-                self.session.stats.bytes_sent.fetch_add(n as u64, Relaxed);
-                Ok(n)
+            if buf.is_empty() {
+                return Ok(0);
             }
-            Err(e) => Err(self.map_write(e)),
-        }
-    }
-
-    async fn write_chunk(&mut self, data: Bytes) -> Result<(), StreamError> {
-        if self.session.is_ended() {
-            return Err(self.gone());
-        }
-        if self.fin_pending {
-            return Err(StreamError::ClosedLocally);
-        }
-        let mut data = data;
-        while !data.is_empty() {
-            let chunk = {
-                let Ok(credit) = self.session.acquire(Credit::Data, data.len() as u64).await else {
-                    return Err(self.gone());
-                };
-                // Without flow control the whole chunk goes in one write.
-                let take = credit.as_ref().map_or(data.len(), |c| c.n as usize);
-                let chunk = data.split_to(take);
-                // Counted as sent before the write: if this call is cancelled a prefix may be
-                // on the wire (write_chunk is not cancel safe), and over-counting is safe.
-                if let Some(credit) = credit {
-                    credit.commit(chunk.len() as u64);
-                }
-                chunk
-            };
-            let n = chunk.len() as u64;
+            if self.fin_pending {
+                return Err(StreamError::ClosedLocally);
+            }
             let Some(q) = self.inner.as_mut() else {
                 return Err(StreamError::ClosedLocally);
             };
-            let op = write_chunk_with_header(q, &mut self.header, chunk);
-            let Some(r) = self.session.end.or_end(op).await else {
+            let r = {
+                // Waits for session credit (with flow control); unused credit goes back.
+                let Ok(credit) = self.session.acquire(Credit::Data, buf.len() as u64).await else {
+                    return Err(self.gone());
+                };
+                let n = credit.as_ref().map_or(buf.len(), |c| c.n as usize);
+                let (header, session) = (&mut self.header, &*self.session);
+                let data = &buf[..n];
+                let op =
+                    std::future::poll_fn(|cx| poll_write_with_header(q, header, session, data, cx));
+                let r = self.session.end.or_end(op).await;
+                if let (Some(Ok(m)), Some(credit)) = (&r, credit) {
+                    credit.commit(*m as u64);
+                }
+                r
+            };
+            let Some(r) = r else {
                 return Err(self.gone());
             };
             match r {
-                Ok(()) => {
-                    self.session.stats.bytes_sent.fetch_add(n, Relaxed);
+                Ok(n) => {
+                    self.session.stats.bytes_sent.fetch_add(n as u64, Relaxed);
+                    Ok(n)
                 }
-                Err(e) => return Err(self.map_write(e)),
+                Err(e) => Err(self.map_write(e)),
             }
         }
-        Ok(())
+    }
+
+    // Not an `async fn`: that would keep `data` twice in its future (the argument, and the
+    // local it is moved to).
+    #[allow(clippy::manual_async_fn)]
+    fn write_chunk(
+        &mut self,
+        mut data: Bytes,
+    ) -> impl Future<Output = Result<(), StreamError>> + Send {
+        async move {
+            if self.session.is_ended() {
+                return Err(self.gone());
+            }
+            if self.fin_pending {
+                return Err(StreamError::ClosedLocally);
+            }
+            while !data.is_empty() {
+                let chunk = {
+                    let Ok(credit) = self.session.acquire(Credit::Data, data.len() as u64).await
+                    else {
+                        return Err(self.gone());
+                    };
+                    // Without flow control the whole chunk goes in one write.
+                    let take = credit.as_ref().map_or(data.len(), |c| c.n as usize);
+                    let chunk = data.split_to(take);
+                    // Counted as sent before the write: if this call is cancelled a prefix may be
+                    // on the wire (write_chunk is not cancel safe), and over-counting is safe.
+                    if let Some(credit) = credit {
+                        credit.commit(chunk.len() as u64);
+                    }
+                    chunk
+                };
+                let n = chunk.len() as u64;
+                let Some(q) = self.inner.as_mut() else {
+                    return Err(StreamError::ClosedLocally);
+                };
+                let op = write_chunk_with_header(q, &mut self.header, &self.session, chunk);
+                let Some(r) = self.session.end.or_end(op).await else {
+                    return Err(self.gone());
+                };
+                match r {
+                    Ok(()) => {
+                        self.session.stats.bytes_sent.fetch_add(n, Relaxed);
+                    }
+                    Err(e) => return Err(self.map_write(e)),
+                }
+            }
+            Ok(())
+        }
     }
 
     fn finish(&mut self) -> Result<(), StreamError> {
@@ -312,7 +371,7 @@ impl wt_core::SendStream for SendStream {
         let Some(q) = self.inner.as_mut() else {
             return Err(StreamError::ClosedLocally);
         };
-        if !flush_header_now(q, &mut self.header) {
+        if !flush_header_now(q, &mut self.header, &self.session) {
             // No credit for the header right now: it and the FIN go out later.
             self.fin_pending = true;
             self.done = true;
@@ -325,7 +384,7 @@ impl wt_core::SendStream for SendStream {
 
     fn reset(&mut self, code: u32) -> Result<(), StreamError> {
         // A header not yet sent is dropped with the rest (no RESET_STREAM_AT).
-        self.header = None;
+        self.header.clear();
         self.fin_pending = false;
         let Some(q) = self.inner.as_mut() else {
             return Err(StreamError::ClosedLocally);
@@ -347,7 +406,7 @@ impl wt_core::SendStream for SendStream {
             let watched = self
                 .session
                 .end
-                .or_end(finish_after_header(q, &mut self.header))
+                .or_end(finish_after_header(q, &mut self.header, &self.session))
                 .await;
             let Some(r) = watched else {
                 return Err(StreamError::SessionGone(self.session.end_reason()));
@@ -382,7 +441,7 @@ impl wt_core::SendStream for SendStream {
     /// Zero-copy once the stream header is out (the first write, which carries the header,
     /// copies). Cancel safe.
     async fn write_some(&mut self, data: &mut Bytes) -> Result<(), StreamError> {
-        if self.header.is_some() || self.fin_pending || self.inner.is_none() {
+        if self.header.is_pending() || self.fin_pending || self.inner.is_none() {
             let n = wt_core::SendStream::write(self, data).await?;
             data.advance(n);
             return Ok(());
@@ -463,10 +522,10 @@ impl Drop for SendStream {
         }
         // Otherwise quinn finishes the stream when dropped, after the header if it is still
         // pending (the peer must see it before the FIN).
-        if !(self.fin_pending || (!self.done && self.header.is_some())) {
+        if !(self.fin_pending || (!self.done && self.header.is_pending())) {
             return;
         }
-        if flush_header_now(q, &mut self.header) {
+        if flush_header_now(q, &mut self.header, &self.session) {
             return;
         }
         // Blocked by flow control: a task writes the header and finishes.
@@ -474,7 +533,7 @@ impl Drop for SendStream {
         else {
             return;
         };
-        let mut header = self.header.take();
+        let mut header = self.header;
         let session = self.session.clone();
         rt.spawn(async move {
             tokio::select! {
@@ -482,7 +541,7 @@ impl Drop for SendStream {
                 _ = session.end.wait() => {
                     let _ = q.reset(varint(H3Code::WT_SESSION_GONE.0));
                 }
-                _ = finish_after_header(&mut q, &mut header) => {}
+                _ = finish_after_header(&mut q, &mut header, &session) => {}
             }
         });
     }
@@ -520,6 +579,25 @@ impl Source {
         }
     }
 
+    /// One read of at most `max` bytes (after the prefix, which the caller takes first): a
+    /// chunk, or how the stream ended; `Pending` registers `cx` with quinn or the pump. Holds
+    /// no state between polls, so a read future keeps none of quinn's.
+    fn poll_read(&mut self, cx: &mut Context<'_>, max: usize) -> Poll<Result<Bytes, EndKind>> {
+        match self {
+            Source::Quinn(r, _) => {
+                let step = std::pin::pin!(r.read_chunk(max, true)).poll(cx);
+                step.map(|r| match r {
+                    Ok(Some(c)) => Ok(c.bytes),
+                    Ok(None) => Err(EndKind::Fin),
+                    Err(quinn::ReadError::Reset(code)) => Err(EndKind::Reset(code.into_inner())),
+                    Err(quinn::ReadError::ConnectionLost(e)) => Err(EndKind::Lost(e)),
+                    Err(_) => Err(EndKind::Other),
+                })
+            }
+            Source::Ahead(ra) => ra.poll_read(cx, max),
+        }
+    }
+
     /// STOP_SENDING with `code`; returns the bytes read ahead and dropped unread.
     fn stop(&mut self, code: u64) -> Result<u64, quinn::ClosedStream> {
         match self {
@@ -540,29 +618,39 @@ impl Source {
 /// The receive half of a WebTransport stream.
 pub struct RecvStream {
     inner: Source,
-    id: StreamId,
     session: Arc<SessionShared>,
-    done: bool,
-    pre_reset: Option<u64>,
     _slot: Option<Arc<PeerStreamSlot>>,
+    /// The peer reset the stream before its preamble arrived: the code, reported by the
+    /// first read ([`NO_PRE_RESET`] when not).
+    pre_reset: u64,
+    done: bool,
+}
+
+/// [`RecvStream::pre_reset`] when there is none (codes are varints, below 2^62).
+const NO_PRE_RESET: u64 = u64::MAX;
+
+/// Our stream ID of a quinn stream.
+pub(crate) fn quinn_stream_id(id: quinn::StreamId) -> StreamId {
+    StreamId(quinn::VarInt::from(id).into_inner())
 }
 
 impl std::fmt::Debug for RecvStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RecvStream").field("id", &self.id).finish()
+        f.debug_struct("RecvStream")
+            .field("id", &quinn_stream_id(self.inner.quinn_id()))
+            .finish()
     }
 }
 
 impl RecvStream {
-    pub(crate) fn new(inner: Source, id: StreamId, session: Arc<SessionShared>) -> Self {
+    pub(crate) fn new(inner: Source, session: Arc<SessionShared>) -> Self {
         let pre_reset = session.take_pre_reset(inner.quinn_id());
         RecvStream {
             inner,
-            id,
             session,
-            done: pre_reset.is_some(),
-            pre_reset,
             _slot: None,
+            pre_reset: pre_reset.unwrap_or(NO_PRE_RESET),
+            done: pre_reset.is_some(),
         }
     }
 
@@ -596,95 +684,79 @@ impl RecvStream {
             ))
         }
     }
-
-    /// The read-ahead path (session flow control on): bytes were counted when they arrived;
-    /// reading them here counts them as consumed.
-    async fn read_ahead(
-        &mut self,
-        ra: Arc<ReadAhead>,
-        max: usize,
-    ) -> Result<Option<Bytes>, StreamError> {
-        loop {
-            match ra.try_read(max) {
-                Some(Ok(c)) => {
-                    let n = c.len() as u64;
-                    self.session.on_peer_consumed(n);
-                    self.session.stats.bytes_received.fetch_add(n, Relaxed);
-                    return Ok(Some(c));
-                }
-                Some(Err(end)) => {
-                    self.done = true;
-                    return match end {
-                        EndKind::Fin => Ok(None),
-                        EndKind::Reset(code) => Err(StreamError::Reset(wt_from_h3(code))),
-                        EndKind::Lost(e) => Err(self.lost(&e)),
-                        EndKind::Other if self.session.is_ended() => {
-                            Err(StreamError::SessionGone(self.session.end_reason()))
-                        }
-                        EndKind::Other => Err(StreamError::ClosedLocally),
-                    };
-                }
-                None => {}
-            }
-            if self.session.end.or_end(ra.readable()).await.is_none() {
-                return Err(self.gone());
-            }
-        }
-    }
 }
 
 impl wt_core::RecvStream for RecvStream {
     fn id(&self) -> StreamId {
-        self.id
+        quinn_stream_id(self.inner.quinn_id())
     }
 
-    async fn read_chunk(&mut self, max: usize) -> Result<Option<Bytes>, StreamError> {
-        if let Some(code) = self.pre_reset.take() {
-            return Err(StreamError::Reset(wt_from_h3(code)));
-        }
-        if self.done && !self.session.is_ended() {
-            return Ok(None);
-        }
-        if self.session.is_ended() {
-            return Err(self.gone());
-        }
-        let inner = match &mut self.inner {
-            Source::Quinn(_, prefix) if !prefix.is_empty() && max > 0 => {
-                // Payload read along with the preamble (no await: cancel safe).
-                let c = if prefix.len() <= max {
-                    std::mem::take(prefix)
-                } else {
-                    prefix.split_to(max)
-                };
-                let n = c.len() as u64;
-                self.session.stats.bytes_received.fetch_add(n, Relaxed);
-                return Ok(Some(c));
+    // Not an `async fn`, which would keep its arguments twice in its future.
+    #[allow(clippy::manual_async_fn)]
+    fn read_chunk(
+        &mut self,
+        max: usize,
+    ) -> impl Future<Output = Result<Option<Bytes>, StreamError>> + Send {
+        async move {
+            if self.pre_reset != NO_PRE_RESET {
+                let code = std::mem::replace(&mut self.pre_reset, NO_PRE_RESET);
+                return Err(StreamError::Reset(wt_from_h3(code)));
             }
-            Source::Quinn(r, _) => r,
-            Source::Ahead(ra) => {
-                let ra = ra.clone();
-                return self.read_ahead(ra, max).await;
+            if self.done && !self.session.is_ended() {
+                return Ok(None);
             }
-        };
-        let Some(r) = self.session.end.or_end(inner.read_chunk(max, true)).await else {
-            return Err(self.gone());
-        };
-        match r {
-            Ok(Some(c)) => {
-                let n = c.bytes.len() as u64;
-                self.session.stats.bytes_received.fetch_add(n, Relaxed);
-                Ok(Some(c.bytes))
+            if self.session.is_ended() {
+                return Err(self.gone());
             }
-            Ok(None) => {
-                self.done = true;
-                Ok(None)
+            if let Source::Quinn(_, prefix) = &mut self.inner {
+                if !prefix.is_empty() && max > 0 {
+                    // Payload read along with the preamble (no await: cancel safe).
+                    let c = if prefix.len() <= max {
+                        std::mem::take(prefix)
+                    } else {
+                        prefix.split_to(max)
+                    };
+                    let n = c.len() as u64;
+                    self.session.stats.bytes_received.fetch_add(n, Relaxed);
+                    return Ok(Some(c));
+                }
             }
-            Err(quinn::ReadError::Reset(code)) => {
-                self.done = true;
-                Err(StreamError::Reset(wt_from_h3(code.into_inner())))
+            let inner = &mut self.inner;
+            let step = std::future::poll_fn(|cx| inner.poll_read(cx, max));
+            let Some(r) = self.session.end.or_end(step).await else {
+                return Err(self.gone());
+            };
+            let ahead = matches!(self.inner, Source::Ahead(_));
+            match r {
+                Ok(c) => {
+                    let n = c.len() as u64;
+                    if ahead {
+                        // Counted as received when it arrived; consumed now.
+                        self.session.on_peer_consumed(n);
+                    }
+                    self.session.stats.bytes_received.fetch_add(n, Relaxed);
+                    Ok(Some(c))
+                }
+                Err(EndKind::Fin) => {
+                    self.done = true;
+                    Ok(None)
+                }
+                Err(EndKind::Reset(code)) => {
+                    self.done = true;
+                    Err(StreamError::Reset(wt_from_h3(code)))
+                }
+                // The pump has let go of the stream by the time it reports any end.
+                Err(end) => {
+                    self.done |= ahead;
+                    match end {
+                        EndKind::Lost(e) => Err(self.lost(&e)),
+                        EndKind::Other if ahead && self.session.is_ended() => {
+                            Err(StreamError::SessionGone(self.session.end_reason()))
+                        }
+                        _ => Err(StreamError::ClosedLocally),
+                    }
+                }
             }
-            Err(quinn::ReadError::ConnectionLost(e)) => Err(self.lost(&e)),
-            Err(_) => Err(StreamError::ClosedLocally),
         }
     }
 

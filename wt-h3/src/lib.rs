@@ -59,6 +59,7 @@ mod queue;
 mod readahead;
 mod server;
 mod session;
+mod stats;
 mod stream;
 mod udp;
 

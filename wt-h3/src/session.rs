@@ -15,7 +15,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -38,6 +38,7 @@ use crate::end::EndSignal;
 use crate::proto::frame::{self, Frame};
 use crate::proto::stream_type::{self, Role};
 use crate::queue::{AcceptQueue, PushError};
+use crate::stats::{Counter, Stats};
 use crate::stream::{RecvStream, SendStream, Source};
 
 #[derive(Default)]
@@ -46,18 +47,6 @@ struct Ctrl {
     drain: bool,
     /// Abort the CONNECT stream with this code (a violation found outside the session task).
     abort: Option<H3Code>,
-}
-
-#[derive(Default)]
-pub(crate) struct Stats {
-    pub bidi_local: AtomicU64,
-    pub uni_local: AtomicU64,
-    pub bidi_remote: AtomicU64,
-    pub uni_remote: AtomicU64,
-    pub bytes_sent: AtomicU64,
-    pub bytes_received: AtomicU64,
-    pub dgrams_sent: AtomicU64,
-    pub dgrams_received: AtomicU64,
 }
 
 /// State shared by every handle of a session and its streams.
@@ -490,7 +479,7 @@ impl SessionShared {
             q.push_back(d);
             self.dgram_queued.store(q.len(), Relaxed);
         }
-        self.stats.dgrams_received.fetch_add(1, Relaxed);
+        self.stats.add(Counter::DatagramsReceived, 1);
         self.dgram_notify.notify_one();
         self.direct_waker.wake();
     }
@@ -566,7 +555,7 @@ impl SessionShared {
         match stream_type::datagram_payload(&d, self.id) {
             Some(n) => {
                 d.advance(n);
-                self.stats.dgrams_received.fetch_add(1, Relaxed);
+                self.stats.add(Counter::DatagramsReceived, 1);
                 Some(d)
             }
             None => {
@@ -1036,7 +1025,7 @@ impl Session {
     fn send_frame(&self, frame: Bytes, size: usize) -> Result<(), SessionError> {
         match self.shared.conn.quic.send_datagram(frame) {
             Ok(()) => {
-                self.shared.stats.dgrams_sent.fetch_add(1, Relaxed);
+                self.shared.stats.add(Counter::DatagramsSent, 1);
                 Ok(())
             }
             Err(quinn::SendDatagramError::TooLarge) => Err(SessionError::DatagramTooLarge {
@@ -1080,7 +1069,7 @@ impl wt_core::Session for Session {
         if let Some(credit) = credit {
             credit.commit(1);
         }
-        self.shared.stats.bidi_local.fetch_add(1, Relaxed);
+        self.shared.stats.add(Counter::BidiLocal, 1);
         Ok((
             SendStream::new(send, self.shared.clone()).with_header(),
             RecvStream::new(
@@ -1101,7 +1090,7 @@ impl wt_core::Session for Session {
         if let Some(credit) = credit {
             credit.commit(1);
         }
-        self.shared.stats.uni_local.fetch_add(1, Relaxed);
+        self.shared.stats.add(Counter::UniLocal, 1);
         Ok(SendStream::new(send, self.shared.clone()).with_header())
     }
 
@@ -1110,7 +1099,7 @@ impl wt_core::Session for Session {
         let Some((send, recv)) = self.shared.bidi.pop().await else {
             return Err(self.shared.end_reason());
         };
-        self.shared.stats.bidi_remote.fetch_add(1, Relaxed);
+        self.shared.stats.add(Counter::BidiRemote, 1);
         let slot = PeerStreamSlot::new(&self.shared, Credit::Bidi);
         Ok((
             SendStream::new(send, self.shared.clone()).with_slot(slot.clone()),
@@ -1123,7 +1112,7 @@ impl wt_core::Session for Session {
         let Some(recv) = self.shared.uni.pop().await else {
             return Err(self.shared.end_reason());
         };
-        self.shared.stats.uni_remote.fetch_add(1, Relaxed);
+        self.shared.stats.add(Counter::UniRemote, 1);
         let slot = PeerStreamSlot::new(&self.shared, Credit::Uni);
         Ok(RecvStream::new(recv, self.shared.clone()).with_slot(slot))
     }
@@ -1246,14 +1235,14 @@ impl wt_core::Session for Session {
         let s = &self.shared.stats;
         let (local_limits, peer_limits) = self.shared.flow_limits();
         SessionStats {
-            bidi_opened_local: s.bidi_local.load(Relaxed),
-            uni_opened_local: s.uni_local.load(Relaxed),
-            bidi_opened_remote: s.bidi_remote.load(Relaxed),
-            uni_opened_remote: s.uni_remote.load(Relaxed),
-            bytes_sent: s.bytes_sent.load(Relaxed),
-            bytes_received: s.bytes_received.load(Relaxed),
-            datagrams_sent: s.dgrams_sent.load(Relaxed),
-            datagrams_received: s.dgrams_received.load(Relaxed),
+            bidi_opened_local: s.get(Counter::BidiLocal),
+            uni_opened_local: s.get(Counter::UniLocal),
+            bidi_opened_remote: s.get(Counter::BidiRemote),
+            uni_opened_remote: s.get(Counter::UniRemote),
+            bytes_sent: s.get(Counter::BytesSent),
+            bytes_received: s.get(Counter::BytesReceived),
+            datagrams_sent: s.get(Counter::DatagramsSent),
+            datagrams_received: s.get(Counter::DatagramsReceived),
             local_limits,
             peer_limits,
         }

@@ -13,7 +13,6 @@
 //! before any data drops the header (the RESET_STREAM_AT gap above).
 
 use std::future::Future;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -25,6 +24,7 @@ use crate::conn::flow::Credit;
 use crate::driver::varint;
 use crate::readahead::{EndKind, ReadAhead};
 use crate::session::{PeerStreamSlot, SessionShared};
+use crate::stats::Counter;
 
 /// Most payload bytes copied for the first write that carries the pending stream header.
 const FIRST_WRITE_MAX: usize = 64 * 1024;
@@ -304,7 +304,7 @@ impl wt_core::SendStream for SendStream {
             };
             match r {
                 Ok(n) => {
-                    self.session.stats.bytes_sent.fetch_add(n as u64, Relaxed);
+                    self.session.stats.add(Counter::BytesSent, n as u64);
                     Ok(n)
                 }
                 Err(e) => Err(self.map_write(e)),
@@ -352,7 +352,7 @@ impl wt_core::SendStream for SendStream {
                 };
                 match r {
                     Ok(()) => {
-                        self.session.stats.bytes_sent.fetch_add(n, Relaxed);
+                        self.session.stats.add(Counter::BytesSent, n);
                     }
                     Err(e) => return Err(self.map_write(e)),
                 }
@@ -468,10 +468,7 @@ impl wt_core::SendStream for SendStream {
                     credit.commit(w.bytes as u64);
                 }
                 data.advance(w.bytes);
-                self.session
-                    .stats
-                    .bytes_sent
-                    .fetch_add(w.bytes as u64, Relaxed);
+                self.session.stats.add(Counter::BytesSent, w.bytes as u64);
                 Ok(())
             }
             Some(Err(e)) => {
@@ -717,7 +714,7 @@ impl wt_core::RecvStream for RecvStream {
                         prefix.split_to(max)
                     };
                     let n = c.len() as u64;
-                    self.session.stats.bytes_received.fetch_add(n, Relaxed);
+                    self.session.stats.add(Counter::BytesReceived, n);
                     return Ok(Some(c));
                 }
             }
@@ -734,7 +731,7 @@ impl wt_core::RecvStream for RecvStream {
                         // Counted as received when it arrived; consumed now.
                         self.session.on_peer_consumed(n);
                     }
-                    self.session.stats.bytes_received.fetch_add(n, Relaxed);
+                    self.session.stats.add(Counter::BytesReceived, n);
                     Ok(Some(c))
                 }
                 Err(EndKind::Fin) => {

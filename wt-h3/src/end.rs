@@ -6,6 +6,10 @@
 //! testing it is one atomic load, and [`EndSignal::or_end`] only starts watching once the
 //! operation it guards has had to wait, so an operation that completes at once never touches
 //! the `Notify`.
+//!
+//! Waiters register from whichever runtime thread polls them, so the `Notify` (its lock and
+//! waiter list) is split like the session's counters (see [`crate::stats`]): one per thread
+//! cell, each on a block of its own, and setting the signal notifies them all.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,12 +19,19 @@ use std::task::{Context, Poll};
 use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 
+use crate::stats::{thread_shard, SHARDS};
+
 /// A one-way flag that wakes every waiter when set.
 #[derive(Debug, Default)]
 pub(crate) struct EndSignal {
     set: AtomicBool,
-    notify: Notify,
+    notify: [Waiters; SHARDS],
 }
+
+/// One thread cell's waiters, alone on a 128-byte block.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Waiters(Notify);
 
 impl EndSignal {
     /// Whether the signal is set (one atomic load).
@@ -28,17 +39,24 @@ impl EndSignal {
         self.set.load(Ordering::Acquire)
     }
 
+    /// The waiters of this thread's cell (any cell would do: `set` notifies all).
+    fn waiters(&self) -> &Notify {
+        &self.notify[thread_shard()].0
+    }
+
     /// Sets the signal and wakes every waiter.
     pub(crate) fn set(&self) {
         self.set.store(true, Ordering::Release);
-        self.notify.notify_waiters();
+        for w in &self.notify {
+            w.0.notify_waiters();
+        }
     }
 
     /// Resolves once the signal is set.
     pub(crate) async fn wait(&self) {
         // A `Notified` sees every `notify_waiters` from its creation on, so setting the flag
         // between this line and the check below still wakes it.
-        let notified = self.notify.notified();
+        let notified = self.waiters().notified();
         if self.is_set() {
             return;
         }
@@ -79,7 +97,7 @@ impl<F: Future> Future for OrEnd<'_, F> {
             return Poll::Ready(Some(v));
         }
         if this.watch.is_none() {
-            this.watch.set(Some(this.end.notify.notified()));
+            this.watch.set(Some(this.end.waiters().notified()));
         }
         if this.end.is_set() {
             return Poll::Ready(None);
@@ -127,6 +145,43 @@ mod tests {
         end.set();
         assert_eq!(end.or_end(async { 8 }).await, Some(8));
         assert_eq!(end.or_end(std::future::pending::<u8>()).await, None);
+    }
+
+    /// Waiters on other threads sit in other cells: setting wakes them all.
+    #[test]
+    fn set_wakes_waiters_of_every_thread() {
+        let end = Arc::new(EndSignal::default());
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        for _ in 0..SHARDS + 1 {
+            let (end, ready_tx, done_tx) = (end.clone(), ready_tx.clone(), done_tx.clone());
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    let mut guarded = Box::pin(end.or_end(std::future::pending::<()>()));
+                    let mut waiting = Box::pin(end.wait());
+                    // First polls register both in this thread's cell.
+                    assert!(now(&mut guarded).is_none());
+                    assert!(now(&mut waiting).is_none());
+                    ready_tx.send(()).unwrap();
+                    assert_eq!(guarded.await, None);
+                    waiting.await;
+                });
+                done_tx.send(()).unwrap();
+            });
+        }
+        for _ in 0..SHARDS + 1 {
+            ready_rx.recv().unwrap();
+        }
+        end.set();
+        for _ in 0..SHARDS + 1 {
+            // A bound on a failure (a waiter never woken), not a wait for a race.
+            done_rx
+                .recv_timeout(std::time::Duration::from_secs(30))
+                .expect("a waiter was not woken");
+        }
     }
 
     #[tokio::test]

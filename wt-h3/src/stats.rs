@@ -27,7 +27,7 @@ pub(crate) enum Counter {
 const COUNTERS: usize = 8;
 
 /// Cells per counter: threads beyond this many share cells (still correct, just contended).
-pub(crate) const SHARDS: usize = 8;
+pub(crate) const SHARDS: usize = 4;
 
 /// One thread's cells for every counter, alone on a 128-byte block (two cache lines, as
 /// adjacent-line prefetching pairs them).
@@ -35,7 +35,7 @@ pub(crate) const SHARDS: usize = 8;
 #[repr(align(128))]
 struct Shard([AtomicU64; COUNTERS]);
 
-/// The counters of one session (1 KiB).
+/// The counters of one session (512 bytes).
 #[derive(Default)]
 pub(crate) struct Stats {
     shards: [Shard; SHARDS],
@@ -56,8 +56,9 @@ impl Stats {
     }
 }
 
-/// This thread's cell index: threads are dealt indexes in turn as they first count.
-fn thread_shard() -> usize {
+/// This thread's cell index, for state split per thread (here and in
+/// [`EndSignal`](crate::end::EndSignal)): threads are dealt indexes in turn as they first ask.
+pub(crate) fn thread_shard() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
         static SHARD: usize = NEXT.fetch_add(1, Relaxed) % SHARDS;

@@ -2,12 +2,12 @@
 //! every stream read and write from whichever runtime thread runs the task.
 //!
 //! One `AtomicU64` per counter would put every read and write of every stream of a session
-//! on the same cache line, which then moves between cores on each of them. Measured with
-//! the bench's stream churn (two runtime threads, wt-h3 against raw quinn), that cost about
-//! 5 % of the rate. So each counter is split into [`SHARDS`] cells on cache lines of their
-//! own; a thread always adds to the same cell (threads are dealt cells in turn, as they first
-//! count), and a read sums the cells. Totals are exact; a read racing with adds sees each
-//! add or not, as with a single atomic.
+//! on the same cache line, which then moves between cores on each of them. So each counter
+//! is split into [`SHARDS`] cells on blocks of their own; a thread always adds to the same
+//! cell (threads are dealt cells in turn, as they first count), and a read sums the cells.
+//! Totals are exact; a read racing with adds sees each add or not, as with a single atomic.
+//! (On the bench's stream churn with two runtime threads the difference is within what that
+//! machine's clock can resolve, about 2 %: see the README's benchmark notes.)
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 

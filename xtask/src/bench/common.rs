@@ -186,13 +186,14 @@ impl Sizes {
         scale_secs: 5,
     };
 
-    /// The sizes of one of `legs` legs of a round: the round trips and churn streams shared
-    /// out (the workloads that run in legs), the rest as they are.
+    /// The sizes of one of `legs` legs of a round: the round trips, churn streams and
+    /// datagrams shared out (the workloads that run in legs), the rest as they are.
     pub fn leg(&self, legs: usize) -> Sizes {
         let legs = legs.max(1);
         Sizes {
             latency_rounds: self.latency_rounds.div_ceil(legs),
             churn_streams: self.churn_streams.div_ceil(legs),
+            datagrams: self.datagrams.div_ceil(legs),
             ..*self
         }
     }
@@ -524,8 +525,8 @@ pub async fn datagram_result(stats: &ServerStats, start: Instant, sent: usize) -
     }
     let delivered = stats.datagrams();
     let end = stats.last_datagram().max(start + Duration::from_micros(1));
-    let rate = delivered as f64 / (end - start).as_secs_f64();
-    Sample::new(rate).with(
+    // A rate over its parts, so the legs of a round pool into delivered over total time.
+    rate_sample(delivered as f64, (end - start).as_secs_f64()).with(
         "delivered_pct",
         100.0 * delivered as f64 / sent.max(1) as f64,
     )

@@ -19,7 +19,8 @@
 //! smaller sizes), then reports median, spread (max − min over the median), the ratio to the
 //! stack's baseline (the median over rounds of the ratio of the two runs of the same round,
 //! which tolerates a machine whose load drifts) and the target of the brief. Within a round
-//! the latency and churn workloads run in [`LEGS`] legs and the bulk ones in [`BULK_LEGS`]
+//! the latency, churn and datagram workloads run in [`LEGS`] legs and the bulk ones in
+//! [`BULK_LEGS`]
 //! (see [`Workload::legs`]), the stack order reversed from leg to leg, each stack's legs
 //! pooled into its sample of the round:
 //!
@@ -99,8 +100,8 @@ pub struct Args {
     pub scale_server: Option<String>,
 }
 
-/// The legs a round of the latency and churn workloads is cut into. Each leg runs a fifth of
-/// the round trips or streams for every stack, in the round's order and then in reverse
+/// The legs a round of the latency, churn and datagram workloads is cut into. Each leg runs a
+/// fifth of the round trips, streams or datagrams for every stack, in the round's order and then in reverse
 /// (A B, B A, A B, …), and a stack's legs are pooled into its sample of the round. Their runs
 /// last a fraction of a second, and a 2-core machine drifts between two of them by as much as
 /// the stacks differ; interleaving the halves of a pair this finely lets the drift fall on
@@ -166,12 +167,15 @@ impl Workload {
         }
     }
 
-    /// How many legs a round of this workload runs in: [`LEGS`] for latency and churn,
-    /// sharing out the round's round trips and streams; [`BULK_LEGS`] for the bulk
-    /// workloads, each a whole transfer.
+    /// How many legs a round of this workload runs in: [`LEGS`] for latency, churn and the
+    /// datagram workloads, sharing out the round's round trips, streams and datagrams;
+    /// [`BULK_LEGS`] for the bulk workloads, each a whole transfer.
     fn legs(self) -> usize {
         match self {
-            Workload::Latency | Workload::Churn => LEGS,
+            Workload::Latency
+            | Workload::Churn
+            | Workload::Datagrams
+            | Workload::DatagramsShared => LEGS,
             Workload::BulkUpload | Workload::BulkEcho => BULK_LEGS,
             _ => 1,
         }
@@ -802,14 +806,16 @@ mod tests {
     }
 
     #[test]
-    fn a_leg_runs_its_share_of_the_round_trips_and_streams() {
+    fn a_leg_runs_its_share_of_the_round_trips_streams_and_datagrams() {
         let full = Sizes::FULL;
         let leg = full.leg(LEGS);
         assert_eq!(leg.latency_rounds * LEGS, full.latency_rounds);
         assert_eq!(leg.churn_streams * LEGS, full.churn_streams);
+        assert_eq!(leg.datagrams * LEGS, full.datagrams);
         assert_eq!(leg.bulk_bytes, full.bulk_bytes);
         assert_eq!(full.leg(0).latency_rounds, full.latency_rounds);
         assert_eq!(Workload::Latency.legs(), LEGS);
+        assert_eq!(Workload::Datagrams.legs(), LEGS);
         assert_eq!(Workload::BulkEcho.legs(), BULK_LEGS);
         assert_eq!(Workload::Setup.legs(), 1);
     }

@@ -356,14 +356,20 @@ impl Conn {
         }
     }
 
-    /// Hands a WebTransport stream to its session if that takes no waiting: the session is
-    /// established and its accept queue has room. Otherwise the stream comes back untouched,
-    /// for [`route_stream`](Self::route_stream).
-    fn try_route_now(&self, session_id: u64, stream: Incoming) -> Result<(), Incoming> {
+    /// Hands a new bidirectional WebTransport stream to its session if that takes no waiting:
+    /// the session is established and its accept queue has room. Otherwise the stream comes
+    /// back untouched, for [`route_stream`](Self::route_stream).
+    fn try_route_now(
+        &self,
+        session_id: u64,
+        send: quinn::SendStream,
+        recv: quinn::RecvStream,
+        prefix: Bytes,
+    ) -> Result<(), (quinn::SendStream, quinn::RecvStream, Bytes)> {
         let session = self.lock().sessions.get(&session_id).cloned();
         match session {
-            Some(s) => s.try_deliver(stream),
-            None => Err(stream),
+            Some(s) => s.try_deliver_bidi(send, recv, prefix),
+            None => Err((send, recv, prefix)),
         }
     }
 
@@ -791,11 +797,9 @@ fn bidi_now(
         Poll::Ready(_) => return None,
     };
     if let Some((sid, n)) = stream_type::wt_bidi_preamble(&first, conn.role) {
-        return match conn.try_route_now(sid, Incoming::Bidi(send, recv, first.slice(n..))) {
+        return match conn.try_route_now(sid, send, recv, first.slice(n..)) {
             Ok(()) => None,
-            Err(Incoming::Bidi(send, recv, _)) => Some((send, recv, FirstRead::Bytes(first))),
-            // try_route_now hands back what it was given.
-            Err(Incoming::Uni(..)) => None,
+            Err((send, recv, _)) => Some((send, recv, FirstRead::Bytes(first))),
         };
     }
     Some((send, recv, FirstRead::Bytes(first)))

@@ -373,59 +373,49 @@ impl SessionShared {
         }
     }
 
-    /// Hands an incoming stream to the accept queue if that takes no waiting, as
-    /// [`deliver`](Self::deliver) does; `Err` gives the stream back untouched when the queue
-    /// is full, for `deliver`.
-    pub(crate) fn try_deliver(self: &Arc<Self>, stream: Incoming) -> Result<(), Incoming> {
-        let room = match &stream {
-            Incoming::Bidi(..) => self.bidi.has_room(),
-            Incoming::Uni(..) => self.uni.has_room(),
-        };
-        if !room {
-            return Err(stream);
+    /// Hands a new bidirectional stream (its halves and the payload read with its preamble) to
+    /// the accept queue if that takes no waiting, as [`deliver`](Self::deliver) does; `Err`
+    /// gives it back untouched when the queue is full, for `deliver`.
+    pub(crate) fn try_deliver_bidi(
+        self: &Arc<Self>,
+        send: quinn::SendStream,
+        recv: quinn::RecvStream,
+        prefix: Bytes,
+    ) -> Result<(), (quinn::SendStream, quinn::RecvStream, Bytes)> {
+        if !self.bidi.has_room() {
+            return Err((send, recv, prefix));
         }
-        let Some(a) = self.admit(stream) else {
+        if !self.admits(Credit::Bidi) {
+            Incoming::Bidi(send, recv, prefix).refuse(H3Code::WT_SESSION_GONE);
             return Ok(());
-        };
-        let full = match a {
-            Admitted::Bidi(s, r) => match self.bidi.try_push((s, r)) {
-                Ok(()) => return Ok(()),
-                Err(PushError::Closed((s, r))) => {
-                    Admitted::Bidi(s, r).refuse();
-                    return Ok(());
-                }
-                Err(PushError::Full((s, r))) => Admitted::Bidi(s, r),
-            },
-            Admitted::Uni(r) => match self.uni.try_push(r) {
-                Ok(()) => return Ok(()),
-                Err(PushError::Closed(r)) => {
-                    Admitted::Uni(r).refuse();
-                    return Ok(());
-                }
-                Err(PushError::Full(r)) => Admitted::Uni(r),
-            },
-        };
-        // Another producer took the room since the check (beside the driver, only the task
-        // that hands a new session its early streams pushes): the stream, already admitted
-        // and counted, waits for room in a task of its own.
-        let session = self.clone();
-        tokio::spawn(async move { session.queue(full).await });
-        Ok(())
+        }
+        let recv = Source::new(recv, prefix, self);
+        match self.bidi.try_push((send, recv)) {
+            Ok(()) => Ok(()),
+            Err(PushError::Closed((s, r))) => {
+                Admitted::Bidi(s, r).refuse();
+                Ok(())
+            }
+            Err(PushError::Full((s, r))) => {
+                // Another producer took the room since the check (beside the driver, only the
+                // task that hands a new session its early streams pushes): the stream, already
+                // admitted and counted, waits for room in a task of its own.
+                let session = self.clone();
+                tokio::spawn(async move { session.queue(Admitted::Bidi(s, r)).await });
+                Ok(())
+            }
+        }
     }
 
     /// Admits an incoming stream: it counts against the session's stream credit, and with
     /// flow control its data is read ahead from now on. `None` when it was refused (the
     /// session has ended, or the peer exceeded its stream credit).
     fn admit(self: &Arc<Self>, stream: Incoming) -> Option<Admitted> {
-        if self.is_ended() {
-            stream.refuse(H3Code::WT_SESSION_GONE);
-            return None;
-        }
         let credit = match &stream {
             Incoming::Bidi(..) => Credit::Bidi,
             Incoming::Uni(..) => Credit::Uni,
         };
-        if !self.on_peer_stream(credit) {
+        if !self.admits(credit) {
             stream.refuse(H3Code::WT_SESSION_GONE);
             return None;
         }
@@ -433,6 +423,13 @@ impl SessionShared {
             Incoming::Bidi(s, r, prefix) => Admitted::Bidi(s, Source::new(r, prefix, self)),
             Incoming::Uni(r, prefix) => Admitted::Uni(Source::new(r, prefix, self)),
         })
+    }
+
+    /// Whether a new peer stream of kind `credit` is admitted, counting it against the
+    /// session's stream credit: not once the session has ended, nor beyond the credit (which
+    /// aborts the session).
+    fn admits(&self, credit: Credit) -> bool {
+        !self.is_ended() && self.on_peer_stream(credit)
     }
 
     /// Queues an admitted stream, waiting for room; a closed queue (the session ended) hands

@@ -198,6 +198,23 @@ impl ReadAhead {
         Poll::Pending
     }
 
+    /// Queues a chunk the pump read and wakes the reader; `false` (chunk dropped) once the
+    /// reader stopped reading.
+    fn push(&self, bytes: Bytes) -> bool {
+        let reader = {
+            let mut q = lock(&self.buf);
+            if !q.buf.push(bytes) {
+                return false;
+            }
+            q.reader.take()
+        };
+        if let Some(w) = reader {
+            w.wake();
+        }
+        true
+    }
+
+    /// Records how the stream ended and wakes the reader.
     fn finish(&self, end: End) {
         let reader = {
             let mut q = lock(&self.buf);
@@ -250,18 +267,9 @@ async fn pump(
                     continue;
                 }
                 let n = bytes.len() as u64;
-                let pushed = {
-                    let mut q = lock(&ra.buf);
-                    q.buf.push(bytes).then(|| q.reader.take())
-                };
-                match pushed {
-                    Some(reader) => {
-                        if let Some(w) = reader {
-                            w.wake();
-                        }
-                    }
+                if !ra.push(bytes) {
                     // Stopped meanwhile: dropped unread, which frees the credit.
-                    None => session.on_peer_consumed(n),
+                    session.on_peer_consumed(n);
                 }
             }
             Ok(None) => return ra.finish(End::Fin),

@@ -24,7 +24,8 @@ pub(crate) enum Counter {
     DatagramsReceived,
 }
 
-const COUNTERS: usize = 8;
+/// How many counters there are (the last variant's index + 1).
+const COUNTERS: usize = Counter::DatagramsReceived as usize + 1;
 
 /// Cells per counter: threads beyond this many share cells (still correct, just contended).
 pub(crate) const SHARDS: usize = 4;

@@ -147,14 +147,14 @@ fn write_chunk_with_header<'a>(
             return Poll::Ready(Ok(()));
         }
         // The chunk moves into the quinn call, which advances it in place, and back: the
-        // future keeps it once.
+        // future keeps it once. The header goes first, so what was written counts against
+        // it first.
         let mut bufs = [header.bytes(session, q), std::mem::take(&mut chunk)];
         let r = poll_write_chunks(q, &mut bufs, cx);
-        let [h, rest] = bufs;
+        let [_, rest] = bufs;
         chunk = rest;
-        header.0 = u8::try_from(h.len()).unwrap_or(header.0);
         match r {
-            Poll::Ready(Ok(_)) => {}
+            Poll::Ready(Ok(w)) => header.advance(w.bytes),
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Pending => return Poll::Pending,
         }

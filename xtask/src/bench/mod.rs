@@ -20,9 +20,8 @@
 //! stack's baseline (the median over rounds of the ratio of the two runs of the same round,
 //! which tolerates a machine whose load drifts) and the target of the brief. Within a round
 //! the latency, churn and datagram workloads run in [`LEGS`] legs and the bulk ones in
-//! [`BULK_LEGS`]
-//! (see [`Workload::legs`]), the stack order reversed from leg to leg, each stack's legs
-//! pooled into its sample of the round:
+//! [`BULK_LEGS`] (see [`Workload::legs`]), the stack order reversed from leg to leg, each
+//! stack's legs pooled into its sample of the round:
 //!
 //! | stack | transport | API | baseline |
 //! |---|---|---|---|
@@ -101,11 +100,11 @@ pub struct Args {
 }
 
 /// The legs a round of the latency, churn and datagram workloads is cut into. Each leg runs a
-/// fifth of the round trips, streams or datagrams for every stack, in the round's order and then in reverse
-/// (A B, B A, A B, …), and a stack's legs are pooled into its sample of the round. Their runs
-/// last a fraction of a second, and a 2-core machine drifts between two of them by as much as
-/// the stacks differ; interleaving the halves of a pair this finely lets the drift fall on
-/// both.
+/// fifth of the round trips, streams or datagrams for every stack, in the round's order and
+/// then in reverse (A B, B A, A B, …), and a stack's legs are pooled into its sample of the
+/// round. Their runs last a fraction of a second, and a 2-core machine drifts between two of
+/// them by as much as the stacks differ; interleaving the halves of a pair this finely lets
+/// the drift fall on both.
 const LEGS: usize = 5;
 
 /// The legs of a bulk round: each a whole transfer (1 GiB up, or 256 MiB each way), in the

@@ -22,7 +22,7 @@
 //! Reads are futures in one `FuturesUnordered` that own their stream and hand it back when
 //! they complete; the driver yields to the runtime after [`YIELD_EVERY`] operations.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -104,7 +104,7 @@ pub(crate) struct Shared {
     /// Buffered items and the default channel's waiting reader.
     pub(crate) rx: Mutex<Rx>,
     /// Open send halves by stream: handles write through them directly.
-    pub(crate) sends: Mutex<HashMap<StreamId, Arc<dyn SendHalf>>>,
+    pub(crate) sends: Mutex<FxHashMap<StreamId, Arc<dyn SendHalf>>>,
     /// Set when the driver task ends (it only does once every handle is gone, or if it
     /// panicked), so readers stop waiting.
     pub(crate) driver_gone: AtomicBool,
@@ -327,8 +327,8 @@ pub(crate) struct Driver<S: Session> {
     events_tx: Option<mpsc::Sender<Event>>,
     shared: Arc<Shared>,
     ops: FuturesUnordered<Op<S>>,
-    streams: HashMap<StreamId, Entry>,
-    waiters: HashMap<Chan, RecvReply>,
+    streams: FxHashMap<StreamId, Entry>,
+    waiters: FxHashMap<Chan, RecvReply>,
     mode: Active,
     terminal: Option<Error>,
     close: Option<CloseInfo>,
@@ -356,7 +356,7 @@ impl<S: Session> Driver<S> {
                 main: None,
                 default: None,
             }),
-            sends: Mutex::new(HashMap::new()),
+            sends: Mutex::new(FxHashMap::default()),
             driver_gone: AtomicBool::new(false),
             unread: AtomicUsize::new(0),
             events: Mutex::new(Some(events_rx)),
@@ -371,8 +371,8 @@ impl<S: Session> Driver<S> {
             events_tx: Some(events_tx),
             shared: shared.clone(),
             ops: FuturesUnordered::new(),
-            streams: HashMap::new(),
-            waiters: HashMap::new(),
+            streams: FxHashMap::default(),
+            waiters: FxHashMap::default(),
             mode: cfg.active,
             terminal: None,
             close: None,

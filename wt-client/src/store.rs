@@ -1,7 +1,9 @@
 //! The driver's receive buffers: one queue per channel, with a global arrival order so that
 //! switching between passive and active delivery neither loses nor reorders anything.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
 
 use bytes::Bytes;
 use wt_core::StreamError;
@@ -96,8 +98,8 @@ impl Item {
 #[derive(Default)]
 pub(crate) struct Store {
     next_seq: u64,
-    items: HashMap<u64, Item>,
-    chans: HashMap<Chan, VecDeque<u64>>,
+    items: FxHashMap<u64, Item>,
+    chans: FxHashMap<Chan, VecDeque<u64>>,
     /// Default-stream data ([`Msg::Binary`]) with its sequence numbers, in order.
     binary: VecDeque<(u64, Bytes)>,
 }

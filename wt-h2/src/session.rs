@@ -27,7 +27,6 @@
 //! (`reserve_capacity` / `capacity`), so nothing is buffered without bound in h2; writers
 //! block in the engine once its bounded output queue is full.
 
-use std::collections::HashMap;
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -35,6 +34,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
+use rustc_hash::FxHashMap;
 use tokio::sync::watch;
 use wt_core::codes::H2Code;
 use wt_core::{
@@ -54,13 +54,15 @@ const MAX_RESERVE: usize = 1 << 20;
 /// Polls of `poll_data` per pump before yielding.
 const READ_BUDGET: usize = 64;
 
+/// Waiting tasks. Keyed by stream id like the engine's stream map, with the same hasher
+/// (see [`Streams`](crate::engine::streams::Streams)).
 #[derive(Default)]
 struct Wakers {
-    read: HashMap<u64, Waker>,
-    write: HashMap<u64, Waker>,
-    stopped: HashMap<u64, Waker>,
+    read: FxHashMap<u64, Waker>,
+    write: FxHashMap<u64, Waker>,
+    stopped: FxHashMap<u64, Waker>,
     /// Watchers from [`stop_notice`](wt_core::SendStream::stop_notice) (any number per stream).
-    stop_notice: HashMap<u64, Vec<Waker>>,
+    stop_notice: FxHashMap<u64, Vec<Waker>>,
     accept: [Vec<Waker>; 2],
     open: [Vec<Waker>; 2],
     datagram: Vec<Waker>,

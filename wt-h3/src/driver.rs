@@ -12,7 +12,6 @@
 //! bytes that came in the same chunk travel with the stream as a prefix its
 //! [`RecvStream`](crate::RecvStream) returns first.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -21,6 +20,7 @@ use std::task::Poll;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use rustc_hash::{FxHashMap, FxHashSet};
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, trace};
@@ -63,11 +63,13 @@ pub(crate) fn varint(v: u64) -> quinn::VarInt {
 pub(crate) type RequestHandler =
     Arc<dyn Fn(Arc<Conn>, quinn::SendStream, FrameReader) + Send + Sync + 'static>;
 
+/// Sessions by id (their CONNECT stream's id). FxHash: looked up for every incoming stream,
+/// and the ids are request stream ids, which quinn's stream limits bound.
 struct State {
-    sessions: HashMap<u64, Arc<SessionShared>>,
+    sessions: FxHashMap<u64, Arc<SessionShared>>,
     /// Sessions whose CONNECT is in flight (client) or waiting for accept (server).
-    pending: HashSet<u64>,
-    gone: HashSet<u64>,
+    pending: FxHashSet<u64>,
+    gone: FxHashSet<u64>,
     early_streams: EarlyBuffer<Incoming>,
     early_datagrams: EarlyBuffer<(u64, Bytes)>,
     max_request_id: Option<u64>,
@@ -112,9 +114,9 @@ impl Conn {
             peer_settings: watch::channel(None).0,
             peer_critical: Default::default(),
             state: Mutex::new(State {
-                sessions: HashMap::new(),
-                pending: HashSet::new(),
-                gone: HashSet::new(),
+                sessions: FxHashMap::default(),
+                pending: FxHashSet::default(),
+                gone: FxHashSet::default(),
                 early_streams: EarlyBuffer::new(max_buffered_streams),
                 early_datagrams: EarlyBuffer::new(max_buffered_datagrams),
                 max_request_id: None,

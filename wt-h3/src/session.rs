@@ -85,7 +85,7 @@ pub(crate) struct SessionShared {
     stream_headers: [OnceLock<Bytes>; 2],
     close_timeout: Duration,
     /// Peer streams reset before their preamble was read: stream → reset code.
-    pre_reset: Mutex<std::collections::HashMap<quinn::StreamId, u64>>,
+    pre_reset: Mutex<rustc_hash::FxHashMap<quinn::StreamId, u64>>,
     /// Whether `pre_reset` may be non-empty (spares every stream a lock and a lookup).
     any_pre_reset: AtomicBool,
     /// Session flow control, when negotiated.

@@ -24,12 +24,13 @@
 //! * Every callback runs under `catch_unwind`; a panic closes the session with
 //!   [`HANDLER_PANICKED`] and ends the task.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use rustc_hash::FxHashMap;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -136,7 +137,7 @@ enum End {
 struct Runner<S: Session, H> {
     session: S,
     handler: H,
-    streams: HashMap<StreamId, Entry>,
+    streams: FxHashMap<StreamId, Entry>,
     peer_streams: usize,
     received: u64,
     limits: Limits,
@@ -160,7 +161,7 @@ pub(crate) async fn run_session<S: Session, H: Handler>(
     let mut runner = Runner {
         session: session.clone(),
         handler,
-        streams: HashMap::new(),
+        streams: FxHashMap::default(),
         peer_streams: 0,
         received: 0,
         limits,

@@ -90,8 +90,10 @@ fn wake_list(list: &mut Vec<Waker>) {
 
 /// Who h2's receive notifications for the CONNECT stream go to (see the module docs).
 ///
-/// Its lock is a leaf: h2 wakes it while holding h2's own lock, so nothing is called while
-/// holding it but plain wakers.
+/// Its lock is a leaf: h2 wakes it while holding h2's own lock. Nothing is called while
+/// holding it, not even a waker: waking a task on another thread is a system call, and the
+/// woken task's first step is [`try_claim`](Self::try_claim) on this very lock, so waking
+/// under it had the woken reader wait for its own wake-up to finish.
 #[derive(Default)]
 struct H2Wake {
     target: Mutex<WakeTarget>,
@@ -134,10 +136,13 @@ impl H2Wake {
     }
 
     fn wake_driver(&self) {
-        let mut t = self.lock();
-        t.driver_woken = true;
-        if let Some(w) = &t.driver {
-            w.wake_by_ref();
+        let w = {
+            let mut t = self.lock();
+            t.driver_woken = true;
+            t.driver.clone()
+        };
+        if let Some(w) = w {
+            w.wake();
         }
     }
 
@@ -173,11 +178,17 @@ impl Wake for H2Wake {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        let t = self.lock();
-        if let Some((_, w)) = &t.reader {
-            w.wake_by_ref();
-        } else if let Some(w) = &t.driver {
-            w.wake_by_ref();
+        // A reader that claims or clears itself meanwhile polls h2 itself, so waking the
+        // one taken here is never a lost wake-up, at worst a spurious one.
+        let w = {
+            let t = self.lock();
+            match &t.reader {
+                Some((_, w)) => Some(w.clone()),
+                None => t.driver.clone(),
+            }
+        };
+        if let Some(w) = w {
+            w.wake();
         }
     }
 }

@@ -27,7 +27,7 @@ use tracing::{debug, trace};
 use wt_core::codes::H3Code;
 use wt_core::{ConnectionError, ProtocolError, WireCode};
 
-use crate::conn::buffer::EarlyBuffer;
+use crate::conn::buffer::{EarlyBuffer, Gone};
 use crate::proto::frame::{Frame, FrameDecoder, StreamKind};
 use crate::proto::settings::Settings;
 use crate::proto::stream_type::{self, BidiRoute, Role, UniRoute};
@@ -69,7 +69,8 @@ struct State {
     sessions: FxHashMap<u64, Arc<SessionShared>>,
     /// Sessions whose CONNECT is in flight (client) or waiting for accept (server).
     pending: FxHashSet<u64>,
-    gone: FxHashSet<u64>,
+    /// Sessions that ended (the latest few hundred).
+    gone: Gone,
     early_streams: EarlyBuffer<Incoming>,
     early_datagrams: EarlyBuffer<(u64, Bytes)>,
     max_request_id: Option<u64>,
@@ -116,7 +117,7 @@ impl Conn {
             state: Mutex::new(State {
                 sessions: FxHashMap::default(),
                 pending: FxHashSet::default(),
-                gone: FxHashSet::default(),
+                gone: Gone::default(),
                 early_streams: EarlyBuffer::new(max_buffered_streams),
                 early_datagrams: EarlyBuffer::new(max_buffered_datagrams),
                 max_request_id: None,
@@ -340,7 +341,7 @@ impl Conn {
             let mut st = self.lock();
             if let Some(s) = st.sessions.get(&session_id) {
                 Ok((s.clone(), stream))
-            } else if st.gone.contains(&session_id) {
+            } else if st.gone.contains(session_id) {
                 Err((stream, H3Code::WT_SESSION_GONE))
             } else {
                 match st.early_streams.push(session_id, stream) {
@@ -413,7 +414,7 @@ impl Conn {
             let s = s.clone();
             drop(st);
             s.push_datagram(payload);
-        } else if !st.gone.contains(&sid) {
+        } else if !st.gone.contains(sid) {
             // Unknown session: buffer briefly (bounded), else drop.
             let _ = st.early_datagrams.push(sid, (sid, payload));
         }

@@ -1,7 +1,52 @@
 //! Bounded per-connection buffers for streams and datagrams that arrive for a session not yet
-//! known (they beat their CONNECT request, or its response).
+//! known (they beat their CONNECT request, or its response), and the bounded memory of
+//! sessions that ended.
 
 use std::collections::VecDeque;
+
+use rustc_hash::FxHashSet;
+
+/// How many ended sessions a connection remembers (see [`Gone`]).
+pub const GONE_MEMORY: usize = 256;
+
+/// The ids of the sessions of a connection that ended, so that streams and datagrams still
+/// arriving for them are refused or dropped at once instead of buffered as early. Only the
+/// last [`GONE_MEMORY`] are kept, so a connection that carries session after session does
+/// not grow: what arrives for a session forgotten here is treated as early, which is
+/// bounded too (and a peer still sending for a session hundreds of sessions ago is not
+/// one to optimise for).
+#[derive(Debug, Default)]
+pub struct Gone {
+    set: FxHashSet<u64>,
+    order: VecDeque<u64>,
+}
+
+impl Gone {
+    /// Remembers that session `id` ended (again is fine), forgetting the oldest beyond
+    /// [`GONE_MEMORY`].
+    pub fn insert(&mut self, id: u64) {
+        if !self.set.insert(id) {
+            return;
+        }
+        self.order.push_back(id);
+        if self.order.len() > GONE_MEMORY {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+    }
+
+    /// Whether session `id` is remembered as ended.
+    pub fn contains(&self, id: u64) -> bool {
+        self.set.contains(&id)
+    }
+
+    /// How many ended sessions are remembered.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.set.len()
+    }
+}
 
 /// Items keyed by session ID, at most `max` in total across sessions.
 #[derive(Debug)]
@@ -62,6 +107,24 @@ impl<T> EarlyBuffer<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gone_remembers_only_the_latest_sessions() {
+        let mut g = Gone::default();
+        g.insert(0);
+        g.insert(0);
+        assert_eq!(g.len(), 1);
+        for k in 1..(GONE_MEMORY as u64 + 10) {
+            g.insert(4 * k);
+            g.insert(4 * k); // ending twice (as sessions do) takes no extra room
+        }
+        assert_eq!(g.len(), GONE_MEMORY);
+        assert_eq!(g.order.len(), GONE_MEMORY);
+        assert!(!g.contains(0));
+        assert!(!g.contains(4 * 9));
+        assert!(g.contains(4 * 10));
+        assert!(g.contains(4 * (GONE_MEMORY as u64 + 9)));
+    }
 
     #[test]
     fn bounded_and_keyed() {

@@ -963,3 +963,73 @@ impl Future for Driver {
         Poll::Ready(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A waker that, when woken, checks whether the [`H2Wake`] lock is free (as it must be
+    /// for the woken task's first step, [`H2Wake::try_claim`]).
+    struct Probe {
+        h2wake: Arc<H2Wake>,
+        woken: AtomicUsize,
+        lock_free: AtomicUsize,
+    }
+
+    impl Wake for Probe {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.woken.fetch_add(1, Ordering::Relaxed);
+            if self.h2wake.target.try_lock().is_ok() {
+                self.lock_free.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn probe(h2wake: &Arc<H2Wake>) -> (Arc<Probe>, Waker) {
+        let p = Arc::new(Probe {
+            h2wake: h2wake.clone(),
+            woken: AtomicUsize::new(0),
+            lock_free: AtomicUsize::new(0),
+        });
+        (p.clone(), Waker::from(p))
+    }
+
+    #[test]
+    fn h2_wake_ups_go_out_with_the_lock_released() {
+        let h2wake = Arc::new(H2Wake::default());
+        let h2_waker = Waker::from(h2wake.clone());
+        let (driver, driver_waker) = probe(&h2wake);
+        let (reader, reader_waker) = probe(&h2wake);
+
+        // Nobody reading: h2's wake-up goes to the driver.
+        h2wake.set_driver(&driver_waker);
+        h2_waker.wake_by_ref();
+        assert_eq!(driver.woken.load(Ordering::Relaxed), 1);
+        assert_eq!(driver.lock_free.load(Ordering::Relaxed), 1);
+
+        // A reader claimed it: the reader gets it, the driver does not.
+        assert!(h2wake.try_claim(4, &reader_waker));
+        assert!(!h2wake.try_claim(8, &reader_waker), "one reader at a time");
+        h2_waker.wake_by_ref();
+        assert_eq!(reader.woken.load(Ordering::Relaxed), 1);
+        assert_eq!(reader.lock_free.load(Ordering::Relaxed), 1);
+        assert_eq!(driver.woken.load(Ordering::Relaxed), 1);
+
+        // Batching output for the driver wakes it the same way, and marks it woken.
+        h2wake.wake_driver();
+        assert!(h2wake.driver_woken());
+        assert_eq!(driver.woken.load(Ordering::Relaxed), 2);
+        assert_eq!(driver.lock_free.load(Ordering::Relaxed), 2);
+
+        // The reader leaves: wake-ups go back to the driver.
+        assert!(h2wake.clear_reader(4));
+        h2_waker.wake_by_ref();
+        assert_eq!(driver.woken.load(Ordering::Relaxed), 3);
+        assert_eq!(reader.woken.load(Ordering::Relaxed), 1);
+    }
+}

@@ -22,7 +22,6 @@
 //! Reads are futures in one `FuturesUnordered` that own their stream and hand it back when
 //! they complete; the driver yields to the runtime after [`YIELD_EVERY`] operations.
 
-use rustc_hash::FxHashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -32,6 +31,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::FutureExt;
+use rustc_hash::FxHashMap;
 use tokio::sync::{mpsc, oneshot};
 use wt_core::{RecvStream, SendStream, Session, SessionError, StreamError, StreamId, StreamKind};
 

@@ -63,9 +63,9 @@ pub(crate) fn varint(v: u64) -> quinn::VarInt {
 pub(crate) type RequestHandler =
     Arc<dyn Fn(Arc<Conn>, quinn::SendStream, FrameReader) + Send + Sync + 'static>;
 
-/// Sessions by id (their CONNECT stream's id). FxHash: looked up for every incoming stream,
-/// and the ids are request stream ids, which quinn's stream limits bound.
 struct State {
+    /// Sessions by id (their CONNECT stream's id). FxHash: looked up for every incoming
+    /// stream, and the ids are request stream ids, which quinn's stream limits bound.
     sessions: FxHashMap<u64, Arc<SessionShared>>,
     /// Sessions whose CONNECT is in flight (client) or waiting for accept (server).
     pending: FxHashSet<u64>,

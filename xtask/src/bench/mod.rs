@@ -21,7 +21,10 @@
 //! which tolerates a machine whose load drifts) and the target of the brief. Within a round
 //! the latency, churn and datagram workloads run in [`LEGS`] legs and the bulk ones in
 //! [`BULK_LEGS`] (see [`Workload::legs`]), the stack order reversed from leg to leg, each
-//! stack's legs pooled into its sample of the round:
+//! stack's legs pooled into its sample of the round. Every sample also records
+//! `host_steal_pct`, the share of the machine's CPU time the hypervisor gave to someone else
+//! while that stack's runs of the round ran (`steal` in `/proc/stat`; rows add the worst
+//! round as `host_steal_max_pct`), so a round slowed by the host shows as such:
 //!
 //! | stack | transport | API | baseline |
 //! |---|---|---|---|
@@ -469,6 +472,52 @@ async fn quiesce() -> Duration {
     start.elapsed()
 }
 
+/// The machine's CPU time so far, in clock ticks over all CPUs, from the `cpu` line of
+/// `/proc/stat`: `(stolen, total)`, where stolen is the `steal` column (time this virtual
+/// machine was ready to run but the hypervisor ran something else). `None` where there is
+/// no such file or it cannot be read.
+fn host_ticks() -> Option<(u64, u64)> {
+    parse_host_ticks(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+/// [`host_ticks`] from the text of `/proc/stat`.
+fn parse_host_ticks(stat: &str) -> Option<(u64, u64)> {
+    let mut fields = stat.lines().next()?.split_whitespace();
+    if fields.next()? != "cpu" {
+        return None;
+    }
+    // user nice system idle iowait irq softirq steal [guest guest_nice]: guest time is
+    // already counted in user and nice.
+    let v: Vec<u64> = fields
+        .take(8)
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    let total = v.iter().try_fold(0u64, |a, x| a.checked_add(*x))?;
+    Some((*v.get(7)?, total))
+}
+
+/// Stolen and total ticks of the machine while runs of one stack ran (see [`host_ticks`]).
+#[derive(Clone, Copy, Default)]
+struct Stolen {
+    steal: u64,
+    total: u64,
+}
+
+impl Stolen {
+    /// Adds the ticks between two readings.
+    fn add(&mut self, before: Option<(u64, u64)>, after: Option<(u64, u64)>) {
+        if let (Some(b), Some(a)) = (before, after) {
+            self.steal += a.0.saturating_sub(b.0);
+            self.total += a.1.saturating_sub(b.1);
+        }
+    }
+
+    /// The share of the machine's CPU time stolen, in %, if any ticks were counted.
+    fn pct(self) -> Option<f64> {
+        (self.total > 0).then(|| 100.0 * self.steal as f64 / self.total as f64)
+    }
+}
+
 async fn run_one(w: Workload, stack: Stack, ctx: &Ctx, z: &Sizes) -> BResult<Sample> {
     let a = &ctx.addrs;
     match stack {
@@ -635,6 +684,7 @@ async fn run(args: Args) -> ExitCode {
             let mut runs: Vec<Vec<Sample>> = vec![Vec::new(); stacks.len()];
             let mut failed: Vec<Option<String>> = vec![None; stacks.len()];
             let mut took = vec![Duration::ZERO; stacks.len()];
+            let mut stolen = vec![Stolen::default(); stacks.len()];
             for leg in 0..legs {
                 let mut ord = order.clone();
                 if leg % 2 == 1 {
@@ -655,6 +705,7 @@ async fn run(args: Args) -> ExitCode {
                         );
                     }
                     let t = Instant::now();
+                    let host_before = host_ticks();
                     let r = match tokio::time::timeout(
                         RUN_TIMEOUT,
                         run_one(w, stacks[i], &ctx, &leg_sizes),
@@ -665,6 +716,7 @@ async fn run(args: Args) -> ExitCode {
                         Err(_) => Err(BenchError::Timeout("run")),
                     };
                     took[i] += t.elapsed();
+                    stolen[i].add(host_before, host_ticks());
                     match r {
                         Ok(s) => runs[i].push(s),
                         Err(e) => failed[i] = Some(e.to_string()),
@@ -679,7 +731,10 @@ async fn run(args: Args) -> ExitCode {
                         .ok_or_else(|| "its runs cannot be pooled".to_string()),
                 };
                 match pooled {
-                    Ok(s) => {
+                    Ok(mut s) => {
+                        if let Some(p) = stolen[i].pct() {
+                            s.extra.push(("host_steal_pct", p));
+                        }
                         println!(
                             "[{} {}/{}] {:<3} {:<10} {} ({:.1} s{})",
                             w.name(),
@@ -774,6 +829,30 @@ async fn run(args: Args) -> ExitCode {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn host_ticks_come_from_the_cpu_line() {
+        use super::{parse_host_ticks, Stolen};
+        let stat = "cpu  100 5 20 800 10 0 5 60 40 0\ncpu0 50 2 10 400 5 0 2 30 20 0\n";
+        assert_eq!(parse_host_ticks(stat), Some((60, 1000)));
+        // Older kernels without steal, other first lines, junk, overflow: no reading.
+        for bad in [
+            "",
+            "cpu  1 2 3 4 5 6 7\n",
+            "cpu0 100 5 20 800 10 0 5 60\n",
+            "cpu  1 2 x 4 5 6 7 8\n",
+            "cpu  -1 2 3 4 5 6 7 8\n",
+            "cpu  18446744073709551615 1 0 0 0 0 0 0\n",
+        ] {
+            assert_eq!(parse_host_ticks(bad), None, "{bad:?}");
+        }
+        let mut s = Stolen::default();
+        assert_eq!(s.pct(), None);
+        s.add(Some((60, 1000)), Some((70, 1200)));
+        s.add(None, Some((80, 1300)));
+        s.add(Some((70, 1200)), Some((80, 1300)));
+        assert_eq!(s.pct(), Some(100.0 * 20.0 / 300.0));
+    }
+
     #[test]
     fn legs_of_a_round_pool_into_one_sample() {
         use super::common::{latency_sample, rate_sample, Sample};

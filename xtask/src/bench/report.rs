@@ -187,10 +187,17 @@ pub fn rows(w: Workload, cells: &[(Stack, Cell)]) -> Vec<Row> {
                 extras.entry((*k).to_owned()).or_default().push(*v);
             }
         }
-        let extras: BTreeMap<String, f64> = extras
+        // The worst round's stolen time too: a median hides the round it disturbed.
+        let steal_max = extras
+            .get("host_steal_pct")
+            .map(|v| v.iter().copied().fold(0.0, f64::max));
+        let mut extras: BTreeMap<String, f64> = extras
             .into_iter()
             .map(|(k, mut v)| (k, median(&mut v)))
             .collect();
+        if let Some(m) = steal_max {
+            extras.insert("host_steal_max_pct".to_owned(), m);
+        }
         let baseline = stack.baseline();
         let ratio = baseline
             .and_then(cell_of)

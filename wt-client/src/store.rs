@@ -104,6 +104,19 @@ pub(crate) struct Store {
     binary: VecDeque<(u64, Bytes)>,
 }
 
+/// Puts `e` into `q` (sorted by `seq`) where its sequence number belongs. New items, the
+/// usual case, have the highest number yet and go to the back without a search; an item put
+/// back after a dropped `recv` goes where the search puts it.
+fn insert_in_order<T>(q: &mut VecDeque<T>, e: T, seq: impl Fn(&T) -> u64) {
+    let s = seq(&e);
+    if q.back().is_none_or(|b| seq(b) < s) {
+        q.push_back(e);
+    } else {
+        let at = q.partition_point(|x| seq(x) < s);
+        q.insert(at, e);
+    }
+}
+
 impl Store {
     pub(crate) fn push(&mut self, item: Item) -> u64 {
         let seq = self.next_seq;
@@ -114,14 +127,10 @@ impl Store {
 
     fn insert(&mut self, seq: u64, item: Item) {
         match item {
-            Item::Main(Msg::Binary(b)) => {
-                let at = self.binary.partition_point(|(s, _)| *s < seq);
-                self.binary.insert(at, (seq, b));
-            }
+            Item::Main(Msg::Binary(b)) => insert_in_order(&mut self.binary, (seq, b), |e| e.0),
             item => {
                 let q = self.chans.entry(item.chan()).or_default();
-                let at = q.partition_point(|s| *s < seq);
-                q.insert(at, seq);
+                insert_in_order(q, seq, |s| *s);
                 self.items.insert(seq, item);
             }
         }
@@ -239,6 +248,19 @@ mod tests {
             Some((5, Item::Main(Msg::Binary(_))))
         ));
         assert!(st.pop(Chan::Main).is_none());
+    }
+
+    #[test]
+    fn in_order_insert_appends_new_and_places_put_back_items() {
+        let mut q = VecDeque::new();
+        for s in [2u64, 5, 7] {
+            insert_in_order(&mut q, s, |x| *x);
+        }
+        // Put back: before all, in the middle, and after all.
+        for s in [0u64, 6, 3, 9] {
+            insert_in_order(&mut q, s, |x| *x);
+        }
+        assert_eq!(q, [0, 2, 3, 5, 6, 7, 9]);
     }
 
     #[test]

@@ -15,7 +15,9 @@
 //! reports them) and `close-received` (the server closes, the client reports them). A peer
 //! that cannot be installed is SKIP with the reason; any FAIL makes the exit status non-zero.
 //! Scenarios are bounded in time and every child process is killed when its scenario ends.
-//! Peer logs go to `.interop/logs/`.
+//! Peer logs go to `.interop/logs/`. Our own side logs to stderr when `WT_TRACE` holds a
+//! tracing filter (`WT_TRACE=wt_h3=debug,quinn_proto=trace cargo xtask interop --peer
+//! chromium` shows every frame our server sends and receives).
 
 mod aioquic;
 mod browser;
@@ -216,6 +218,13 @@ async fn run_all(args: &Args) -> Result<Vec<Scenario>, String> {
 
 /// Entry point of `cargo xtask interop`.
 pub fn main(args: Args) -> ExitCode {
+    // Our side's log, when asked for (see the module docs).
+    if std::env::var_os("WT_TRACE").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("WT_TRACE"))
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     for p in &args.peers {
         if !PEERS.contains(&p.as_str()) {
             eprintln!("error: unknown peer {p:?} (expected one of {PEERS:?})");

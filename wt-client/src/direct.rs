@@ -326,31 +326,14 @@ impl DirectRead {
 mod tests {
     use super::*;
 
-    /// Counts its wake-ups.
-    #[derive(Default)]
-    struct Count(AtomicUsize);
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-    impl Count {
-        fn get(&self) -> usize {
-            self.0.load(Ordering::SeqCst)
-        }
-    }
-
-    fn probe() -> (Arc<Count>, Waker) {
-        let c = Arc::new(Count::default());
-        (c.clone(), Waker::from(c))
-    }
+    use wt_core::testsuite::WakeCount;
 
     #[test]
     fn route_wakes_the_waiting_reader_else_the_driver() {
         let route = Arc::new(Route::default());
         let via = Waker::from(route.clone());
-        let (reader, rw) = probe();
-        let (driver, dw) = probe();
+        let (reader, rw) = WakeCount::probe();
+        let (driver, dw) = WakeCount::probe();
         route.set_driver(&dw);
         route.set_reader(&rw);
         via.wake_by_ref();
@@ -367,8 +350,8 @@ mod tests {
     fn a_reader_leaving_passes_an_unused_wake_up_to_the_driver() {
         let route = Arc::new(Route::default());
         let via = Waker::from(route.clone());
-        let (_reader, rw) = probe();
-        let (driver, dw) = probe();
+        let (_reader, rw) = WakeCount::probe();
+        let (driver, dw) = WakeCount::probe();
         route.set_driver(&dw);
         // Leaving without having been woken: the driver is not disturbed.
         route.set_reader(&rw);

@@ -298,29 +298,13 @@ impl<T> Drop for Push<'_, T> {
 mod tests {
     use super::*;
     use futures_util::FutureExt;
-    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Arc;
-    use std::task::Wake;
     use std::time::Duration;
-
-    /// A waker that counts its wakes.
-    #[derive(Default)]
-    struct Count(AtomicUsize);
-
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    impl Count {
-        fn get(&self) -> usize {
-            self.0.load(Ordering::SeqCst)
-        }
-    }
+    use wt_core::testsuite::WakeCount;
 
     /// Polls `f` once with a waker counting into `c`.
-    fn poll_with<F: Future + Unpin>(f: &mut F, c: &Arc<Count>) -> Poll<F::Output> {
+    fn poll_with<F: Future + Unpin>(f: &mut F, c: &Arc<WakeCount>) -> Poll<F::Output> {
         let waker = Waker::from(c.clone());
         Pin::new(f).poll(&mut Context::from_waker(&waker))
     }
@@ -384,7 +368,10 @@ mod tests {
     #[test]
     fn a_push_wakes_one_waiting_consumer_oldest_first() {
         let q = AcceptQueue::new(4);
-        let (a, b) = (Arc::new(Count::default()), Arc::new(Count::default()));
+        let (a, b) = (
+            Arc::new(WakeCount::default()),
+            Arc::new(WakeCount::default()),
+        );
         let (mut pa, mut pb) = (q.pop(), q.pop());
         assert!(poll_with(&mut pa, &a).is_pending());
         assert!(poll_with(&mut pb, &b).is_pending());
@@ -406,7 +393,7 @@ mod tests {
         let q = AcceptQueue::new(4);
         assert!(q.try_push(1).is_ok());
         assert_eq!(q.pop().now_or_never(), Some(Some(1)));
-        let a = Arc::new(Count::default());
+        let a = Arc::new(WakeCount::default());
         let mut p = q.pop();
         assert!(poll_with(&mut p, &a).is_pending());
         assert_eq!(a.get(), 0);
@@ -417,7 +404,7 @@ mod tests {
         let q = AcceptQueue::<u32>::new(4);
         for _ in 0..100 {
             let mut p = q.pop();
-            assert!(poll_with(&mut p, &Arc::new(Count::default())).is_pending());
+            assert!(poll_with(&mut p, &Arc::new(WakeCount::default())).is_pending());
         }
         assert_eq!(takers(&q), 0);
     }
@@ -425,7 +412,10 @@ mod tests {
     #[test]
     fn a_woken_consumer_dropped_before_its_turn_passes_the_wake_on() {
         let q = AcceptQueue::new(4);
-        let (a, b) = (Arc::new(Count::default()), Arc::new(Count::default()));
+        let (a, b) = (
+            Arc::new(WakeCount::default()),
+            Arc::new(WakeCount::default()),
+        );
         let (mut pa, mut pb) = (q.pop(), q.pop());
         assert!(poll_with(&mut pa, &a).is_pending());
         assert!(poll_with(&mut pb, &b).is_pending());
@@ -439,7 +429,7 @@ mod tests {
     #[test]
     fn a_woken_consumer_that_lost_the_item_waits_again() {
         let q = AcceptQueue::new(4);
-        let a = Arc::new(Count::default());
+        let a = Arc::new(WakeCount::default());
         let mut pa = q.pop();
         assert!(poll_with(&mut pa, &a).is_pending());
         assert!(q.try_push(1).is_ok());
@@ -456,7 +446,10 @@ mod tests {
     fn room_wakes_one_waiting_producer_and_a_dropped_one_passes_it_on() {
         let q = AcceptQueue::new(1);
         assert!(q.try_push(0).is_ok());
-        let (a, b) = (Arc::new(Count::default()), Arc::new(Count::default()));
+        let (a, b) = (
+            Arc::new(WakeCount::default()),
+            Arc::new(WakeCount::default()),
+        );
         let (mut wa, mut wb) = (q.push(1), q.push(2));
         assert!(poll_with(&mut wa, &a).is_pending());
         assert!(poll_with(&mut wb, &b).is_pending());
@@ -473,7 +466,10 @@ mod tests {
     #[test]
     fn close_wakes_every_waiter() {
         let q = AcceptQueue::new(1);
-        let (a, b) = (Arc::new(Count::default()), Arc::new(Count::default()));
+        let (a, b) = (
+            Arc::new(WakeCount::default()),
+            Arc::new(WakeCount::default()),
+        );
         let mut pa = q.pop();
         assert!(poll_with(&mut pa, &a).is_pending());
         assert!(q.try_push(0).is_ok());

@@ -20,6 +20,9 @@
 pub mod mock;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Wake, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -29,6 +32,34 @@ use crate::transport::{
     AcceptOptions, Acceptor, ConnectRequest, Connector, IncomingRequest, RecvStream, SendStream,
     Session,
 };
+
+/// A waker that counts how often it was woken, for unit tests of wake-up logic (who gets
+/// woken, how often) that poll futures by hand.
+#[derive(Debug, Default)]
+pub struct WakeCount(AtomicUsize);
+
+impl WakeCount {
+    /// A counter at zero and a waker that counts into it.
+    pub fn probe() -> (Arc<WakeCount>, Waker) {
+        let c = Arc::new(WakeCount::default());
+        (c.clone(), Waker::from(c))
+    }
+
+    /// Wake-ups so far.
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl Wake for WakeCount {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
 
 /// Bound on every wait inside a check.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(30);

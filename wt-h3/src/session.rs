@@ -616,16 +616,14 @@ impl SessionShared {
         let Some(cs) = guard.as_mut().filter(|cs| !cs.writing) else {
             return Some(frame);
         };
-        let mut cx = Context::from_waker(Waker::noop());
-        while !frame.is_empty() {
-            match Pin::new(&mut cs.send).poll_write(&mut cx, &frame) {
-                Poll::Ready(Ok(n)) => frame.advance(n),
-                // Blocked, or the stream is gone (the task finds out itself).
-                _ => return Some(frame),
+        match cs.poll_write_all(&mut Context::from_waker(Waker::noop()), &mut frame) {
+            Poll::Ready(true) => {
+                let _ = cs.send.finish();
+                None
             }
+            // Blocked, or the stream is gone (the task finds out itself).
+            _ => Some(frame),
         }
-        let _ = cs.send.finish();
-        None
     }
 }
 
@@ -754,6 +752,29 @@ struct ConnectSend {
     send: quinn::SendStream,
     /// A capsule is half-written: nobody else writes until it is done.
     writing: bool,
+}
+
+impl ConnectSend {
+    /// Writes `data` (consumed as it goes) as far as the stream takes it: `true` once all is
+    /// written, `false` if the stream failed. [`writing`](Self::writing) is set while a part
+    /// is out and the rest is not.
+    fn poll_write_all(&mut self, cx: &mut Context<'_>, data: &mut Bytes) -> Poll<bool> {
+        while !data.is_empty() {
+            match Pin::new(&mut self.send).poll_write(cx, data) {
+                Poll::Ready(Ok(n)) => {
+                    self.writing = true;
+                    data.advance(n);
+                }
+                Poll::Ready(Err(_)) => {
+                    self.writing = false;
+                    return Poll::Ready(false);
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        self.writing = false;
+        Poll::Ready(true)
+    }
 }
 
 enum PeerEnd {
@@ -930,29 +951,17 @@ impl Task {
     async fn write_data(&mut self, mut data: Bytes, close_rest: bool) -> bool {
         let t = self.shared.close_timeout;
         let shared = &self.shared;
+        let len = data.len();
         let write = std::future::poll_fn(|cx| {
             let mut guard = lock(&shared.connect_send);
             let Some(cs) = guard.as_mut() else {
                 return Poll::Ready(false);
             };
-            if !close_rest && !cs.writing && shared.closing.load(Ordering::Acquire) {
+            // Not begun yet (nothing of `data` written): not started once closing.
+            if !close_rest && data.len() == len && shared.closing.load(Ordering::Acquire) {
                 return Poll::Ready(false);
             }
-            while !data.is_empty() {
-                match Pin::new(&mut cs.send).poll_write(cx, &data) {
-                    Poll::Ready(Ok(n)) => {
-                        cs.writing = true;
-                        data.advance(n);
-                    }
-                    Poll::Ready(Err(_)) => {
-                        cs.writing = false;
-                        return Poll::Ready(false);
-                    }
-                    Poll::Pending => return Poll::Pending,
-                }
-            }
-            cs.writing = false;
-            Poll::Ready(true)
+            cs.poll_write_all(cx, &mut data)
         });
         matches!(tokio::time::timeout(t, write).await, Ok(true))
     }

@@ -162,10 +162,12 @@ impl FrameDecoder {
                         return Ok(None);
                     };
                     let header = buf.len() - view.len();
+                    // Checked again if the frame is not all here yet: `frames` counts a frame
+                    // once it is taken, so the retry sees the same state.
                     self.check_allowed(ty)?;
-                    self.frames += 1;
                     match ty {
                         DATA => {
+                            self.frames += 1;
                             buf.advance(header);
                             if len > 0 {
                                 self.state = State::Data { remaining: len };
@@ -190,12 +192,14 @@ impl FrameDecoder {
                                 buf.reserve(header + len - buf.len());
                                 return Ok(None);
                             }
+                            self.frames += 1;
                             buf.advance(header);
                             let payload = buf.split_to(len).freeze();
                             return Self::parse(ty, payload).map(Some);
                         }
                         _ => {
                             // Unknown or reserved: skip type, length and the whole payload.
+                            self.frames += 1;
                             buf.advance(header);
                             self.state = State::Skip { remaining: len };
                         }
@@ -383,6 +387,33 @@ mod tests {
                     "cut {cut}"
                 );
             }
+        }
+    }
+
+    /// A SETTINGS frame whose payload arrives in pieces is one SETTINGS frame: the decoder
+    /// waits for the rest without counting the frame yet (counting it on every retry made
+    /// the second try a "second SETTINGS frame", seen against a wtransport server).
+    #[test]
+    fn control_frames_split_everywhere() {
+        let bytes = [
+            0x04, 0x04, 0x33, 0x01, 0x01, 0x00, 0x07, 0x01, 0x04, 0x0d, 0x01, 0x02,
+        ];
+        let whole = all(StreamKind::Control, &bytes).unwrap();
+        assert_eq!(whole.len(), 3);
+        assert_eq!(whole[1], Frame::Goaway(4));
+        assert_eq!(byte_at_a_time(StreamKind::Control, &bytes).unwrap(), whole);
+        for cut in 1..bytes.len() {
+            let mut dec = FrameDecoder::new(StreamKind::Control);
+            let mut buf = BytesMut::from(&bytes[..cut]);
+            let mut got = Vec::new();
+            while let Some(f) = dec.decode(&mut buf).unwrap() {
+                got.push(f);
+            }
+            buf.extend_from_slice(&bytes[cut..]);
+            while let Some(f) = dec.decode(&mut buf).unwrap() {
+                got.push(f);
+            }
+            assert_eq!(got, whole, "cut {cut}");
         }
     }
 

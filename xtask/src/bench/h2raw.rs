@@ -2,8 +2,10 @@
 //! whose DATA frames carry the bytes (bulk, latency, setup), or a POST per stream (churn) —
 //! over the same TLS and with wt-h2's HTTP/2 settings.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -37,23 +39,40 @@ pub async fn connect(tls: &Arc<rustls::ClientConfig>, addr: SocketAddr) -> BResu
         .connect(name, tcp)
         .await?;
     let c = h2_config();
-    let (send, conn) = h2::client::Builder::new()
+    let (send, mut conn) = h2::client::Builder::new()
         .initial_window_size(c.initial_stream_window)
         .initial_connection_window_size(c.initial_connection_window)
         .max_frame_size(c.max_frame_size)
         .enable_push(false)
         .handshake::<_, Bytes>(tls)
         .await?;
+    // The server's SETTINGS arrive through the connection future: poll it here, checking
+    // after every poll, until they allow extended CONNECT (no busy wait), then hand it to a
+    // task of its own.
+    let settings = std::future::poll_fn(|cx| {
+        if !send.is_extended_connect_protocol_enabled() {
+            match std::pin::Pin::new(&mut conn).poll(cx) {
+                Poll::Ready(Ok(())) => {
+                    return Poll::Ready(Err(BenchError::Protocol(
+                        "connection ended before the server's SETTINGS",
+                    )))
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(BenchError::from(e))),
+                Poll::Pending if !send.is_extended_connect_protocol_enabled() => {
+                    return Poll::Pending
+                }
+                Poll::Pending => {}
+            }
+        }
+        Poll::Ready(Ok(()))
+    });
+    match tokio::time::timeout(Duration::from_secs(5), settings).await {
+        Ok(r) => r?,
+        Err(_) => return Err(BenchError::Timeout("server SETTINGS")),
+    }
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !send.is_extended_connect_protocol_enabled() {
-        if Instant::now() > deadline {
-            return Err(BenchError::Timeout("server SETTINGS"));
-        }
-        tokio::task::yield_now().await;
-    }
     Ok(H2Client {
         send,
         authority: addr.to_string(),

@@ -7,7 +7,7 @@
 //! cell (threads are dealt cells in turn, as they first count), and a read sums the cells.
 //! Totals are exact; a read racing with adds sees each add or not, as with a single atomic.
 //! (On the bench's stream churn with two runtime threads the difference is within what that
-//! machine's clock can resolve, about 2 %: see the README's benchmark notes.)
+//! machine's clock can resolve, about 2 %: see BENCHMARKS.md.)
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 

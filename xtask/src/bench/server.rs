@@ -38,7 +38,7 @@ pub async fn serve_wt<A: Acceptor>(acceptor: A, stats: Arc<ServerStats>) {
 /// `tokio::spawn(async move { if let Err(e) = handler(send, recv).await { … } })`, keeps the
 /// stream pair in the task three times (captured by the block, as the handler's arguments,
 /// and as its locals), which only makes every stack's task cell bigger than it needs to be
-/// (ours 1,024 against 768 bytes, raw quinn's 768 against 640: the README's runs 26–29).
+/// (ours 1,024 against 768 bytes, raw quinn's 768 against 640: BENCHMARKS.md, runs 26–29).
 #[allow(clippy::manual_async_fn)] // an `async fn` would hold the pair twice
 fn wt_stream<S: SendStream, R: RecvStream>(
     mut send: S,

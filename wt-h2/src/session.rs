@@ -17,9 +17,11 @@
 //! h2 keeps one receive waker per stream, replaced by whoever polls last. Every poll of ours
 //! passes the same one, [`H2Wake`], which at wake-up time wakes the reader currently waiting
 //! on h2 (at most one, recorded by stream id), else the driver; so no registration is ever
-//! stale. A reader that stops waiting (its read completes or is dropped) clears itself and
-//! polls h2 once more, which re-registers the waker now pointing at the driver and picks up
-//! anything whose wake-up it absorbed.
+//! stale. A reader that stops waiting (its read completes or is dropped) clears itself; if
+//! h2 woke it since its last poll of h2, that wake-up may have been absorbed (h2 keeps a
+//! waker only until it wakes it), so it polls h2 once more, which re-registers the waker now
+//! pointing at the driver and picks up what came. Otherwise the registration its last poll
+//! left stands and now reaches the driver: no extra poll.
 //!
 //! Flow-control chain: the application reads → the engine grants WT credit and reports the
 //! bytes it no longer holds → the reader's task releases that much HTTP/2 receive window. On
@@ -29,6 +31,7 @@
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
@@ -97,6 +100,9 @@ fn wake_list(list: &mut Vec<Waker>) {
 #[derive(Default)]
 struct H2Wake {
     target: Mutex<WakeTarget>,
+    /// The driver was woken and has not polled since: output left for it is batched. Written
+    /// under `target`'s lock, read without it (a batching hint, checked on every settle).
+    driver_woken: AtomicBool,
 }
 
 #[derive(Default)]
@@ -104,8 +110,9 @@ struct WakeTarget {
     driver: Option<Waker>,
     /// The reader (stream id) waiting on h2 itself.
     reader: Option<(u64, Waker)>,
-    /// The driver was woken and has not polled since: output left for it is batched.
-    driver_woken: bool,
+    /// h2 woke the reader since it last claimed: that wake-up used up the registration its
+    /// pump left in h2, so whoever takes over must poll h2 again.
+    reader_woken: bool,
 }
 
 /// Locks a std mutex, ignoring poisoning (nothing panics while holding these locks).
@@ -120,7 +127,7 @@ impl H2Wake {
 
     fn set_driver(&self, w: &Waker) {
         let mut t = self.lock();
-        t.driver_woken = false;
+        self.driver_woken.store(false, Ordering::Release);
         if !t.driver.as_ref().is_some_and(|d| d.will_wake(w)) {
             t.driver = Some(w.clone());
         }
@@ -132,13 +139,13 @@ impl H2Wake {
 
     /// Whether the driver was woken and has not run since.
     fn driver_woken(&self) -> bool {
-        self.lock().driver_woken
+        self.driver_woken.load(Ordering::Acquire)
     }
 
     fn wake_driver(&self) {
         let w = {
-            let mut t = self.lock();
-            t.driver_woken = true;
+            let t = self.lock();
+            self.driver_woken.store(true, Ordering::Release);
             t.driver.clone()
         };
         if let Some(w) = w {
@@ -147,25 +154,27 @@ impl H2Wake {
     }
 
     /// Makes reader `id` the receiver of h2's wake-ups unless another reader is; whether
-    /// it now is.
+    /// it now is. The caller polls h2 next, so wake-ups before this one are accounted for.
     fn try_claim(&self, id: u64, w: &Waker) -> bool {
         let mut t = self.lock();
         match &t.reader {
-            Some((r, old)) if *r == id && old.will_wake(w) => true,
-            Some((r, _)) if *r != id => false,
-            _ => {
-                t.reader = Some((id, w.clone()));
-                true
-            }
+            Some((r, old)) if *r == id && old.will_wake(w) => {}
+            Some((r, _)) if *r != id => return false,
+            _ => t.reader = Some((id, w.clone())),
         }
+        t.reader_woken = false;
+        true
     }
 
-    /// Stops sending wake-ups to reader `id`; whether it was the one receiving them.
+    /// Stops sending wake-ups to reader `id`. Returns whether h2 must be polled again: `id`
+    /// was the reader and h2 woke it since its claim, so a wake-up may have been absorbed
+    /// and h2 may hold no registration of ours. Otherwise the registration the reader's last
+    /// poll left in h2 stands, and now wakes the driver.
     fn clear_reader(&self, id: u64) -> bool {
         let mut t = self.lock();
         if t.reader.as_ref().is_some_and(|(r, _)| *r == id) {
             t.reader = None;
-            true
+            std::mem::take(&mut t.reader_woken)
         } else {
             false
         }
@@ -181,9 +190,13 @@ impl Wake for H2Wake {
         // A reader that claims or clears itself meanwhile polls h2 itself, so waking the
         // one taken here is never a lost wake-up, at worst a spurious one.
         let w = {
-            let t = self.lock();
+            let mut t = self.lock();
             match &t.reader {
-                Some((_, w)) => Some(w.clone()),
+                Some((_, w)) => {
+                    let w = w.clone();
+                    t.reader_woken = true;
+                    Some(w)
+                }
                 None => t.driver.clone(),
             }
         };
@@ -430,7 +443,7 @@ impl Shared {
     }
 
     /// Reader `id` stops waiting on h2: wake-ups go to the driver again, and h2 is polled
-    /// once more in case this reader absorbed one.
+    /// once more if this reader may have absorbed one (see [`H2Wake::clear_reader`]).
     fn release_reader(&self, inner: &mut Inner, id: u64) {
         if self.wake.clear_reader(id) {
             self.pump(inner);
@@ -1026,10 +1039,44 @@ mod tests {
         assert_eq!(driver.woken.load(Ordering::Relaxed), 2);
         assert_eq!(driver.lock_free.load(Ordering::Relaxed), 2);
 
-        // The reader leaves: wake-ups go back to the driver.
+        // The reader leaves: wake-ups go back to the driver. h2 woke it since its claim, so
+        // it must poll h2 once more.
         assert!(h2wake.clear_reader(4));
         h2_waker.wake_by_ref();
         assert_eq!(driver.woken.load(Ordering::Relaxed), 3);
         assert_eq!(reader.woken.load(Ordering::Relaxed), 1);
+        assert!(!h2wake.clear_reader(4), "no longer the reader");
+    }
+
+    #[test]
+    fn a_reader_polls_h2_again_only_after_a_wake_up_since_its_claim() {
+        let h2wake = Arc::new(H2Wake::default());
+        let h2_waker = Waker::from(h2wake.clone());
+        let (_driver, driver_waker) = probe(&h2wake);
+        let (reader, reader_waker) = probe(&h2wake);
+        h2wake.set_driver(&driver_waker);
+
+        // Claimed and left without a wake-up: the registration its poll left in h2 stands.
+        assert!(h2wake.try_claim(4, &reader_waker));
+        assert!(!h2wake.clear_reader(4));
+
+        // Woken, then claimed again (the woken reader's next poll, which polls h2): the
+        // earlier wake-up is accounted for.
+        assert!(h2wake.try_claim(4, &reader_waker));
+        h2_waker.wake_by_ref();
+        assert_eq!(reader.woken.load(Ordering::Relaxed), 1);
+        assert!(h2wake.try_claim(4, &reader_waker));
+        assert!(!h2wake.clear_reader(4));
+
+        // A wake-up after the claim (during or after the reader's poll of h2), with another
+        // waker or the same: poll again.
+        assert!(h2wake.try_claim(8, &reader_waker));
+        h2_waker.wake_by_ref();
+        assert!(h2wake.clear_reader(8));
+        // A refused claim leaves the reader's flag alone.
+        assert!(h2wake.try_claim(8, &reader_waker));
+        h2_waker.wake_by_ref();
+        assert!(!h2wake.try_claim(12, &reader_waker));
+        assert!(h2wake.clear_reader(8));
     }
 }

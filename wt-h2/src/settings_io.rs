@@ -572,6 +572,7 @@ impl PeerSettings {
         }
     }
 
+    #[inline]
     fn goaway_requested(&self) -> Option<u32> {
         self.goaway
             .load(Ordering::Acquire)
@@ -692,6 +693,9 @@ pub(crate) struct SettingsIo<T> {
     peer: Arc<PeerSettings>,
     events: Vec<ScanEvent>,
     goaway: Goaway,
+    /// The waker last handed to [`PeerSettings::park`]: parking the same one again is
+    /// skipped (see `poll_read`).
+    parked: Option<Waker>,
 }
 
 impl<T> SettingsIo<T> {
@@ -712,6 +716,7 @@ impl<T> SettingsIo<T> {
             peer,
             events: Vec::new(),
             goaway: Goaway::Idle,
+            parked: None,
         }
     }
 
@@ -747,7 +752,20 @@ impl<T: AsyncWrite + Unpin> SettingsIo<T> {
     /// Moves a requested GOAWAY along. `Ready(Ok(true))` once it is out and the write side
     /// is shut; `Ready(Ok(false))` while there is none, or h2 is mid-frame (its writes go on
     /// up to the frame's end, see [`poll_write`](AsyncWrite::poll_write)).
+    ///
+    /// Called on every read, write and flush: the usual case (none requested) is one load,
+    /// inlined; the rest is [`poll_goaway_steps`](Self::poll_goaway_steps).
+    #[inline]
     fn poll_goaway(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        if self.goaway == Goaway::Idle && self.peer.goaway_requested().is_none() {
+            return Poll::Ready(Ok(false));
+        }
+        self.poll_goaway_steps(cx)
+    }
+
+    /// The steps of [`poll_goaway`](Self::poll_goaway) once a GOAWAY was requested.
+    #[cold]
+    fn poll_goaway_steps(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
         loop {
             match self.goaway {
                 Goaway::Idle => match self.peer.goaway_requested() {
@@ -808,8 +826,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for SettingsIo<T> {
             Poll::Ready(r) => r?,
             Poll::Pending => {
                 if this.client && this.goaway == Goaway::Idle {
-                    // Parked here: a GOAWAY request wakes us.
-                    this.peer.park(cx.waker());
+                    // Parked here: a GOAWAY request wakes us. The same waker as last time
+                    // is still parked, unless a request took it, and a request sets its
+                    // flag before taking the waker: the check below sees it either way.
+                    if !this
+                        .parked
+                        .as_ref()
+                        .is_some_and(|p| p.will_wake(cx.waker()))
+                    {
+                        this.peer.park(cx.waker());
+                        this.parked = Some(cx.waker().clone());
+                    }
                     if this.peer.goaway_requested().is_some() {
                         cx.waker().wake_by_ref();
                     }
@@ -1247,5 +1274,58 @@ mod tests {
         let mut rest = Vec::new();
         b.read_to_end(&mut rest).await.unwrap();
         assert_eq!(rest, frame(TYPE_GOAWAY, 0, 0, &[0, 0, 0, 0, 0, 0, 0, 1]));
+    }
+
+    /// A connection that parks again with the waker it parked before skips the lock; a
+    /// GOAWAY request still wakes it, whether it comes after that park or between two.
+    #[tokio::test]
+    async fn goaway_wakes_a_connection_parked_again_with_the_same_waker() {
+        use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+        use wt_core::testsuite::WakeCount;
+        for request_between_parks in [false, true] {
+            let (a, mut b) = tokio::io::duplex(1 << 16);
+            let peer = PeerSettings::new();
+            let mut io = SettingsIo::new(a, true, vec![], peer.clone());
+            let mut first = PREFACE.to_vec();
+            first.extend(settings(&[], false));
+            io.write_all(&first).await.unwrap();
+            let mut got = vec![0u8; first.len()];
+            b.read_exact(&mut got).await.unwrap();
+
+            let (count, waker) = WakeCount::probe();
+            let mut cx = Context::from_waker(&waker);
+            let mut space = [0u8; 64];
+            let mut read = |cx: &mut Context<'_>, io: &mut SettingsIo<_>| {
+                let mut buf = ReadBuf::new(&mut space);
+                match Pin::new(io).poll_read(cx, &mut buf) {
+                    Poll::Ready(r) => Some(r.map(|()| buf.filled().len())),
+                    Poll::Pending => None,
+                }
+            };
+            // Parks; data wakes it and is read; parks again with the same waker.
+            assert!(read(&mut cx, &mut io).is_none());
+            b.write_all(&frame(0x0, 0, 1, b"x")).await.unwrap();
+            assert!(count.get() >= 1);
+            assert!(matches!(read(&mut cx, &mut io), Some(Ok(n)) if n > 0));
+            let before = count.get();
+            if request_between_parks {
+                peer.request_goaway(0x1);
+                assert_eq!(
+                    count.get(),
+                    before + 1,
+                    "the request wakes the parked waker"
+                );
+            } else {
+                assert!(read(&mut cx, &mut io).is_none());
+                peer.request_goaway(0x1);
+                assert_eq!(
+                    count.get(),
+                    before + 1,
+                    "the request wakes the parked waker"
+                );
+            }
+            // Woken: the next read ends the connection (GOAWAY written, end of stream).
+            assert!(matches!(read(&mut cx, &mut io), Some(Ok(0))));
+        }
     }
 }

@@ -669,6 +669,8 @@ async fn run(args: Args) -> ExitCode {
     }
 
     let mut rows = Vec::new();
+    // Every run of this invocation, in order (the report's `seq` of each leg).
+    let mut seq: u64 = 0;
     for w in workloads {
         let stacks: Vec<Stack> = w
             .stacks()
@@ -682,6 +684,7 @@ async fn run(args: Args) -> ExitCode {
         for round in 0..rounds {
             let order = run_order(&stacks, round);
             let mut runs: Vec<Vec<Sample>> = vec![Vec::new(); stacks.len()];
+            let mut legs_run: Vec<Vec<report::Leg>> = vec![Vec::new(); stacks.len()];
             let mut failed: Vec<Option<String>> = vec![None; stacks.len()];
             let mut took = vec![Duration::ZERO; stacks.len()];
             let mut stolen = vec![Stolen::default(); stacks.len()];
@@ -717,8 +720,16 @@ async fn run(args: Args) -> ExitCode {
                     };
                     took[i] += t.elapsed();
                     stolen[i].add(host_before, host_ticks());
+                    let this_seq = seq;
+                    seq += 1;
                     match r {
-                        Ok(s) => runs[i].push(s),
+                        Ok(s) => {
+                            legs_run[i].push(report::Leg {
+                                seq: this_seq,
+                                value: s.primary,
+                            });
+                            runs[i].push(s);
+                        }
                         Err(e) => failed[i] = Some(e.to_string()),
                     }
                 }
@@ -751,6 +762,12 @@ async fn run(args: Args) -> ExitCode {
                             }
                         );
                         cells[i].1.samples.push((round, s));
+                        if legs > 1 {
+                            cells[i]
+                                .1
+                                .legs
+                                .push((round, std::mem::take(&mut legs_run[i])));
+                        }
                     }
                     Err(e) => {
                         println!(

@@ -106,6 +106,31 @@ pub struct Row {
     pub status: Option<String>,
     /// Failed runs.
     pub errors: Vec<String>,
+    /// Each round's headline number and, where the round ran in legs, every leg's, in the
+    /// order they ran (empty for the scale rows).
+    pub rounds: Vec<Round>,
+}
+
+/// One round of a (workload, stack) in the JSON report.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Round {
+    /// The round (from 0).
+    pub round: usize,
+    /// Its headline number (the legs pooled).
+    pub value: f64,
+    /// Its legs, in the order they ran.
+    pub legs: Vec<Leg>,
+}
+
+/// One run of a stack within a round.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Leg {
+    /// Where it ran in the order of every run of this bench invocation (from 0, across
+    /// workloads and stacks): the run with `seq - 1` ran right before it, so what a leg
+    /// followed can be read off the report.
+    pub seq: u64,
+    /// Its headline number alone.
+    pub value: f64,
 }
 
 /// The whole report (what `--json` writes).
@@ -134,6 +159,8 @@ pub struct Report {
 pub struct Cell {
     /// Successful runs, with their round.
     pub samples: Vec<(usize, Sample)>,
+    /// The legs of each round in `samples`, with the round.
+    pub legs: Vec<(usize, Vec<Leg>)>,
     /// Failed runs.
     pub errors: Vec<String>,
 }
@@ -235,6 +262,20 @@ pub fn rows(w: Workload, cells: &[(Stack, Cell)]) -> Vec<Row> {
             target: target.map(|t| t.text()),
             status,
             errors: cell.errors.clone(),
+            rounds: cell
+                .samples
+                .iter()
+                .map(|(r, x)| Round {
+                    round: *r,
+                    value: x.primary,
+                    legs: cell
+                        .legs
+                        .iter()
+                        .find(|(lr, _)| lr == r)
+                        .map(|(_, l)| l.clone())
+                        .unwrap_or_default(),
+                })
+                .collect(),
         });
     }
     out
@@ -288,6 +329,7 @@ pub fn scale_rows(results: &[ScaleResult]) -> Vec<Row> {
             target,
             status,
             errors: errors.clone(),
+            rounds: Vec::new(),
         };
         idle.push(row(
             "scale-idle",
@@ -414,6 +456,7 @@ mod tests {
     fn cell(v: &[(usize, f64)]) -> Cell {
         Cell {
             samples: v.iter().map(|(r, x)| (*r, Sample::new(*x))).collect(),
+            legs: Vec::new(),
             errors: Vec::new(),
         }
     }
@@ -449,5 +492,34 @@ mod tests {
         ];
         let r = rows(Workload::Latency, &cells);
         assert_eq!(r[0].status.as_deref(), Some("MET"));
+    }
+
+    #[test]
+    fn rows_keep_every_round_and_its_legs() {
+        let leg = |seq, value| Leg { seq, value };
+        let mut ours = cell(&[(0, 90.0), (1, 80.0)]);
+        ours.legs = vec![
+            (0, vec![leg(0, 85.0), leg(3, 95.0)]),
+            (1, vec![leg(5, 70.0), leg(6, 90.0)]),
+        ];
+        let cells = vec![(Stack::WtH3, ours), (Stack::Quinn, cell(&[(0, 100.0)]))];
+        let r = rows(Workload::Churn, &cells);
+        let rounds: Vec<(usize, f64, Vec<Leg>)> = r[0]
+            .rounds
+            .iter()
+            .map(|x| (x.round, x.value, x.legs.clone()))
+            .collect();
+        assert_eq!(
+            rounds,
+            vec![
+                (0, 90.0, vec![leg(0, 85.0), leg(3, 95.0)]),
+                (1, 80.0, vec![leg(5, 70.0), leg(6, 90.0)]),
+            ]
+        );
+        // A stack without legs (one run per round) still lists its rounds.
+        assert_eq!(r[1].rounds.len(), 1);
+        assert!(r[1].rounds[0].legs.is_empty());
+        let json = serde_json::to_value(&r[0]).unwrap();
+        assert_eq!(json["rounds"][1]["legs"][0]["seq"], 5);
     }
 }

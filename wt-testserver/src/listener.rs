@@ -1,8 +1,11 @@
 //! Serving a [`Handler`] on any number of [`Acceptor`]s: admission (limits, origin check,
 //! `init`), one task per session, graceful shutdown.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use http::StatusCode;
@@ -245,20 +248,75 @@ async fn accept_loop<H: Handler, A: Acceptor>(acceptor: Arc<A>, shared: Arc<Shar
 }
 
 /// Decides on one request (limits, origin, `init`) and runs the session if accepted.
-async fn handle_request<H: Handler, R: IncomingRequest>(
+///
+/// The task lives as long as its session, one per session, so it is kept small (idle
+/// session memory is measured by `cargo xtask bench`): the decision, whose futures are large
+/// (the request itself, its reject and accept), is a boxed future freed once it is done, and
+/// the session then runs in a box of its own size. An `async` block awaiting one after the
+/// other would be as large as both, plus the decision's result.
+fn handle_request<H: Handler, R: IncomingRequest>(
     request: R,
     permit: Option<OwnedSemaphorePermit>,
     shared: Arc<Shared<H>>,
-) {
+) -> RequestTask<impl Future<Output = Option<Accepted>> + Send> {
+    RequestTask::Deciding(Box::pin(decide(request, permit, shared)))
+}
+
+/// What a request's task does: decide, then run the accepted session.
+enum RequestTask<D> {
+    Deciding(Pin<Box<D>>),
+    /// The session's run, and the session limit's permit held until it ends.
+    Running {
+        run: Pin<Box<dyn Future<Output = ()> + Send>>,
+        _permit: OwnedSemaphorePermit,
+    },
+    Done,
+}
+
+impl<D: Future<Output = Option<Accepted>>> Future for RequestTask<D> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            match &mut *self {
+                RequestTask::Deciding(d) => match ready!(d.as_mut().poll(cx)) {
+                    Some(Accepted { run, permit }) => {
+                        *self = RequestTask::Running {
+                            run,
+                            _permit: permit,
+                        }
+                    }
+                    None => *self = RequestTask::Done,
+                },
+                RequestTask::Running { run, .. } => {
+                    ready!(run.as_mut().poll(cx));
+                    *self = RequestTask::Done;
+                }
+                RequestTask::Done => return Poll::Ready(()),
+            }
+        }
+    }
+}
+
+/// A session [`decide`] accepted: its run, ready to be polled, and the permit it holds.
+struct Accepted {
+    run: Pin<Box<dyn Future<Output = ()> + Send>>,
+    permit: OwnedSemaphorePermit,
+}
+
+/// Checks the session limit, the origin and the handler's `init`, then accepts or rejects
+/// the request; `None` when it was rejected or the accept failed.
+async fn decide<H: Handler, R: IncomingRequest>(
+    request: R,
+    permit: Option<OwnedSemaphorePermit>,
+    shared: Arc<Shared<H>>,
+) -> Option<Accepted> {
     let info = request.info().clone();
     let span = tracing::debug_span!("session", path = %info.path, peer = %info.peer_addr, dialect = %info.dialect);
-    let _permit = match permit {
-        Some(p) => p,
-        None => {
-            tracing::debug!(parent: &span, "rejecting request: session limit reached");
-            request.reject(StatusCode::TOO_MANY_REQUESTS).await;
-            return;
-        }
+    let Some(permit) = permit else {
+        tracing::debug!(parent: &span, "rejecting request: session limit reached");
+        Box::pin(request.reject(StatusCode::TOO_MANY_REQUESTS)).await;
+        return None;
     };
     let config = &shared.config;
     let origin_ok = guarded(|| H::check_origin(config, &info, info.origin.as_deref()));
@@ -272,8 +330,8 @@ async fn handle_request<H: Handler, R: IncomingRequest>(
     };
     if let Some(status) = status {
         tracing::debug!(parent: &span, %status, origin = ?info.origin, "rejecting request: origin");
-        request.reject(status).await;
-        return;
+        Box::pin(request.reject(status)).await;
+        return None;
     }
     let created = guarded(|| {
         H::init(config, &info).map(|(h, actions)| {
@@ -285,16 +343,16 @@ async fn handle_request<H: Handler, R: IncomingRequest>(
         Ok(Ok(x)) => x,
         Ok(Err(rejection)) => {
             tracing::debug!(parent: &span, status = %rejection.status, "handler rejected request");
-            request.reject(rejection.status).await;
-            return;
+            Box::pin(request.reject(rejection.status)).await;
+            return None;
         }
         Err(msg) => {
             tracing::error!(parent: &span, panic = %msg, "init panicked; rejecting with 500");
-            request.reject(StatusCode::INTERNAL_SERVER_ERROR).await;
-            return;
+            Box::pin(request.reject(StatusCode::INTERNAL_SERVER_ERROR)).await;
+            return None;
         }
     };
-    let session = match request.accept(options).await {
+    let session = match Box::pin(request.accept(options)).await {
         Ok(s) => s,
         Err(e) => {
             tracing::debug!(parent: &span, error = %e, "accepting the session failed");
@@ -302,18 +360,21 @@ async fn handle_request<H: Handler, R: IncomingRequest>(
             if done.is_err() {
                 tracing::error!(parent: &span, "handler panicked in terminate");
             }
-            return;
+            return None;
         }
     };
     tracing::debug!(parent: &span, "session established");
     use tracing::Instrument;
-    run_session(
+    let run = run_session(
         session,
         handler,
         actions,
         shared.limits,
         shared.signals.clone(),
     )
-    .instrument(span)
-    .await;
+    .instrument(span);
+    Some(Accepted {
+        run: Box::pin(run),
+        permit,
+    })
 }

@@ -25,6 +25,7 @@
 //!   [`HANDLER_PANICKED`] and ends the task.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
@@ -149,13 +150,17 @@ struct Runner<S: Session, H> {
 }
 
 /// Runs an established session to its end with `handler`, applying `initial` first.
-pub(crate) async fn run_session<S: Session, H: Handler>(
+///
+/// A plain function returning the future, not an `async fn`: the future lives as long as the
+/// session, and an `async fn` would keep its arguments twice (as arguments, and in the
+/// runner built from them). Nothing starts before the future is first polled.
+pub(crate) fn run_session<S: Session, H: Handler>(
     session: S,
     handler: H,
     initial: Vec<Action>,
     limits: Limits,
     signals: SessionSignals,
-) {
+) -> impl Future<Output = ()> + Send {
     let (events_tx, mut events_rx) = mpsc::channel(EVENT_QUEUE);
     let (reports_tx, mut reports_rx) = mpsc::unbounded_channel();
     let mut runner = Runner {
@@ -171,88 +176,90 @@ pub(crate) async fn run_session<S: Session, H: Handler>(
         force: signals.force.clone(),
         budget: Arc::new(Semaphore::new(WRITE_BUDGET)),
     };
-    runner
-        .tasks
-        .spawn(accept_bi_loop(session.clone(), events_tx.clone()));
-    runner
-        .tasks
-        .spawn(accept_uni_loop(session.clone(), events_tx.clone()));
-    runner.tasks.spawn(datagram_loop(session, events_tx));
+    async move {
+        runner
+            .tasks
+            .spawn(accept_bi_loop(session.clone(), events_tx.clone()));
+        runner
+            .tasks
+            .spawn(accept_uni_loop(session.clone(), events_tx.clone()));
+        runner.tasks.spawn(datagram_loop(session, events_tx));
 
-    let mut end = runner.apply(initial).await.err();
-    let mut drained = false;
-    let mut peer_draining = false;
-    while end.is_none() {
-        enum Step<S: Session> {
-            Force,
-            Ended(SessionError),
-            Drain,
-            PeerDraining,
-            Report(Report),
-            Event(Event<S>),
-            Reaped,
-        }
-        let step: Step<S> = tokio::select! {
-            biased;
-            _ = signals.force.cancelled() => Step::Force,
-            e = runner.session.closed() => Step::Ended(e),
-            _ = signals.drain.cancelled(), if !drained => Step::Drain,
-            _ = runner.session.draining(), if !peer_draining => Step::PeerDraining,
-            Some(r) = reports_rx.recv() => Step::Report(r),
-            Some(ev) = events_rx.recv() => Step::Event(ev),
-            Some(res) = runner.tasks.join_next() => {
-                if let Err(e) = res {
-                    if e.is_panic() {
-                        tracing::error!("session helper task panicked");
+        let mut end = runner.apply(initial).await.err();
+        let mut drained = false;
+        let mut peer_draining = false;
+        while end.is_none() {
+            enum Step<S: Session> {
+                Force,
+                Ended(SessionError),
+                Drain,
+                PeerDraining,
+                Report(Report),
+                Event(Event<S>),
+                Reaped,
+            }
+            let step: Step<S> = tokio::select! {
+                biased;
+                _ = signals.force.cancelled() => Step::Force,
+                e = runner.session.closed() => Step::Ended(e),
+                _ = signals.drain.cancelled(), if !drained => Step::Drain,
+                _ = runner.session.draining(), if !peer_draining => Step::PeerDraining,
+                Some(r) = reports_rx.recv() => Step::Report(r),
+                Some(ev) = events_rx.recv() => Step::Event(ev),
+                Some(res) = runner.tasks.join_next() => {
+                    if let Err(e) = res {
+                        if e.is_panic() {
+                            tracing::error!("session helper task panicked");
+                        }
                     }
+                    Step::Reaped
                 }
-                Step::Reaped
-            }
-        };
-        let result = match step {
-            Step::Force => Err(runner.close_with(
-                SHUTDOWN,
-                SHUTDOWN_REASON,
-                End::Terminate(TerminateReason::Shutdown),
-            )),
-            Step::Ended(e) => Err(End::Terminate(ended(e))),
-            Step::Drain => {
-                drained = true;
-                if let Err(e) = runner.session.drain() {
-                    tracing::debug!(error = %e, "could not drain session");
+            };
+            let result = match step {
+                Step::Force => Err(runner.close_with(
+                    SHUTDOWN,
+                    SHUTDOWN_REASON,
+                    End::Terminate(TerminateReason::Shutdown),
+                )),
+                Step::Ended(e) => Err(End::Terminate(ended(e))),
+                Step::Drain => {
+                    drained = true;
+                    if let Err(e) = runner.session.drain() {
+                        tracing::debug!(error = %e, "could not drain session");
+                    }
+                    Ok(())
                 }
-                Ok(())
-            }
-            Step::PeerDraining => {
-                peer_draining = true;
-                runner.callback(|h| h.handle_peer_draining()).await
-            }
-            Step::Report(r) => runner.on_report(r).await,
-            Step::Event(ev) => runner.on_event(ev).await,
-            Step::Reaped => Ok(()),
-        };
-        end = result.err();
-    }
-
-    let Runner {
-        session,
-        handler,
-        mut tasks,
-        ..
-    } = runner;
-    tasks.abort_all();
-    match end {
-        Some(End::Terminate(reason)) => {
-            tracing::debug!(?reason, "session ended");
-            let done = catch_unwind(AssertUnwindSafe(move || handler.terminate(reason)));
-            if done.is_err() {
-                tracing::error!("handler panicked in terminate");
-            }
+                Step::PeerDraining => {
+                    peer_draining = true;
+                    runner.callback(|h| h.handle_peer_draining()).await
+                }
+                Step::Report(r) => runner.on_report(r).await,
+                Step::Event(ev) => runner.on_event(ev).await,
+                Step::Reaped => Ok(()),
+            };
+            end = result.err();
         }
-        Some(End::Panicked) | None => drop(handler),
+
+        let Runner {
+            session,
+            handler,
+            mut tasks,
+            ..
+        } = runner;
+        tasks.abort_all();
+        match end {
+            Some(End::Terminate(reason)) => {
+                tracing::debug!(?reason, "session ended");
+                let done = catch_unwind(AssertUnwindSafe(move || handler.terminate(reason)));
+                if done.is_err() {
+                    tracing::error!("handler panicked in terminate");
+                }
+            }
+            Some(End::Panicked) | None => drop(handler),
+        }
+        // Give the transport a moment to deliver our close before the last handle goes.
+        let _ = tokio::time::timeout(CLOSE_LINGER, session.closed()).await;
     }
-    // Give the transport a moment to deliver our close before the last handle goes.
-    let _ = tokio::time::timeout(CLOSE_LINGER, session.closed()).await;
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {

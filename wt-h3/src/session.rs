@@ -45,7 +45,8 @@ use crate::stream::{RecvStream, SendStream, Source};
 
 #[derive(Default)]
 struct Ctrl {
-    close: Option<(u32, String)>,
+    /// `close` was called (see [`SessionShared::request_close`]).
+    close: bool,
     /// What `close` could not write of its close capsule (all of it when another write was
     /// under way): the task writes it, then the FIN. `None` once `close` wrote it all and
     /// the FIN (see [`SessionShared::request_close`]).
@@ -603,7 +604,7 @@ impl SessionShared {
         let rest = self.write_close_now(frame);
         {
             let mut c = lock(&self.ctrl);
-            c.close = Some((code, reason.clone()));
+            c.close = true;
             c.close_rest = rest;
         }
         self.terminate(SessionError::ClosedLocally { code, reason });
@@ -1011,9 +1012,9 @@ impl Task {
                 r = self.reader.next() => end = self.on_frame(r),
             }
         }
-        let (local_close, abort) = {
+        let (local_close, close_rest, abort) = {
             let mut c = lock(&self.shared.ctrl);
-            (c.close.take(), c.abort.take())
+            (c.close, c.close_rest.take(), c.abort.take())
         };
         if let (None, Some(code)) = (&end, abort) {
             self.send_reset(code.0);
@@ -1021,11 +1022,10 @@ impl Task {
             end = Some(PeerEnd::Aborted);
         }
         match (end, local_close) {
-            (None, Some(_)) => {
+            (None, true) => {
                 // We closed: capsule and FIN (written by `close` unless it left some of it),
                 // then wait for the peer's side.
-                let rest = lock(&self.shared.ctrl).close_rest.take();
-                let written = match rest {
+                let written = match close_rest {
                     None => true,
                     Some(rest) => {
                         let ok = self.write_data(rest, true).await;
@@ -1039,7 +1039,7 @@ impl Task {
                     self.await_peer_fin().await;
                 }
             }
-            (None, None) => {
+            (None, false) => {
                 // Ended from outside (connection lost or failed).
                 self.send_reset(H3Code::WT_SESSION_GONE.0);
                 let _ = self.reader.recv.stop(varint(H3Code::WT_SESSION_GONE.0));

@@ -1012,15 +1012,22 @@ mod tests {
         (p.clone(), Waker::from(p))
     }
 
-    #[test]
-    fn h2_wake_ups_go_out_with_the_lock_released() {
+    /// An [`H2Wake`], the waker h2 would hold, and a driver (registered) and a reader probe.
+    #[allow(clippy::type_complexity)]
+    fn wake_setup() -> (Arc<H2Wake>, Waker, (Arc<Probe>, Waker), (Arc<Probe>, Waker)) {
         let h2wake = Arc::new(H2Wake::default());
         let h2_waker = Waker::from(h2wake.clone());
-        let (driver, driver_waker) = probe(&h2wake);
-        let (reader, reader_waker) = probe(&h2wake);
+        let driver = probe(&h2wake);
+        let reader = probe(&h2wake);
+        h2wake.set_driver(&driver.1);
+        (h2wake, h2_waker, driver, reader)
+    }
+
+    #[test]
+    fn h2_wake_ups_go_out_with_the_lock_released() {
+        let (h2wake, h2_waker, (driver, _), (reader, reader_waker)) = wake_setup();
 
         // Nobody reading: h2's wake-up goes to the driver.
-        h2wake.set_driver(&driver_waker);
         h2_waker.wake_by_ref();
         assert_eq!(driver.woken.load(Ordering::Relaxed), 1);
         assert_eq!(driver.lock_free.load(Ordering::Relaxed), 1);
@@ -1050,11 +1057,7 @@ mod tests {
 
     #[test]
     fn a_reader_polls_h2_again_only_after_a_wake_up_since_its_claim() {
-        let h2wake = Arc::new(H2Wake::default());
-        let h2_waker = Waker::from(h2wake.clone());
-        let (_driver, driver_waker) = probe(&h2wake);
-        let (reader, reader_waker) = probe(&h2wake);
-        h2wake.set_driver(&driver_waker);
+        let (h2wake, h2_waker, _driver, (reader, reader_waker)) = wake_setup();
 
         // Claimed and left without a wake-up: the registration its poll left in h2 stands.
         assert!(h2wake.try_claim(4, &reader_waker));

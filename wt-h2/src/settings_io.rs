@@ -1251,8 +1251,13 @@ mod tests {
         assert_eq!(got, want);
     }
 
-    #[tokio::test]
-    async fn goaway_wakes_a_connection_parked_in_a_read() {
+    /// A client adapter over a pipe that has written its preface and SETTINGS, which the
+    /// other end (returned) has read.
+    async fn client_past_its_preface() -> (
+        SettingsIo<tokio::io::DuplexStream>,
+        tokio::io::DuplexStream,
+        Arc<PeerSettings>,
+    ) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let (a, mut b) = tokio::io::duplex(1 << 16);
         let peer = PeerSettings::new();
@@ -1260,14 +1265,22 @@ mod tests {
         let mut first = PREFACE.to_vec();
         first.extend(settings(&[], false));
         io.write_all(&first).await.unwrap();
+        let mut got = vec![0u8; first.len()];
+        b.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, first);
+        (io, b, peer)
+    }
+
+    #[tokio::test]
+    async fn goaway_wakes_a_connection_parked_in_a_read() {
+        use tokio::io::AsyncReadExt;
+        let (mut io, mut b, peer) = client_past_its_preface().await;
         let reader = tokio::spawn(async move {
             let mut buf = [0u8; 16];
             // Parks (the other side sends nothing), then sees end of stream after the GOAWAY.
             let n = io.read(&mut buf).await.unwrap();
             (n, io)
         });
-        let mut got = vec![0u8; first.len()];
-        b.read_exact(&mut got).await.unwrap();
         peer.request_goaway(0x1);
         let (n, _io) = reader.await.unwrap();
         assert_eq!(n, 0);
@@ -1280,17 +1293,10 @@ mod tests {
     /// GOAWAY request still wakes it, whether it comes after that park or between two.
     #[tokio::test]
     async fn goaway_wakes_a_connection_parked_again_with_the_same_waker() {
-        use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+        use tokio::io::{AsyncRead, AsyncWriteExt};
         use wt_core::testsuite::WakeCount;
         for request_between_parks in [false, true] {
-            let (a, mut b) = tokio::io::duplex(1 << 16);
-            let peer = PeerSettings::new();
-            let mut io = SettingsIo::new(a, true, vec![], peer.clone());
-            let mut first = PREFACE.to_vec();
-            first.extend(settings(&[], false));
-            io.write_all(&first).await.unwrap();
-            let mut got = vec![0u8; first.len()];
-            b.read_exact(&mut got).await.unwrap();
+            let (mut io, mut b, peer) = client_past_its_preface().await;
 
             let (count, waker) = WakeCount::probe();
             let mut cx = Context::from_waker(&waker);
@@ -1308,22 +1314,15 @@ mod tests {
             assert!(count.get() >= 1);
             assert!(matches!(read(&mut cx, &mut io), Some(Ok(n)) if n > 0));
             let before = count.get();
-            if request_between_parks {
-                peer.request_goaway(0x1);
-                assert_eq!(
-                    count.get(),
-                    before + 1,
-                    "the request wakes the parked waker"
-                );
-            } else {
+            if !request_between_parks {
                 assert!(read(&mut cx, &mut io).is_none());
-                peer.request_goaway(0x1);
-                assert_eq!(
-                    count.get(),
-                    before + 1,
-                    "the request wakes the parked waker"
-                );
             }
+            peer.request_goaway(0x1);
+            assert_eq!(
+                count.get(),
+                before + 1,
+                "the request wakes the parked waker"
+            );
             // Woken: the next read ends the connection (GOAWAY written, end of stream).
             assert!(matches!(read(&mut cx, &mut io), Some(Ok(0))));
         }

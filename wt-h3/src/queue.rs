@@ -309,6 +309,11 @@ mod tests {
         Pin::new(f).poll(&mut Context::from_waker(&waker))
     }
 
+    /// `N` wake-up counters, each to poll one waiter with.
+    fn counters<const N: usize>() -> [Arc<WakeCount>; N] {
+        std::array::from_fn(|_| Arc::new(WakeCount::default()))
+    }
+
     fn takers<T>(q: &AcceptQueue<T>) -> usize {
         q.lock().takers.len()
     }
@@ -368,10 +373,7 @@ mod tests {
     #[test]
     fn a_push_wakes_one_waiting_consumer_oldest_first() {
         let q = AcceptQueue::new(4);
-        let (a, b) = (
-            Arc::new(WakeCount::default()),
-            Arc::new(WakeCount::default()),
-        );
+        let [a, b] = counters();
         let (mut pa, mut pb) = (q.pop(), q.pop());
         assert!(poll_with(&mut pa, &a).is_pending());
         assert!(poll_with(&mut pb, &b).is_pending());
@@ -412,10 +414,7 @@ mod tests {
     #[test]
     fn a_woken_consumer_dropped_before_its_turn_passes_the_wake_on() {
         let q = AcceptQueue::new(4);
-        let (a, b) = (
-            Arc::new(WakeCount::default()),
-            Arc::new(WakeCount::default()),
-        );
+        let [a, b] = counters();
         let (mut pa, mut pb) = (q.pop(), q.pop());
         assert!(poll_with(&mut pa, &a).is_pending());
         assert!(poll_with(&mut pb, &b).is_pending());
@@ -446,10 +445,7 @@ mod tests {
     fn room_wakes_one_waiting_producer_and_a_dropped_one_passes_it_on() {
         let q = AcceptQueue::new(1);
         assert!(q.try_push(0).is_ok());
-        let (a, b) = (
-            Arc::new(WakeCount::default()),
-            Arc::new(WakeCount::default()),
-        );
+        let [a, b] = counters();
         let (mut wa, mut wb) = (q.push(1), q.push(2));
         assert!(poll_with(&mut wa, &a).is_pending());
         assert!(poll_with(&mut wb, &b).is_pending());
@@ -466,10 +462,7 @@ mod tests {
     #[test]
     fn close_wakes_every_waiter() {
         let q = AcceptQueue::new(1);
-        let (a, b) = (
-            Arc::new(WakeCount::default()),
-            Arc::new(WakeCount::default()),
-        );
+        let [a, b] = counters();
         let mut pa = q.pop();
         assert!(poll_with(&mut pa, &a).is_pending());
         assert!(q.try_push(0).is_ok());

@@ -50,21 +50,17 @@ pub async fn connect(tls: &Arc<rustls::ClientConfig>, addr: SocketAddr) -> BResu
     // after every poll, until they allow extended CONNECT (no busy wait), then hand it to a
     // task of its own.
     let settings = std::future::poll_fn(|cx| {
-        if !send.is_extended_connect_protocol_enabled() {
-            match std::pin::Pin::new(&mut conn).poll(cx) {
-                Poll::Ready(Ok(())) => {
-                    return Poll::Ready(Err(BenchError::Protocol(
-                        "connection ended before the server's SETTINGS",
-                    )))
-                }
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(BenchError::from(e))),
-                Poll::Pending if !send.is_extended_connect_protocol_enabled() => {
-                    return Poll::Pending
-                }
-                Poll::Pending => {}
-            }
+        if send.is_extended_connect_protocol_enabled() {
+            return Poll::Ready(Ok(()));
         }
-        Poll::Ready(Ok(()))
+        match std::pin::Pin::new(&mut conn).poll(cx) {
+            Poll::Ready(Ok(())) => Poll::Ready(Err(BenchError::Protocol(
+                "connection ended before the server's SETTINGS",
+            ))),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(BenchError::from(e))),
+            Poll::Pending if send.is_extended_connect_protocol_enabled() => Poll::Ready(Ok(())),
+            Poll::Pending => Poll::Pending,
+        }
     });
     match tokio::time::timeout(Duration::from_secs(5), settings).await {
         Ok(r) => r?,

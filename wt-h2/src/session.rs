@@ -31,7 +31,7 @@
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
@@ -103,6 +103,9 @@ struct H2Wake {
     /// The driver was woken and has not polled since: output left for it is batched. Written
     /// under `target`'s lock, read without it (a batching hint, checked on every settle).
     driver_woken: AtomicBool,
+    /// How many times h2 has woken us, counted before the wake-up is routed (see
+    /// [`IdleMark`]).
+    wakes: AtomicU64,
 }
 
 #[derive(Default)]
@@ -135,6 +138,11 @@ impl H2Wake {
 
     fn clear_driver(&self) {
         self.lock().driver = None;
+    }
+
+    /// How many times h2 has woken us so far.
+    fn wakes(&self) -> u64 {
+        self.wakes.load(Ordering::Acquire)
     }
 
     /// Whether the driver was woken and has not run since.
@@ -187,6 +195,9 @@ impl Wake for H2Wake {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
+        // Counted before the lock: a reader that claims after this wake-up's routing sees
+        // the new count (the lock orders them), one that claimed before is woken.
+        self.wakes.fetch_add(1, Ordering::AcqRel);
         // A reader that claims or clears itself meanwhile polls h2 itself, so waking the
         // one taken here is never a lost wake-up, at worst a spurious one.
         let w = {
@@ -218,10 +229,30 @@ enum Pump {
     Budget,
 }
 
+/// When h2 last answered a `poll_data` of ours with `Pending`, as the [`H2Wake`] wake-up
+/// count read right before that poll; `None` when h2 must be polled (never polled yet, or the
+/// last pump stopped at its budget).
+///
+/// h2 keeps a stream's receive waker (always the `H2Wake` one) until it wakes it, and wakes
+/// it for anything new (data, end, reset). So while the count has not moved, h2 has nothing
+/// for us and our registration stands: a reader that starts waiting need not poll h2 (one
+/// `poll_data`, and one lock h2's connection task also takes, per message).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+struct IdleMark(Option<u64>);
+
+impl IdleMark {
+    /// Whether h2 may hold something new for us.
+    fn may_have_input(self, wake: &H2Wake) -> bool {
+        self.0 != Some(wake.wakes())
+    }
+}
+
 /// The h2 CONNECT stream of a session, and how far each direction got.
 struct H2Io {
     send: h2::SendStream<Segment>,
     recv: h2::RecvStream,
+    /// When h2 last said `Pending`.
+    idle: IdleMark,
     recv_done: bool,
     end_sent: bool,
     reset_sent: bool,
@@ -236,13 +267,16 @@ impl H2Io {
         }
     }
 
-    /// Feeds the engine what h2 has received, polling with `h2cx` (the [`H2Wake`] waker).
-    fn pump(&mut self, h2cx: &mut Context<'_>, engine: &mut Engine) -> Pump {
+    /// Feeds the engine what h2 has received, polling with `h2cx` (the waker of `wake`).
+    fn pump(&mut self, h2cx: &mut Context<'_>, wake: &H2Wake, engine: &mut Engine) -> Pump {
         let mut fed = false;
+        self.idle = IdleMark(None);
         for _ in 0..READ_BUDGET {
             if self.recv_done {
                 return if fed { Pump::Fed } else { Pump::Idle };
             }
+            // Read before the poll: a wake-up after the poll registered us counts after it.
+            let seen = wake.wakes();
             match self.recv.poll_data(h2cx) {
                 Poll::Ready(Some(Ok(b))) => engine.recv_bytes(b),
                 Poll::Ready(Some(Err(e))) => {
@@ -253,7 +287,10 @@ impl H2Io {
                     self.recv_done = true;
                     engine.recv_end();
                 }
-                Poll::Pending => return if fed { Pump::Fed } else { Pump::Idle },
+                Poll::Pending => {
+                    self.idle = IdleMark(Some(seen));
+                    return if fed { Pump::Fed } else { Pump::Idle };
+                }
             }
             fed = true;
         }
@@ -320,8 +357,14 @@ impl H2Io {
 
     /// The driver's part: pump, flush, and wait (with the driver's `cx`) for send capacity
     /// and for a reset.
-    fn drive(&mut self, cx: &mut Context<'_>, h2cx: &mut Context<'_>, engine: &mut Engine) {
-        if self.pump(h2cx, engine) == Pump::Budget {
+    fn drive(
+        &mut self,
+        cx: &mut Context<'_>,
+        h2cx: &mut Context<'_>,
+        wake: &H2Wake,
+        engine: &mut Engine,
+    ) {
+        if self.pump(h2cx, wake, engine) == Pump::Budget {
             cx.waker().wake_by_ref();
         }
         while self.flush(engine, true) {
@@ -378,6 +421,7 @@ impl Shared {
                 io: Some(H2Io {
                     send,
                     recv,
+                    idle: IdleMark::default(),
                     recv_done: false,
                     end_sent: false,
                     reset_sent: false,
@@ -425,14 +469,17 @@ impl Shared {
         }
     }
 
-    /// Pumps h2's receive side from a handle's task (see [`RecvStream`]); whether the engine
-    /// was fed.
+    /// Pumps h2's receive side from a handle's task (see [`RecvStream`]) unless h2 has had
+    /// nothing new since it last said `Pending`; whether the engine was fed.
     fn pump(&self, inner: &mut Inner) -> bool {
         let Some(io) = inner.io.as_mut() else {
             return false;
         };
+        if !io.idle.may_have_input(&self.wake) {
+            return false;
+        }
         let mut h2cx = Context::from_waker(&self.h2_waker);
-        match io.pump(&mut h2cx, &mut inner.engine) {
+        match io.pump(&mut h2cx, &self.wake, &mut inner.engine) {
             Pump::Idle => false,
             Pump::Fed => true,
             Pump::Budget => {
@@ -847,8 +894,11 @@ impl Future for ReadChunk<'_> {
             if !pumped && recv_open && shared.wake.try_claim(id, cx.waker()) {
                 pumped = true;
                 this.waiting_on_h2 = true;
-                shared.pump(&mut inner);
-                continue;
+                // Read again only if the pump fed the engine (it may have fed other streams
+                // only; then this one still waits).
+                if shared.pump(&mut inner) {
+                    continue;
+                }
             }
             inner.wakers.read.insert(id, cx.waker().clone());
             // The reader waiting on h2 also sends what has queued up meanwhile (it is the
@@ -952,7 +1002,7 @@ impl Future for Driver {
             return Poll::Ready(());
         };
         let mut h2cx = Context::from_waker(&shared.h2_waker);
-        h2.drive(cx, &mut h2cx, engine);
+        h2.drive(cx, &mut h2cx, &shared.wake, engine);
         shared.dispatch(engine, wakers);
         if engine.error().is_none() {
             return Poll::Pending;
@@ -1053,6 +1103,36 @@ mod tests {
         assert_eq!(driver.woken.load(Ordering::Relaxed), 3);
         assert_eq!(reader.woken.load(Ordering::Relaxed), 1);
         assert!(!h2wake.clear_reader(4), "no longer the reader");
+    }
+
+    #[test]
+    fn h2_is_polled_again_only_once_it_woke_us_after_saying_pending() {
+        let (h2wake, h2_waker, ..) = wake_setup();
+        // Never polled: poll.
+        assert!(IdleMark::default().may_have_input(&h2wake));
+
+        // Pending, and no wake-up since: nothing new, the registration stands.
+        let idle = IdleMark(Some(h2wake.wakes()));
+        assert!(!idle.may_have_input(&h2wake));
+        // Any wake-up since (by reference or by value): poll again.
+        h2_waker.wake_by_ref();
+        assert!(idle.may_have_input(&h2wake));
+        let idle = IdleMark(Some(h2wake.wakes()));
+        let by_value = h2_waker.clone();
+        by_value.wake();
+        assert!(idle.may_have_input(&h2wake));
+
+        // A wake-up between reading the count and h2's `Pending` counts too.
+        let seen = h2wake.wakes();
+        h2_waker.wake_by_ref();
+        assert!(IdleMark(Some(seen)).may_have_input(&h2wake));
+
+        // Wake-ups count whether they go to a reader or to the driver.
+        let (_, reader_waker) = probe(&h2wake);
+        assert!(h2wake.try_claim(4, &reader_waker));
+        let idle = IdleMark(Some(h2wake.wakes()));
+        h2_waker.wake_by_ref();
+        assert!(idle.may_have_input(&h2wake));
     }
 
     #[test]

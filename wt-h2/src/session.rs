@@ -21,7 +21,9 @@
 //! h2 woke it since its last poll of h2, that wake-up may have been absorbed (h2 keeps a
 //! waker only until it wakes it), so it polls h2 once more, which re-registers the waker now
 //! pointing at the driver and picks up what came. Otherwise the registration its last poll
-//! left stands and now reaches the driver: no extra poll.
+//! left stands and now reaches the driver: no extra poll. For the same reason a reader that
+//! starts waiting polls h2 only if h2 woke us since it last answered `Pending` ([`IdleMark`]):
+//! until then h2 has nothing new and our registration stands.
 //!
 //! Flow-control chain: the application reads → the engine grants WT credit and reports the
 //! bytes it no longer holds → the reader's task releases that much HTTP/2 receive window. On

@@ -8,7 +8,9 @@ pub const MAX_CAPSULE_LEN: usize = crate::capsule::DEFAULT_MAX_CAPSULE_LEN;
 
 /// Streams that arrive for a session not yet known (reordering: the stream beat its CONNECT)
 /// are held up to this many per connection; beyond it they are refused with
-/// WT_BUFFERED_STREAM_REJECTED.
+/// WT_BUFFERED_STREAM_REJECTED. Streams of a session on its way (a client's CONNECT awaiting
+/// its response, a request awaiting the server application) are held without this cap: they
+/// stay open until handed on, so QUIC's stream limits bound them.
 pub const MAX_BUFFERED_STREAMS: usize = 32;
 
 /// Datagrams for a session not yet known are held up to this many per connection; beyond it

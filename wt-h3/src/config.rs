@@ -159,7 +159,9 @@ pub struct ServerConfig {
     /// control is on for it; surplus CONNECTs are reset with H3_REQUEST_REJECTED. Without
     /// flow control the limit is 1. Default 16.
     pub max_sessions_with_flow_control: usize,
-    /// Streams for unknown sessions buffered per connection.
+    /// Streams for unknown sessions buffered per connection (streams of a request waiting
+    /// for [`accept`](wt_core::IncomingRequest::accept) are held for it without this cap,
+    /// bounded by the QUIC stream limits).
     pub max_buffered_streams: usize,
     /// Datagrams for unknown sessions buffered per connection.
     pub max_buffered_datagrams: usize,

@@ -263,24 +263,51 @@ impl Conn {
     }
 
     /// A session is established: register it and hand it what arrived early.
+    ///
+    /// What arrived early goes to the session before it enters the table, in arrival order,
+    /// so streams still arriving meanwhile (held for the pending session) cannot pass it; only
+    /// once an accept queue is full (the application has yet to accept) does the rest wait for
+    /// room in a task of its own while the session is registered.
     pub(crate) fn register(&self, session: Arc<SessionShared>) {
         let id = session.id;
-        let (streams, datagrams) = {
-            let mut st = self.lock();
-            st.pending.remove(&id);
-            st.sessions.insert(id, session.clone());
-            self.revoke_direct(&mut st);
-            (st.early_streams.take(id), st.early_datagrams.take(id))
-        };
-        for (_, d) in datagrams {
-            session.push_datagram(d);
-        }
-        if !streams.is_empty() {
-            tokio::spawn(async move {
-                for s in streams {
-                    session.deliver(s).await;
+        loop {
+            let (streams, datagrams) = {
+                let mut st = self.lock();
+                let streams = st.early_streams.take(id);
+                let datagrams = st.early_datagrams.take(id);
+                if streams.is_empty() && datagrams.is_empty() {
+                    return self.enter(&mut st, &session);
                 }
-            });
+                (streams, datagrams)
+            };
+            for (_, d) in datagrams {
+                session.push_datagram(d);
+            }
+            let mut streams = streams.into_iter();
+            while let Some(s) = streams.next() {
+                if session.has_room(matches!(s, Incoming::Bidi(..))) {
+                    session.deliver_now(s);
+                    continue;
+                }
+                let rest: Vec<Incoming> = std::iter::once(s).chain(streams).collect();
+                self.enter(&mut self.lock(), &session);
+                tokio::spawn(async move {
+                    for s in rest {
+                        session.deliver(s).await;
+                    }
+                });
+                return;
+            }
+        }
+    }
+
+    /// Moves `session` from pending into the table, unless it has already ended (then
+    /// [`unregister`](Self::unregister) has run or will, and it stays out).
+    fn enter(&self, st: &mut State, session: &Arc<SessionShared>) {
+        st.pending.remove(&session.id);
+        if !session.is_ended() {
+            st.sessions.insert(session.id, session.clone());
+            self.revoke_direct(st);
         }
     }
 
@@ -343,6 +370,15 @@ impl Conn {
                 Ok((s.clone(), stream))
             } else if st.gone.contains(session_id) {
                 Err((stream, H3Code::WT_SESSION_GONE))
+            } else if st.pending.contains(&session_id) {
+                // A session on its way: a client's own CONNECT whose response has not been
+                // read yet (the server may open streams as soon as it has the request), or a
+                // request the application has yet to accept. Its streams are held for it
+                // whatever their number: each stays open until handed on, so QUIC's stream
+                // limits bound them. Only streams of unknown sessions meet the cap.
+                st.early_streams.hold(session_id, stream);
+                trace!(session_id, "held stream for a pending session");
+                return;
             } else {
                 match st.early_streams.push(session_id, stream) {
                     Ok(()) => {
@@ -359,21 +395,13 @@ impl Conn {
         }
     }
 
-    /// Hands a new bidirectional WebTransport stream to its session if that takes no waiting:
-    /// the session is established and its accept queue has room. Otherwise the stream comes
-    /// back untouched, for [`route_stream`](Self::route_stream).
-    fn try_route_now(
-        &self,
-        session_id: u64,
-        send: quinn::SendStream,
-        recv: quinn::RecvStream,
-        prefix: Bytes,
-    ) -> Result<(), (quinn::SendStream, quinn::RecvStream, Bytes)> {
-        let session = self.lock().sessions.get(&session_id).cloned();
-        match session {
-            Some(s) => s.try_deliver_bidi(send, recv, prefix),
-            None => Err((send, recv, prefix)),
-        }
+    /// Session `session_id` if it is established and its accept queue for new bidirectional
+    /// (`bidi`) or unidirectional streams has room: a stream for it is handed on without
+    /// waiting ([`SessionShared::deliver_now`]), else it goes the way of
+    /// [`route_stream`](Self::route_stream).
+    fn session_with_room(&self, session_id: u64, bidi: bool) -> Option<Arc<SessionShared>> {
+        let session = self.lock().sessions.get(&session_id).cloned()?;
+        session.has_room(bidi).then_some(session)
     }
 
     /// A peer stream reset before its preamble arrived. Without RESET_STREAM_AT the session
@@ -800,10 +828,10 @@ fn bidi_now(
         Poll::Ready(_) => return None,
     };
     if let Some((sid, n)) = stream_type::wt_bidi_preamble(&first, conn.role) {
-        return match conn.try_route_now(sid, send, recv, first.slice(n..)) {
-            Ok(()) => None,
-            Err((send, recv, _)) => Some((send, recv, FirstRead::Bytes(first))),
-        };
+        if let Some(session) = conn.session_with_room(sid, true) {
+            session.deliver_now(Incoming::Bidi(send, recv, first.slice(n..)));
+            return None;
+        }
     }
     Some((send, recv, FirstRead::Bytes(first)))
 }

@@ -325,6 +325,18 @@ impl wt_core::IncomingRequest for Request {
             }
         }
         let dialect = self.info.dialect;
+        let shared = SessionShared::new(
+            p.conn.clone(),
+            p.sid,
+            dialect,
+            options.protocol.clone(),
+            std::time::Duration::from_secs(2),
+            p.flow.take(),
+        );
+        // In the connection's table before the 2xx leaves: a client opens streams as soon as
+        // it has the response, and they may arrive before this task runs again. Registered
+        // only afterwards, they would meet an unknown session and its bounded buffer.
+        p.conn.register(shared.clone());
         let r = respond(
             &mut p.send,
             StatusCode::OK,
@@ -334,8 +346,7 @@ impl wt_core::IncomingRequest for Request {
         )
         .await;
         if let Err(e) = r {
-            p.conn.reject_pending(p.sid);
-            return Err(match e {
+            let e = match e {
                 quinn::WriteError::ConnectionLost(e) => {
                     SessionError::Connection(p.conn.map_error(&e))
                 }
@@ -343,17 +354,11 @@ impl wt_core::IncomingRequest for Request {
                     SessionError::ResetByPeer(wt_core::WireCode::H3(H3Code(code.into_inner())))
                 }
                 _ => SessionError::Connection(wt_core::ConnectionError::Reset),
-            });
+            };
+            // Out of the table again; streams it was handed are refused.
+            shared.terminate(e.clone());
+            return Err(e);
         }
-        let shared = SessionShared::new(
-            p.conn.clone(),
-            p.sid,
-            dialect,
-            options.protocol,
-            std::time::Duration::from_secs(2),
-            p.flow.take(),
-        );
-        p.conn.register(shared.clone());
         spawn_session_task(shared.clone(), p.send, p.reader);
         Ok(Session::new(shared))
     }

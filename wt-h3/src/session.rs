@@ -388,36 +388,46 @@ impl SessionShared {
         }
     }
 
-    /// Hands a new bidirectional stream (its halves and the payload read with its preamble) to
-    /// the accept queue if that takes no waiting, as [`deliver`](Self::deliver) does; `Err`
-    /// gives it back untouched when the queue is full, for `deliver`.
-    pub(crate) fn try_deliver_bidi(
-        self: &Arc<Self>,
-        send: quinn::SendStream,
-        recv: quinn::RecvStream,
-        prefix: Bytes,
-    ) -> Result<(), (quinn::SendStream, quinn::RecvStream, Bytes)> {
-        if !self.bidi.has_room() {
-            return Err((send, recv, prefix));
+    /// Whether the accept queue for new bidirectional (`bidi`) or unidirectional streams has
+    /// room, so that [`deliver_now`](Self::deliver_now) takes no waiting.
+    pub(crate) fn has_room(&self, bidi: bool) -> bool {
+        if bidi {
+            self.bidi.has_room()
+        } else {
+            self.uni.has_room()
         }
-        if !self.admits(Credit::Bidi) {
-            Incoming::Bidi(send, recv, prefix).refuse(H3Code::WT_SESSION_GONE);
-            return Ok(());
+    }
+
+    /// Hands an incoming stream (its halves and the payload read with its preamble) to its
+    /// accept queue, which the caller saw [room](Self::has_room) in, as
+    /// [`deliver`](Self::deliver) does without the waiting.
+    pub(crate) fn deliver_now(self: &Arc<Self>, stream: Incoming) {
+        if let Some(a) = self.admit(stream) {
+            self.try_queue(a);
         }
-        let recv = Source::new(recv, prefix, self);
-        match self.bidi.try_push((send, recv)) {
-            Ok(()) => Ok(()),
-            Err(PushError::Closed((s, r))) => {
-                Admitted::Bidi(s, r).refuse();
-                Ok(())
-            }
-            Err(PushError::Full((s, r))) => {
-                // Another producer took the room since the check (beside the driver, only the
-                // task that hands a new session its early streams pushes): the stream, already
-                // admitted and counted, waits for room in a task of its own.
+    }
+
+    /// Queues an admitted stream the caller saw room for. Should another producer have taken
+    /// that room since (beside the driver, only [`Conn::register`](crate::driver::Conn::register)
+    /// pushes, and only its own overflow task waits), the stream, already admitted and
+    /// counted, waits for room in a task of its own.
+    fn try_queue(self: &Arc<Self>, a: Admitted) {
+        let pushed = match a {
+            Admitted::Bidi(s, r) => self.bidi.try_push((s, r)).map_err(|e| match e {
+                PushError::Closed((s, r)) => PushError::Closed(Admitted::Bidi(s, r)),
+                PushError::Full((s, r)) => PushError::Full(Admitted::Bidi(s, r)),
+            }),
+            Admitted::Uni(r) => self.uni.try_push(r).map_err(|e| match e {
+                PushError::Closed(r) => PushError::Closed(Admitted::Uni(r)),
+                PushError::Full(r) => PushError::Full(Admitted::Uni(r)),
+            }),
+        };
+        match pushed {
+            Ok(()) => {}
+            Err(PushError::Closed(a)) => a.refuse(),
+            Err(PushError::Full(a)) => {
                 let session = self.clone();
-                tokio::spawn(async move { session.queue(Admitted::Bidi(s, r)).await });
-                Ok(())
+                tokio::spawn(async move { session.queue(a).await });
             }
         }
     }

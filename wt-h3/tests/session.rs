@@ -452,3 +452,86 @@ async fn a_full_accept_queue_holds_streams_back_in_order() {
         assert_eq!(got, format!("{i}").as_bytes(), "stream {i} out of order");
     }
 }
+
+/// Sessions of a burst test: each is a fresh connection, so each is a fresh chance for the
+/// streams to race the session's registration.
+const BURST_SESSIONS: usize = 10;
+/// Streams per burst: more than the connection's buffer for streams of unknown sessions
+/// (32), fewer than QUIC's default stream limit (100).
+const BURST_STREAMS: usize = 64;
+
+/// Each stream of a burst carries its index; the peer echoes it.
+async fn echo_burst_streams<S: Session>(s: &S) {
+    for _ in 0..BURST_STREAMS {
+        let (mut tx, mut rx) = timeout(s.accept_bi()).await.unwrap();
+        let got = timeout(rx.read_to_end(64)).await.unwrap();
+        tx.write_chunk(Bytes::from(got)).await.unwrap();
+        tx.finish().unwrap();
+    }
+}
+
+/// Opens a burst of streams on `s` at once, then checks every echo: a stream its peer
+/// refused shows as a reset.
+async fn open_burst<S: Session>(s: &S, who: &str) {
+    let mut opened = Vec::new();
+    for i in 0..BURST_STREAMS {
+        let (mut tx, rx) = timeout(s.open_bi()).await.unwrap();
+        tx.write_all(format!("{i}").as_bytes()).await.unwrap();
+        tx.finish().unwrap();
+        opened.push(rx);
+    }
+    for (i, mut rx) in opened.into_iter().enumerate() {
+        match timeout(rx.read_to_end(64)).await {
+            Ok(got) => assert_eq!(got, format!("{i}").as_bytes()),
+            Err(e) => panic!("{who}'s stream {i} of a burst right after the handshake: {e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_streams_right_after_the_response_are_never_early() {
+    // The server has the session in its table before its 2xx leaves, so a client that opens
+    // streams once it has the response never finds them refused as early, even with no room
+    // at all for early streams.
+    let (server, tls) = server_with(|cfg| cfg.max_buffered_streams = 0);
+    let client = client(&tls, CompatMode::Latest);
+    let req = request(&server, "/test");
+    let server = std::sync::Arc::new(server);
+    for _ in 0..BURST_SESSIONS {
+        // The server accepts on a runtime thread, as servers do, not beside the client.
+        let srv = server.clone();
+        let echo = tokio::spawn(async move {
+            let r = srv.accept().await.unwrap();
+            let s = r.accept(AcceptOptions::default()).await.unwrap();
+            echo_burst_streams(&s).await;
+            // Kept open until the client has read the echoes.
+            s
+        });
+        let c = client.connect(&req).await.unwrap();
+        open_burst(&c, "client").await;
+        drop(timeout(echo).await.unwrap());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_streams_right_after_accept_all_reach_the_client() {
+    // The server may open streams as soon as it accepts; they can reach the client before the
+    // response does. The client knows the session it asked for, so it holds them for it
+    // (bounded by QUIC's stream limits, as they stay open) instead of refusing those beyond
+    // the buffer for unknown sessions.
+    let (server, tls) = server_with(|_| {});
+    let client = client(&tls, CompatMode::Latest);
+    let req = request(&server, "/test");
+    let server = std::sync::Arc::new(server);
+    for _ in 0..BURST_SESSIONS {
+        let srv = server.clone();
+        let opener = tokio::spawn(async move {
+            let r = srv.accept().await.unwrap();
+            let s = r.accept(AcceptOptions::default()).await.unwrap();
+            open_burst(&s, "server").await;
+        });
+        let c = client.connect(&req).await.unwrap();
+        echo_burst_streams(&c).await;
+        timeout(opener).await.unwrap();
+    }
+}

@@ -42,7 +42,9 @@ impl Gone {
     }
 }
 
-/// Items keyed by session ID, at most `max` in total across sessions.
+/// Items keyed by session ID, at most `max` in total across sessions, except items
+/// [held](Self::hold) for a session known to be on its way, which count towards that total
+/// but are bounded by their caller instead.
 #[derive(Debug)]
 pub struct EarlyBuffer<T> {
     items: VecDeque<(u64, T)>,
@@ -65,6 +67,13 @@ impl<T> EarlyBuffer<T> {
         }
         self.items.push_back((session_id, item));
         Ok(())
+    }
+
+    /// Buffers `item` for `session_id` whatever the count: for a session whose CONNECT is in
+    /// flight or waiting for the application, whose streams the caller knows to be bounded
+    /// otherwise (they stay open until handed on, so QUIC's stream limits bound them).
+    pub fn hold(&mut self, session_id: u64, item: T) {
+        self.items.push_back((session_id, item));
     }
 
     /// Removes and returns every item of `session_id`, in arrival order.
@@ -133,5 +142,17 @@ mod tests {
         assert_eq!(b.take(12), Vec::<&str>::new());
         assert_eq!(b.drain_all(), vec!["b", "d"]);
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn held_items_pass_the_cap_and_count_towards_it() {
+        let mut b = EarlyBuffer::new(2);
+        b.hold(0, "a");
+        b.hold(0, "b");
+        b.hold(0, "c");
+        assert_eq!(b.len(), 3);
+        assert_eq!(b.push(4, "d"), Err("d"));
+        assert_eq!(b.take(0), vec!["a", "b", "c"]);
+        assert!(b.push(4, "d").is_ok());
     }
 }

@@ -528,10 +528,30 @@ async fn server_streams_right_after_accept_all_reach_the_client() {
         let opener = tokio::spawn(async move {
             let r = srv.accept().await.unwrap();
             let s = r.accept(AcceptOptions::default()).await.unwrap();
+            // Unidirectional ones first, then bidirectional ones, all before the client can
+            // have read the response.
+            for i in 0..BURST_STREAMS {
+                let mut u = s.open_uni().await.unwrap();
+                u.write_all(format!("{i}").as_bytes()).await.unwrap();
+                u.finish().unwrap();
+            }
             open_burst(&s, "server").await;
+            // Kept open until the client has read the unidirectional ones.
+            s
         });
         let c = client.connect(&req).await.unwrap();
         echo_burst_streams(&c).await;
-        timeout(opener).await.unwrap();
+        let s = timeout(opener).await.unwrap();
+        // A unidirectional stream the client refused would never be accepted: the step
+        // times out.
+        let mut got = Vec::new();
+        for _ in 0..BURST_STREAMS {
+            let mut r = timeout(c.accept_uni()).await.unwrap();
+            let b = timeout(r.read_to_end(64)).await.unwrap();
+            got.push(String::from_utf8(b).unwrap().parse::<usize>().unwrap());
+        }
+        got.sort_unstable();
+        assert_eq!(got, (0..BURST_STREAMS).collect::<Vec<_>>());
+        drop(s);
     }
 }

@@ -1,18 +1,20 @@
 //! The quinn glue of one connection: the demultiplexer tasks that own every incoming QUIC
 //! stream and datagram, the control streams, and the session table.
 //!
-//! Per connection there are two tasks: the driver, which accepts every incoming stream and
-//! runs, inside itself (a set of futures, no task per stream), the short job of reading each
-//! stream's preamble and routing it, as well as the long-lived readers of the peer's control
-//! and QPACK streams; and the datagram loop, which stands by while the connection's only
-//! session reads its datagrams straight from quinn ([`Conn::claim_datagrams`]). Stream *data* never passes through them: once
-//! routed, a stream is handed to its session's bounded accept queue and the application reads
-//! it directly from quinn. The
-//! preamble is read with `read_chunk` (at most [`PREAMBLE_READ`] bytes at a time); payload
-//! bytes that came in the same chunk travel with the stream as a prefix its
+//! Per connection there are two tasks: the driver, which accepts every incoming
+//! unidirectional stream and runs, inside itself (a set of futures, no task per stream), the
+//! short job of reading each stream's preamble and routing it, as well as the long-lived
+//! readers of the peer's control and QPACK streams; and the datagram loop, which stands by
+//! while the connection's only session reads its datagrams straight from quinn
+//! ([`Conn::claim_datagrams`]). New bidirectional streams go through the connection's
+//! [`Intake`], which the driver runs too, except while the only session's `accept_bi` waits
+//! and runs it itself. Stream *data* never passes through them: once routed, a stream is
+//! handed to its session's bounded accept queue and the application reads it directly from
+//! quinn. The preamble is read with `read_chunk` (at most [`PREAMBLE_READ`] bytes at a time);
+//! payload bytes that came in the same chunk travel with the stream as a prefix its
 //! [`RecvStream`](crate::RecvStream) returns first.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use std::future::Future;
@@ -28,6 +30,7 @@ use wt_core::codes::H3Code;
 use wt_core::{ConnectionError, ProtocolError, WireCode};
 
 use crate::conn::buffer::{EarlyBuffer, Gone};
+use crate::intake::{Intake, PreambleRead};
 use crate::proto::frame::{Frame, FrameDecoder, StreamKind};
 use crate::proto::settings::Settings;
 use crate::proto::stream_type::{self, BidiRoute, Role, UniRoute};
@@ -59,6 +62,9 @@ pub(crate) fn varint(v: u64) -> quinn::VarInt {
     quinn::VarInt::from_u64(v).unwrap_or(quinn::VarInt::MAX)
 }
 
+/// [`Conn::sole`] when there is no sole session (session ids are varints, below 2^62).
+const NO_SOLE: u64 = u64::MAX;
+
 /// A request stream waiting for the server to process it.
 pub(crate) type RequestHandler =
     Arc<dyn Fn(Arc<Conn>, quinn::SendStream, FrameReader) + Send + Sync + 'static>;
@@ -77,6 +83,9 @@ struct State {
     /// The session that reads the connection's datagrams itself (see
     /// [`Conn::claim_datagrams`]).
     direct_datagrams: Option<Arc<SessionShared>>,
+    /// How many sessions the connection may carry at once, once known: 1 on a client; on a
+    /// server, what the first request found (it depends on the connection's SETTINGS only).
+    max_sessions: Option<usize>,
 }
 
 /// Shared state of one HTTP/3 connection.
@@ -96,6 +105,12 @@ pub(crate) struct Conn {
     /// Cancelled when the peer sent GOAWAY.
     pub goaway: CancellationToken,
     request_handler: Option<RequestHandler>,
+    /// The intake of new bidirectional streams.
+    pub(crate) intake: Intake,
+    /// The id of the connection's only session while no other is registered or pending,
+    /// else [`NO_SOLE`]: only that session's `accept_bi` runs the intake (see
+    /// [`Conn::is_sole`]).
+    sole: AtomicU64,
     /// Keeps the client's endpoint alive as long as the connection.
     _endpoint: Option<quinn::Endpoint>,
 }
@@ -110,6 +125,8 @@ impl Conn {
         endpoint: Option<quinn::Endpoint>,
     ) -> Arc<Self> {
         Arc::new(Conn {
+            intake: Intake::new(quic.clone()),
+            sole: AtomicU64::new(NO_SOLE),
             quic,
             role,
             peer_settings: watch::channel(None).0,
@@ -122,6 +139,7 @@ impl Conn {
                 early_datagrams: EarlyBuffer::new(max_buffered_datagrams),
                 max_request_id: None,
                 direct_datagrams: None,
+                max_sessions: None,
             }),
             control_send: tokio::sync::Mutex::new(None),
             local_error: OnceLock::new(),
@@ -135,6 +153,29 @@ impl Conn {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         crate::session::lock(&self.state)
+    }
+
+    /// Whether session `id` is the connection's only one, registered with none pending, on a
+    /// connection that carries one session at a time: then its `accept_bi` may run the intake
+    /// of bidirectional streams and take its wake-ups, since every stream the intake finds is
+    /// its own, or a request that is refused anyway. Where another session may come, the
+    /// driver runs the intake, so that one application's accept loop, while busy elsewhere,
+    /// never holds up another session.
+    pub(crate) fn is_sole(&self, id: u64) -> bool {
+        self.sole.load(Ordering::Acquire) == id
+    }
+
+    /// Updates [`sole`](Self::sole) after the table or the pending set changed. An accept
+    /// that waits on the intake is sent back to the driver when its session stops being the
+    /// only one.
+    fn update_sole(&self, st: &State) {
+        let sole = match (st.sessions.len(), st.pending.is_empty(), st.max_sessions) {
+            (1, true, Some(1)) => st.sessions.keys().next().copied().unwrap_or(NO_SOLE),
+            _ => NO_SOLE,
+        };
+        if self.sole.swap(sole, Ordering::AcqRel) != sole && sole == NO_SOLE {
+            self.intake.release_taker();
+        }
     }
 
     /// Opens our control stream, sends SETTINGS, and starts the accept loops.
@@ -233,18 +274,23 @@ impl Conn {
     pub(crate) fn add_pending(&self, id: u64) {
         let mut st = self.lock();
         st.pending.insert(id);
+        // A client opens a connection per session.
+        st.max_sessions = Some(1);
         self.revoke_direct(&mut st);
+        self.update_sole(&st);
     }
 
     /// Server: marks `id` pending unless `max` sessions are already active or pending.
     pub(crate) fn try_add_pending(&self, id: u64, max: usize) -> bool {
         let mut st = self.lock();
         st.max_request_id = Some(st.max_request_id.map_or(id, |m| m.max(id)));
+        st.max_sessions = Some(max);
         if st.sessions.len() + st.pending.len() >= max {
             return false;
         }
         st.pending.insert(id);
         self.revoke_direct(&mut st);
+        self.update_sole(&st);
         true
     }
 
@@ -254,6 +300,7 @@ impl Conn {
             let mut st = self.lock();
             st.pending.remove(&id);
             st.gone.insert(id);
+            self.update_sole(&st);
             let _ = st.early_datagrams.take(id);
             st.early_streams.take(id)
         };
@@ -309,6 +356,7 @@ impl Conn {
             st.sessions.insert(session.id, session.clone());
             self.revoke_direct(st);
         }
+        self.update_sole(st);
     }
 
     /// A session ended (called as it ends, and again when its task finishes; the second
@@ -318,6 +366,7 @@ impl Conn {
         st.sessions.remove(&id);
         st.pending.remove(&id);
         st.gone.insert(id);
+        self.update_sole(&st);
         if st.direct_datagrams.as_ref().is_some_and(|s| s.id == id) {
             self.revoke_direct(&mut st);
         }
@@ -578,20 +627,26 @@ fn on_closed(conn: &Conn, e: quinn::ConnectionError) {
     }
 }
 
-/// The connection's driver: accepts incoming streams and runs each one's preamble read and
-/// routing ([`handle_bidi`], [`handle_uni`]) as a future of its own set, polled right here, so
-/// a new stream whose header came with it is routed in the same turn, without a task spawn
-/// and a wake-up. A bidirectional stream whose preamble is already in and whose session can
-/// take it at once is routed without a future at all ([`bidi_now`]). The sets are bounded by
-/// QUIC's stream limits: every future holds its stream (which counts as open) until it has
-/// been handed on. Also watches for the connection's end.
+/// The connection's driver: accepts incoming unidirectional streams and runs each one's
+/// preamble read and routing ([`handle_uni`]) as a future of its own set, polled right here,
+/// so a new stream whose header came with it is routed in the same turn, without a task spawn
+/// and a wake-up. Runs the intake of bidirectional streams ([`Intake`]) whenever no
+/// application task waits to run it. The sets are bounded by QUIC's stream limits: every
+/// future holds its stream (which counts as open) until it has been handed on. Also watches
+/// for the connection's end.
 async fn drive(conn: Arc<Conn>) {
+    // Also when this task is dropped unfinished (the runtime shuts down).
+    struct CloseIntake<'a>(&'a Conn);
+    impl Drop for CloseIntake<'_> {
+        fn drop(&mut self) {
+            self.0.intake.close();
+        }
+    }
+    let _close_intake = CloseIntake(&conn);
     let quic = conn.quic.clone();
-    let mut bi = std::pin::pin!(quic.accept_bi());
     let mut uni = std::pin::pin!(quic.accept_uni());
     let mut closed = std::pin::pin!(quic.closed());
-    let (mut bi_open, mut uni_open, mut close_seen) = (true, true, false);
-    let mut bidis = FuturesUnordered::new();
+    let (mut uni_open, mut close_seen) = (true, false);
     let mut unis = FuturesUnordered::new();
     std::future::poll_fn(|cx| {
         if !close_seen {
@@ -600,27 +655,9 @@ async fn drive(conn: Arc<Conn>) {
                 on_closed(&conn, e);
             }
         }
-        // Each accept is polled until it has nothing more; new streams' futures are then
-        // polled by their set in the same turn.
-        while bi_open {
-            match bi.as_mut().poll(cx) {
-                Poll::Ready(Ok((send, recv))) => {
-                    // Streams are handed on in the order they were accepted: one goes the
-                    // quick way only when no earlier one is still in the set.
-                    let rest = if bidis.is_empty() {
-                        bidi_now(&conn, send, recv, cx)
-                    } else {
-                        Some((send, recv, FirstRead::Bytes(Bytes::new())))
-                    };
-                    if let Some((send, recv, first)) = rest {
-                        bidis.push(handle_bidi(conn.clone(), send, recv, first));
-                    }
-                    bi.set(quic.accept_bi());
-                }
-                Poll::Ready(Err(_)) => bi_open = false,
-                Poll::Pending => break,
-            }
-        }
+        conn.intake.drive(&conn, cx);
+        // Polled until it has nothing more; new streams' futures are then polled by their
+        // set in the same turn.
         while uni_open {
             match uni.as_mut().poll(cx) {
                 Poll::Ready(Ok(recv)) => {
@@ -631,9 +668,8 @@ async fn drive(conn: Arc<Conn>) {
                 Poll::Pending => break,
             }
         }
-        while let Poll::Ready(Some(())) = bidis.poll_next_unpin(cx) {}
         while let Poll::Ready(Some(())) = unis.poll_next_unpin(cx) {}
-        if close_seen && !bi_open && !uni_open && bidis.is_empty() && unis.is_empty() {
+        if close_seen && conn.intake.is_done() && !uni_open && unis.is_empty() {
             Poll::Ready(())
         } else {
             Poll::Pending
@@ -803,26 +839,31 @@ enum FirstRead {
     Reset(quinn::VarInt),
 }
 
-/// Handles a new bidirectional stream in the driver's turn when it can be done without
+/// Handles a new bidirectional stream in the intake's turn when it can be done without
 /// waiting: its first chunk is in and holds a whole WebTransport preamble, and the session it
 /// names is established and has room in its accept queue (the usual case: a stream's header
 /// travels with its first payload). That takes no future, allocation or extra poll. Anything
 /// else (a request stream, a preamble still to come, an unknown session, a full queue, a
-/// malformed header, a reset) is handed back with what was read, for [`handle_bidi`]; `None`
-/// when there is nothing left to do.
-fn bidi_now(
+/// malformed header, a reset) gets a [`handle_bidi`] future with what was read; `None` when
+/// there is nothing left to do.
+pub(crate) fn bidi_now(
     conn: &Arc<Conn>,
     send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     cx: &mut std::task::Context<'_>,
-) -> Option<(quinn::SendStream, quinn::RecvStream, FirstRead)> {
+) -> Option<PreambleRead> {
     let polled = std::pin::pin!(recv.read_chunk(PREAMBLE_READ, true)).poll(cx);
     let first = match polled {
         // Pending: quinn keeps this turn's waker until handle_bidi's first poll replaces it.
         Poll::Pending => Bytes::new(),
         Poll::Ready(Ok(Some(c))) => c.bytes,
         Poll::Ready(Err(quinn::ReadError::Reset(code))) => {
-            return Some((send, recv, FirstRead::Reset(code)))
+            return Some(Box::pin(handle_bidi(
+                conn.clone(),
+                send,
+                recv,
+                FirstRead::Reset(code),
+            )))
         }
         // FIN before any byte, or the connection is gone: nothing to route.
         Poll::Ready(_) => return None,
@@ -833,7 +874,27 @@ fn bidi_now(
             return None;
         }
     }
-    Some((send, recv, FirstRead::Bytes(first)))
+    Some(Box::pin(handle_bidi(
+        conn.clone(),
+        send,
+        recv,
+        FirstRead::Bytes(first),
+    )))
+}
+
+/// The [`handle_bidi`] future of a new bidirectional stream accepted while earlier ones are
+/// still being read: it waits its turn behind them.
+pub(crate) fn bidi_later(
+    conn: &Arc<Conn>,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+) -> PreambleRead {
+    Box::pin(handle_bidi(
+        conn.clone(),
+        send,
+        recv,
+        FirstRead::Bytes(Bytes::new()),
+    ))
 }
 
 async fn handle_bidi(

@@ -54,6 +54,7 @@ pub mod conn;
 mod driver;
 mod end;
 mod error;
+mod intake;
 pub mod proto;
 mod queue;
 mod readahead;

@@ -235,6 +235,18 @@ impl<T> Future for Pop<'_, T> {
     }
 }
 
+impl<T> Pop<'_, T> {
+    /// Takes this future out of the waiting consumers, without passing a wake-up on: for a
+    /// consumer about to poll again in the same turn, which then finds whatever was pushed
+    /// meanwhile (and waits again if nothing was), so that its own pushes in between do not
+    /// wake its task for nothing.
+    pub(crate) fn withdraw_quietly(&mut self) {
+        if let Some(id) = self.id.take() {
+            self.queue.lock().takers.remove(id);
+        }
+    }
+}
+
 impl<T> Drop for Pop<'_, T> {
     fn drop(&mut self) {
         if let Some(id) = self.id.take() {
@@ -457,6 +469,27 @@ mod tests {
         assert_eq!(poll_with(&mut wb, &b), Poll::Ready(Ok(())));
         assert_eq!(givers(&q), 0);
         assert_eq!(q.pop().now_or_never(), Some(Some(2)));
+    }
+
+    #[test]
+    fn a_quietly_withdrawn_consumer_is_not_woken_and_finds_the_item() {
+        let q = AcceptQueue::new(4);
+        let [a, b] = counters();
+        let mut pa = q.pop();
+        let mut pb = q.pop();
+        assert!(poll_with(&mut pa, &a).is_pending());
+        assert!(poll_with(&mut pb, &b).is_pending());
+        pa.withdraw_quietly();
+        // The push wakes the consumer still waiting, not the withdrawn one.
+        assert!(q.try_push(7).is_ok());
+        assert_eq!((a.get(), b.get()), (0, 1));
+        assert_eq!(poll_with(&mut pa, &a), Poll::Ready(Some(7)));
+        // Withdrawn and back: it waits again like any consumer.
+        pb.withdraw_quietly();
+        assert!(poll_with(&mut pb, &b).is_pending());
+        assert!(q.try_push(8).is_ok());
+        assert_eq!(b.get(), 2);
+        assert_eq!(poll_with(&mut pb, &b), Poll::Ready(Some(8)));
     }
 
     #[test]

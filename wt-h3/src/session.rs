@@ -690,6 +690,64 @@ impl Admitted {
     }
 }
 
+/// The wait of `accept_bi` for a session's next bidirectional stream. Before each look at the
+/// session's queue it runs the connection's [intake](crate::intake) itself, and while it
+/// waits, the intake's wake-ups come to its task rather than the driver's: a new stream is
+/// accepted from quinn, routed and taken in one turn of the accepting task.
+struct AcceptBidi<'a> {
+    shared: &'a Arc<SessionShared>,
+    pop: crate::queue::Pop<'a, (quinn::SendStream, Source)>,
+    /// Its registration with the intake, while it waits.
+    waiting: Option<u64>,
+}
+
+impl Future for AcceptBidi<'_> {
+    type Output = Option<(quinn::SendStream, Source)>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let conn = &this.shared.conn;
+        // Whether a wake-up of the intake came to this wait.
+        let woken = this
+            .waiting
+            .take()
+            .is_some_and(|id| !conn.intake.withdraw(id));
+        let sole = conn.is_sole(this.shared.id);
+        if sole {
+            // Out of the queue's waiters, so that streams the intake routes to this session
+            // now do not wake this task for nothing; the poll below finds them.
+            this.pop.withdraw_quietly();
+            conn.intake.run(conn);
+        } else if woken {
+            conn.intake.wake_driver();
+        }
+        let r = Pin::new(&mut this.pop).poll(cx);
+        if sole && r.is_pending() {
+            let id = conn.intake.wait(cx.waker());
+            // Should another session have come meanwhile, its update (which withdraws the
+            // waiting accept) either ran after this registration, or before, and shows here.
+            if conn.is_sole(this.shared.id) {
+                this.waiting = Some(id);
+            } else if !conn.intake.withdraw(id) {
+                conn.intake.wake_driver();
+            }
+        }
+        r
+    }
+}
+
+impl Drop for AcceptBidi<'_> {
+    fn drop(&mut self) {
+        let intake = &self.shared.conn.intake;
+        // A wake-up that came for this wait and was not acted on goes to the driver.
+        if let Some(id) = self.waiting.take() {
+            if !intake.withdraw(id) {
+                intake.wake_driver();
+            }
+        }
+    }
+}
+
 /// Held by both halves of a stream the peer opened; when the last half is dropped the stream
 /// counts as closed and its stream credit is granted again.
 pub(crate) struct PeerStreamSlot {
@@ -1230,7 +1288,13 @@ impl wt_core::Session for Session {
 
     async fn accept_bi(&self) -> Result<(SendStream, RecvStream), SessionError> {
         self.check_open()?;
-        let Some((send, recv)) = self.shared.bidi.pop().await else {
+        let Some((send, recv)) = (AcceptBidi {
+            shared: &self.shared,
+            pop: self.shared.bidi.pop(),
+            waiting: None,
+        })
+        .await
+        else {
             return Err(self.shared.end_reason());
         };
         self.shared.stats.add(Counter::BidiRemote, 1);

@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -301,6 +302,39 @@ async fn drain_and_grease_capsules() {
         wt_core::SessionError::ClosedByPeer { code: 0, reason } => assert!(reason.is_empty()),
         other => panic!("{other:?}"),
     }
+}
+
+/// A waker that signals each wake-up (a permit stays if nobody waits yet).
+#[derive(Default)]
+struct WakeSignal(tokio::sync::Notify);
+
+impl std::task::Wake for WakeSignal {
+    fn wake(self: Arc<Self>) {
+        self.0.notify_one();
+    }
+}
+
+#[tokio::test]
+async fn an_accept_dropped_after_its_wake_up_leaves_the_intake_to_the_driver() {
+    // While the only session's accept_bi waits, quinn's wake-ups for new bidirectional streams
+    // go to its task, which runs the intake itself. Dropped after one came and before running
+    // it, the accept must hand the turn to the driver: here a surplus CONNECT, which only the
+    // intake sees, must still be refused.
+    let (server, tls) = server_with(|_| {});
+    let p = raw(&server, &tls).await;
+    let (_s1, _r1, session) = p.session(&server).await;
+    let signal = Arc::new(WakeSignal::default());
+    let waker = std::task::Waker::from(signal.clone());
+    let mut accept = Box::pin(session.accept_bi());
+    let first = accept
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(&waker));
+    assert!(first.is_pending());
+    let (_s2, mut r2) = p.connect().await;
+    // The wake-up came to the accept, which is dropped without another poll.
+    timeout(signal.0.notified()).await;
+    drop(accept);
+    assert_eq!(reset_code(&mut r2).await, H3Code::H3_REQUEST_REJECTED.0);
 }
 
 #[tokio::test]

@@ -1165,6 +1165,18 @@ impl Drop for HandleGuard {
 
 /// An established WebTransport session over HTTP/3. Cheap to clone; dropping the last clone
 /// closes the session with code 0.
+///
+/// # Accepting streams
+///
+/// On a connection that carries one session at a time (every client connection; a server
+/// connection whose session limit is one, as it is without WebTransport flow control), a
+/// waiting
+/// [`accept_bi`](wt_core::Session::accept_bi) accepts new bidirectional streams from QUIC
+/// itself, in its own task, which saves a task wake-up per stream. While such an accept
+/// future is kept but not polled (pinned across the iterations of a `select!` loop whose
+/// other branch is busy), a surplus CONNECT or plain HTTP request on the same connection is
+/// answered only once the future is polled again or dropped; the session's own streams wait
+/// as they would anyway. Dropping the future, or polling it, hands the work back.
 #[derive(Clone)]
 pub struct Session {
     pub(crate) shared: Arc<SessionShared>,

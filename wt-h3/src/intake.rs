@@ -12,12 +12,12 @@
 //! Everything the intake polls (quinn's accept, the preamble reads) is polled with the
 //! relay's waker, whichever task runs it, so its wake-ups always find the task that should
 //! run it next: the waiting accept if there is one, else the driver. One mutex keeps two
-//! tasks from running it at once; a task that finds it taken leaves the turn to the holder.
+//! tasks from running it at once.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, TryLockError};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
 use futures_util::stream::{FuturesUnordered, Stream, StreamExt};
@@ -112,16 +112,14 @@ impl Intake {
         self.run(conn);
     }
 
-    /// Runs the intake, unless another task is running it (then that one finishes the turn):
-    /// accepts every new stream quinn has, routing each one whose preamble is in
-    /// ([`bidi_now`](crate::driver::bidi_now)) and keeping a read for the others, then polls
-    /// those reads.
+    /// Runs the intake: accepts every new stream quinn has, routing each one whose preamble
+    /// is in ([`bidi_now`](crate::driver::bidi_now)) and keeping a read for the others, then
+    /// polls those reads. A task that finds another one running it waits for that run to end
+    /// and runs it again: a run is short (no waiting in it), and leaving the turn to the
+    /// running task instead could lose a wake-up that came after that task's last look at
+    /// quinn.
     pub(crate) fn run(&self, conn: &Arc<Conn>) {
-        let mut guard = match self.state.try_lock() {
-            Ok(g) => g,
-            Err(TryLockError::WouldBlock) => return,
-            Err(TryLockError::Poisoned(e)) => e.into_inner(),
-        };
+        let mut guard = lock(&self.state);
         let Some(st) = guard.as_mut() else {
             return;
         };

@@ -690,10 +690,10 @@ impl Admitted {
     }
 }
 
-/// The wait of `accept_bi` for a session's next bidirectional stream. Before each look at the
-/// session's queue it runs the connection's [intake](crate::intake) itself, and while it
-/// waits, the intake's wake-ups come to its task rather than the driver's: a new stream is
-/// accepted from quinn, routed and taken in one turn of the accepting task.
+/// The wait of `accept_bi` for a session's next bidirectional stream. While it waits, the
+/// connection's [intake](crate::intake) sends its wake-ups to its task rather than the
+/// driver's, and on such a wake-up it runs the intake itself: a new stream is accepted
+/// from quinn, routed and taken in one turn of the accepting task.
 struct AcceptBidi<'a> {
     shared: &'a Arc<SessionShared>,
     pop: crate::queue::Pop<'a, (quinn::SendStream, Source)>,
@@ -712,8 +712,12 @@ impl Future for AcceptBidi<'_> {
             .waiting
             .take()
             .is_some_and(|id| !conn.intake.withdraw(id));
+        // The intake runs here only for a wake-up it sent: whatever came before this wait
+        // registered went to the driver, which has routed it or is routing it. So an accept
+        // polled once and dropped (a `select!` loop that recreates it on every turn) costs
+        // no run of the intake.
         let sole = conn.is_sole(this.shared.id);
-        if sole {
+        if woken && sole {
             // Out of the queue's waiters, so that streams the intake routes to this session
             // now do not wake this task for nothing; the poll below finds them.
             this.pop.withdraw_quietly();

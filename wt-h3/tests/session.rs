@@ -555,3 +555,49 @@ async fn server_streams_right_after_accept_all_reach_the_client() {
         drop(s);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_opened_64_at_a_time_are_all_accepted() {
+    // Streams arrive while the server's accept loop waits and while it is busy, on two
+    // runtime threads, so both the connection's driver and the waiting accept_bi run the
+    // intake of new streams, often at the same time. A wake-up lost between them would
+    // strand a stream: its echo never comes and the step times out.
+    const STREAMS: usize = 3000;
+    const IN_FLIGHT: usize = 64;
+    let (c, s, _server) = pair(CompatMode::Latest).await;
+    let acceptor = s.clone();
+    let server = tokio::spawn(async move {
+        while let Ok((mut tx, mut rx)) = acceptor.accept_bi().await {
+            tokio::spawn(async move {
+                let got = rx.read_to_end(1 << 10).await.unwrap();
+                tx.write_chunk(Bytes::from(got)).await.unwrap();
+                tx.finish().unwrap();
+            });
+        }
+    });
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..IN_FLIGHT {
+        let (c, next) = (c.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= STREAMS {
+                    return;
+                }
+                let (mut tx, mut rx) = timeout(c.open_bi()).await.unwrap();
+                let msg = format!("stream {i}");
+                tx.write_all(msg.as_bytes()).await.unwrap();
+                tx.finish().unwrap();
+                let got = timeout(rx.read_to_end(1 << 10)).await.unwrap();
+                assert_eq!(got, msg.as_bytes());
+            }
+        }));
+    }
+    for w in workers {
+        w.await.unwrap();
+    }
+    drop(s);
+    drop(c);
+    timeout(server).await.unwrap();
+}

@@ -3,11 +3,12 @@
 //! the sessions' accept queues.
 //!
 //! The connection's driver task runs it, except while an application task waits in
-//! `accept_bi`. quinn's wake-up for a new stream then goes straight to that task (see
-//! [`Relay`]), which runs the intake itself and takes its stream from its session's queue in
-//! the same turn. Without that, every new stream costs two task wake-ups, the driver's and
-//! then the accepting task's, where a raw quinn application pays one; on the bench's stream
-//! churn the second one was about 3 % of the stream rate.
+//! `accept_bi` (on a connection that carries one session at a time). quinn's wake-up for a
+//! new stream then goes straight to that task (see [`Relay`]), which runs the intake itself
+//! and takes its stream from its session's queue in the same turn. Without that, every new
+//! stream costs two task wake-ups, the driver's and then the accepting task's, where a raw
+//! quinn application pays one. (On the bench's stream churn the gain is about 1 %, inside
+//! the spread: see the README.)
 //!
 //! Everything the intake polls (quinn's accept, the preamble reads) is polled with the
 //! relay's waker, whichever task runs it, so its wake-ups always find the task that should

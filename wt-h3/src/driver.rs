@@ -445,12 +445,12 @@ impl Conn {
     }
 
     /// Session `session_id` if it is established and its accept queue for new bidirectional
-    /// (`bidi`) or unidirectional streams has room: a stream for it is handed on without
-    /// waiting ([`SessionShared::deliver_now`]), else it goes the way of
+    /// streams has room: a stream for it is handed on without waiting
+    /// ([`SessionShared::deliver_now`]), else it goes the way of
     /// [`route_stream`](Self::route_stream).
-    fn session_with_room(&self, session_id: u64, bidi: bool) -> Option<Arc<SessionShared>> {
+    fn session_with_bidi_room(&self, session_id: u64) -> Option<Arc<SessionShared>> {
         let session = self.lock().sessions.get(&session_id).cloned()?;
-        session.has_room(bidi).then_some(session)
+        session.has_room(true).then_some(session)
     }
 
     /// A peer stream reset before its preamble arrived. Without RESET_STREAM_AT the session
@@ -869,7 +869,7 @@ pub(crate) fn bidi_now(
         Poll::Ready(_) => return None,
     };
     if let Some((sid, n)) = stream_type::wt_bidi_preamble(&first, conn.role) {
-        if let Some(session) = conn.session_with_room(sid, true) {
+        if let Some(session) = conn.session_with_bidi_room(sid) {
             session.deliver_now(Incoming::Bidi(send, recv, first.slice(n..)));
             return None;
         }

@@ -184,6 +184,14 @@ impl Intake {
         self.relay.driver.wake();
     }
 
+    /// Withdraws accept `id` for good (dropped, or no longer allowed to run the intake): a
+    /// wake-up that already came to it goes on to the driver.
+    pub(crate) fn hand_back(&self, id: u64) {
+        if !self.withdraw(id) {
+            self.wake_driver();
+        }
+    }
+
     /// Drops what the intake holds (the reads hold the connection: without this, the two
     /// would keep each other alive). Called when the driver ends or is dropped.
     pub(crate) fn close(&self) {

@@ -408,9 +408,10 @@ impl SessionShared {
     }
 
     /// Queues an admitted stream the caller saw room for. Should another producer have taken
-    /// that room since (beside the driver, only [`Conn::register`](crate::driver::Conn::register)
-    /// pushes, and only its own overflow task waits), the stream, already admitted and
-    /// counted, waits for room in a task of its own.
+    /// that room since (the intake, run by the driver or a waiting accept, and
+    /// [`Conn::register`](crate::driver::Conn::register), whose overflow task is the only one
+    /// that waits), the stream, already admitted and counted, waits for room in a task of its
+    /// own.
     fn try_queue(self: &Arc<Self>, a: Admitted) {
         let pushed = match a {
             Admitted::Bidi(s, r) => self.bidi.try_push((s, r)).map_err(|e| match e {
@@ -732,8 +733,8 @@ impl Future for AcceptBidi<'_> {
             // waiting accept) either ran after this registration, or before, and shows here.
             if conn.is_sole(this.shared.id) {
                 this.waiting = Some(id);
-            } else if !conn.intake.withdraw(id) {
-                conn.intake.wake_driver();
+            } else {
+                conn.intake.hand_back(id);
             }
         }
         r
@@ -742,12 +743,9 @@ impl Future for AcceptBidi<'_> {
 
 impl Drop for AcceptBidi<'_> {
     fn drop(&mut self) {
-        let intake = &self.shared.conn.intake;
         // A wake-up that came for this wait and was not acted on goes to the driver.
         if let Some(id) = self.waiting.take() {
-            if !intake.withdraw(id) {
-                intake.wake_driver();
-            }
+            self.shared.conn.intake.hand_back(id);
         }
     }
 }

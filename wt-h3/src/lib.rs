@@ -49,6 +49,7 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod close_hold;
 mod config;
 pub mod conn;
 mod driver;

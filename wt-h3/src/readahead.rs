@@ -248,11 +248,15 @@ async fn pump(
             biased;
             _ = stop => {
                 let code = lock(&ra.stop).unwrap_or(0);
-                let _ = recv.stop(varint(code));
+                if code == H3Code::WT_SESSION_GONE.0 {
+                    session.hold.stop(recv);
+                } else {
+                    let _ = recv.stop(varint(code));
+                }
                 return;
             }
             _ = session.end.wait() => {
-                let _ = recv.stop(varint(H3Code::WT_SESSION_GONE.0));
+                session.hold.stop(recv);
                 return ra.finish(End::Other);
             }
             // Payload read along with the preamble first.

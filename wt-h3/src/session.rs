@@ -34,6 +34,7 @@ use wt_core::{
     Dialect, FlowLimits, ProtocolError, SessionError, SessionInfo, SessionStats, WireCode,
 };
 
+use crate::close_hold::CloseHold;
 use crate::conn::flow::{Credit, FlowError, SessionFlow};
 use crate::driver::{varint, Conn, FrameReader, Incoming, ReadFail};
 use crate::end::EndSignal;
@@ -105,6 +106,9 @@ pub(crate) struct SessionShared {
     flow: Option<Mutex<SessionFlow>>,
     /// Woken when our flow-control credit grows.
     flow_notify: Notify,
+    /// WT_SESSION_GONE resets and stops of data streams, held while our close capsule is on
+    /// its way.
+    pub hold: CloseHold,
 }
 
 /// Locks a std mutex, ignoring poisoning (nothing panics while holding these locks).
@@ -160,6 +164,7 @@ impl SessionShared {
             any_pre_reset: AtomicBool::new(false),
             flow: flow.map(Mutex::new),
             flow_notify: Notify::new(),
+            hold: CloseHold::default(),
         });
         if let Some(flow) = &shared.flow {
             // A window above the initial limits is granted at once (stored permit: the session
@@ -371,12 +376,12 @@ impl SessionShared {
         // Readers waiting on quinn directly wait on these, not on `ended`.
         self.dgram_notify.notify_waiters();
         self.direct_waker.wake();
-        for (mut s, r) in self.bidi.close() {
-            let _ = s.reset(varint(H3Code::WT_SESSION_GONE.0));
-            r.refuse(H3Code::WT_SESSION_GONE);
+        for (s, r) in self.bidi.close() {
+            self.hold.reset(s);
+            r.refuse_gone(self);
         }
         for r in self.uni.close() {
-            r.refuse(H3Code::WT_SESSION_GONE);
+            r.refuse_gone(self);
         }
     }
 
@@ -425,7 +430,7 @@ impl SessionShared {
         };
         match pushed {
             Ok(()) => {}
-            Err(PushError::Closed(a)) => a.refuse(),
+            Err(PushError::Closed(a)) => a.refuse(self),
             Err(PushError::Full(a)) => {
                 let session = self.clone();
                 tokio::spawn(async move { session.queue(a).await });
@@ -442,7 +447,13 @@ impl SessionShared {
             Incoming::Uni(..) => Credit::Uni,
         };
         if !self.admits(credit) {
-            stream.refuse(H3Code::WT_SESSION_GONE);
+            match stream {
+                Incoming::Bidi(s, r, _) => {
+                    self.hold.reset(s);
+                    self.hold.stop(r);
+                }
+                Incoming::Uni(r, _) => self.hold.stop(r),
+            }
             return None;
         }
         Some(match stream {
@@ -464,12 +475,12 @@ impl SessionShared {
         match a {
             Admitted::Bidi(s, r) => {
                 if let Err((s, r)) = self.bidi.push((s, r)).await {
-                    Admitted::Bidi(s, r).refuse();
+                    Admitted::Bidi(s, r).refuse(self);
                 }
             }
             Admitted::Uni(r) => {
                 if let Err(r) = self.uni.push(r).await {
-                    Admitted::Uni(r).refuse();
+                    Admitted::Uni(r).refuse(self);
                 }
             }
         }
@@ -607,6 +618,7 @@ impl SessionShared {
     /// than they do, and Chromium then rejects `closed` with "Connection lost" instead of
     /// reporting the code and reason (about one run in fourteen of the interop check).
     fn request_close(&self, code: u32, reason: String) {
+        self.hold.begin();
         self.closing.store(true, Ordering::Release);
         let frame = data_frame_with(&Capsule::CloseSession {
             code,
@@ -680,13 +692,13 @@ enum Admitted {
 
 impl Admitted {
     /// Refuses a stream whose session ended before it could be queued.
-    fn refuse(self) {
+    fn refuse(self, session: &SessionShared) {
         match self {
-            Admitted::Bidi(mut s, r) => {
-                let _ = s.reset(varint(H3Code::WT_SESSION_GONE.0));
-                r.refuse(H3Code::WT_SESSION_GONE);
+            Admitted::Bidi(s, r) => {
+                session.hold.reset(s);
+                r.refuse_gone(session);
             }
-            Admitted::Uni(r) => r.refuse(H3Code::WT_SESSION_GONE),
+            Admitted::Uni(r) => r.refuse_gone(session),
         }
     }
 }
@@ -1106,6 +1118,12 @@ impl Task {
                     }
                 };
                 if written {
+                    // Data-stream resets wait until the peer has the capsule and the FIN
+                    // (see `close_hold`).
+                    if let Some(stopped) = self.send_stopped() {
+                        let _ = tokio::time::timeout(self.shared.close_timeout, stopped).await;
+                    }
+                    self.shared.hold.release();
                     self.await_peer_fin().await;
                 }
             }
@@ -1123,6 +1141,9 @@ impl Task {
             }
             (Some(PeerEnd::Aborted), _) => {}
         }
+        // Whatever ended the session, nothing stays held (a no-op unless a close that was
+        // not written is held).
+        self.shared.hold.release();
         let conn = self.shared.conn.clone();
         conn.unregister(self.shared.id);
         if conn.role == Role::Client {

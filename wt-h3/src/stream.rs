@@ -36,8 +36,11 @@ const FIRST_WRITE_MAX: usize = 64 * 1024;
 /// finished. [`write`](wt_core::SendStream::write) is cancel safe (if its future is dropped
 /// unresolved, no byte of the buffer was written); `write_chunk` is not.
 pub struct SendStream {
-    /// `None` only once handed to a task by `Drop`.
+    /// `None` once the session is gone (the half is reset, now or by the session's close
+    /// hold), or handed to a task by `Drop`.
     inner: Option<quinn::SendStream>,
+    /// The stream's ID (`inner` may be gone).
+    id: quinn::StreamId,
     session: Arc<SessionShared>,
     _slot: Option<Arc<PeerStreamSlot>>,
     /// Created by the first [`stop_notice`](wt_core::SendStream::stop_notice); cancelled on
@@ -205,6 +208,7 @@ impl std::fmt::Debug for SendStream {
 impl SendStream {
     pub(crate) fn new(inner: quinn::SendStream, session: Arc<SessionShared>) -> Self {
         SendStream {
+            id: inner.id(),
             inner: Some(inner),
             session,
             _slot: None,
@@ -233,8 +237,8 @@ impl SendStream {
     fn gone(&mut self) -> StreamError {
         if !self.done {
             self.done = true;
-            if let Some(q) = self.inner.as_mut() {
-                let _ = q.reset(varint(H3Code::WT_SESSION_GONE.0));
+            if let Some(q) = self.inner.take() {
+                self.session.hold.reset(q);
             }
         }
         StreamError::SessionGone(self.session.end_reason())
@@ -259,10 +263,7 @@ impl SendStream {
 
 impl wt_core::SendStream for SendStream {
     fn id(&self) -> StreamId {
-        // `inner` is only taken by `Drop`.
-        self.inner
-            .as_ref()
-            .map_or(StreamId(u64::MAX), |q| quinn_stream_id(q.id()))
+        quinn_stream_id(self.id)
     }
 
     /// Cancel safe: if the future is dropped before it resolves, no byte of `buf` was
@@ -400,7 +401,8 @@ impl wt_core::SendStream for SendStream {
 
     async fn stopped(&mut self) -> Result<Option<u32>, StreamError> {
         let Some(q) = self.inner.as_mut() else {
-            return Ok(None);
+            // Reset when the session ended.
+            return Err(StreamError::SessionGone(self.session.end_reason()));
         };
         if self.fin_pending {
             let watched = self
@@ -510,13 +512,15 @@ impl Drop for SendStream {
         if let Some(g) = self.gone.get() {
             g.cancel();
         }
+        if !self.done && self.session.is_ended() {
+            if let Some(q) = self.inner.take() {
+                self.session.hold.reset(q);
+            }
+            return;
+        }
         let Some(q) = self.inner.as_mut() else {
             return;
         };
-        if !self.done && self.session.is_ended() {
-            let _ = q.reset(varint(H3Code::WT_SESSION_GONE.0));
-            return;
-        }
         // Otherwise quinn finishes the stream when dropped, after the header if it is still
         // pending (the peer must see it before the FIN).
         if !(self.fin_pending || (!self.done && self.header.is_pending())) {
@@ -535,9 +539,7 @@ impl Drop for SendStream {
         rt.spawn(async move {
             tokio::select! {
                 biased;
-                _ = session.end.wait() => {
-                    let _ = q.reset(varint(H3Code::WT_SESSION_GONE.0));
-                }
+                _ = session.end.wait() => session.hold.reset(q),
                 _ = finish_after_header(&mut q, &mut header, &session) => {}
             }
         });
@@ -551,6 +553,8 @@ pub(crate) enum Source {
     Quinn(quinn::RecvStream, Bytes),
     /// From the read-ahead queue (session flow control: bytes are counted on arrival).
     Ahead(Arc<ReadAhead>),
+    /// Stopped with WT_SESSION_GONE: the quinn half went to the session's close hold.
+    Gone(quinn::StreamId),
 }
 
 impl Source {
@@ -573,6 +577,7 @@ impl Source {
         match self {
             Source::Quinn(r, _) => r.id(),
             Source::Ahead(ra) => ra.id,
+            Source::Gone(id) => *id,
         }
     }
 
@@ -592,23 +597,34 @@ impl Source {
                 })
             }
             Source::Ahead(ra) => ra.poll_read(cx, max),
+            Source::Gone(_) => Poll::Ready(Err(EndKind::Other)),
         }
     }
 
     /// STOP_SENDING with `code`; returns the bytes read ahead and dropped unread.
-    fn stop(&mut self, code: u64) -> Result<u64, quinn::ClosedStream> {
+    /// WT_SESSION_GONE goes through `session`'s close hold.
+    fn stop(&mut self, code: u64, session: &SessionShared) -> Result<u64, quinn::ClosedStream> {
         match self {
+            Source::Quinn(r, _) if code == H3Code::WT_SESSION_GONE.0 => {
+                let id = r.id();
+                if let Source::Quinn(r, _) = std::mem::replace(self, Source::Gone(id)) {
+                    session.hold.stop(r);
+                }
+                Ok(0)
+            }
             Source::Quinn(r, prefix) => {
                 *prefix = Bytes::new();
                 r.stop(varint(code)).map(|()| 0)
             }
+            // The pump sends WT_SESSION_GONE through the hold itself.
             Source::Ahead(ra) => Ok(ra.request_stop(code)),
+            Source::Gone(_) => Err(quinn::ClosedStream::default()),
         }
     }
 
-    /// Refuses a stream never handed to the application.
-    pub(crate) fn refuse(mut self, code: H3Code) {
-        let _ = self.stop(code.0);
+    /// Refuses, with WT_SESSION_GONE, a stream of `session` never handed to the application.
+    pub(crate) fn refuse_gone(mut self, session: &SessionShared) {
+        let _ = self.stop(H3Code::WT_SESSION_GONE.0, session);
     }
 }
 
@@ -660,14 +676,14 @@ impl RecvStream {
     fn gone(&mut self) -> StreamError {
         if !self.done {
             self.done = true;
-            let _ = self.inner.stop(H3Code::WT_SESSION_GONE.0);
+            let _ = self.inner.stop(H3Code::WT_SESSION_GONE.0, &self.session);
         }
         StreamError::SessionGone(self.session.end_reason())
     }
 
     /// STOP_SENDING with `code`; credit of bytes read ahead but never read is given back.
     fn stop_inner(&mut self, code: u64) -> Result<(), quinn::ClosedStream> {
-        let dropped = self.inner.stop(code)?;
+        let dropped = self.inner.stop(code, &self.session)?;
         self.session.on_peer_consumed(dropped);
         Ok(())
     }

@@ -275,6 +275,72 @@ async fn close_then_reset_order(server: &Server, p: &Raw, round: usize) {
     drop(cs);
 }
 
+/// The same order when the capsule cannot leave in one piece: the peer's stream window is a
+/// tenth of the capsule, so it goes out over several round trips, and neither data stream
+/// (one accepted and dropped, one perhaps still queued or arriving late) may be reset before
+/// the capsule's last byte and the FIN have arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_capsule_larger_than_the_stream_window_still_goes_first() {
+    use futures_util::FutureExt;
+    let (server, tls) = server_with(|_| {});
+    let settings = wt_h3::conn::negotiate::client_settings(CompatMode::Latest);
+    let p = raw_tuned(&server, &tls, settings, |t| {
+        t.stream_receive_window(quinn::VarInt::from_u32(100));
+    })
+    .await;
+    let (cs, mut cr, session) = p.session(&server).await;
+    let mut peer = Vec::new();
+    for _ in 0..2 {
+        let (mut ps, pr) = p.conn.open_bi().await.unwrap();
+        ps.write_all(&wt_stream(true, sid_of(&cs), b"abc"))
+            .await
+            .unwrap();
+        peer.push((ps, pr));
+    }
+    let (tx, rx) = timeout(session.accept_bi()).await.unwrap();
+    let reason = "r".repeat(wt_core::capsule::MAX_CLOSE_REASON);
+    session.close(7, &reason).unwrap();
+    drop((tx, rx));
+    let mut got = Vec::new();
+    let mut fin = false;
+    for (i, (_, pr)) in peer.iter_mut().enumerate() {
+        timeout(async {
+            loop {
+                tokio::select! {
+                    biased;
+                    c = cr.read_chunk(usize::MAX, true), if !fin => match c {
+                        Ok(Some(c)) => got.extend_from_slice(&c.bytes),
+                        Ok(None) => fin = true,
+                        Err(e) => panic!("CONNECT stream: {e:?}"),
+                    },
+                    r = pr.read_chunk(100, true) => match r {
+                        Err(quinn::ReadError::Reset(code)) => {
+                            assert_eq!(code.into_inner(), H3Code::WT_SESSION_GONE.0);
+                            return;
+                        }
+                        other => panic!("stream {i}: expected a reset, got {other:?}"),
+                    },
+                }
+            }
+        })
+        .await;
+        // No waiting from here: what is not in quinn's buffers yet came after the reset.
+        while !fin {
+            match cr.read_chunk(usize::MAX, true).now_or_never() {
+                Some(Ok(Some(c))) => got.extend_from_slice(&c.bytes),
+                Some(Ok(None)) => fin = true,
+                other => panic!(
+                    "stream {i} was reset after {} bytes of the close: {other:?}",
+                    got.len()
+                ),
+            }
+        }
+    }
+    let want = capsule_frame(&wt_core::capsule::Capsule::CloseSession { code: 7, reason });
+    assert_eq!(got, want[..]);
+    drop(cs);
+}
+
 #[tokio::test]
 async fn drain_and_grease_capsules() {
     let (server, tls) = server_with(|_| {});

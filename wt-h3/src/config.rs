@@ -118,7 +118,8 @@ pub struct ClientConfig {
     /// QUIC transport tuning.
     pub quic: QuicConfig,
     /// After a session ends, how long to wait for the peer to close the CONNECT stream before
-    /// closing the QUIC connection.
+    /// closing the QUIC connection. After a local close it also bounds how long the data
+    /// streams' resets wait for the peer to acknowledge the close capsule.
     pub close_timeout: Duration,
 }
 

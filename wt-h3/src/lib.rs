@@ -46,6 +46,9 @@
 //!   the application has dropped both halves.
 //! * Streams the application is not reading or writing when a session ends are reset with
 //!   WT_SESSION_GONE when next used or dropped (the client also closes its QUIC connection).
+//!   After a local `close`, those resets leave only once the peer has acknowledged the close
+//!   capsule (or stopped the CONNECT stream, or the close timeout passed), so that the peer
+//!   learns the code and reason before its streams fail.
 #![forbid(unsafe_code)]
 
 mod client;

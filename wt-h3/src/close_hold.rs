@@ -18,7 +18,7 @@ use std::sync::Mutex;
 
 use wt_core::codes::H3Code;
 
-use crate::driver::varint;
+use crate::driver::{varint, Incoming};
 use crate::session::lock;
 
 /// Resets and stops with WT_SESSION_GONE, sent now or held while a close is on its way.
@@ -73,6 +73,23 @@ impl CloseHold {
     /// Stops `r` with WT_SESSION_GONE, now or on release.
     pub(crate) fn stop(&self, r: quinn::RecvStream) {
         self.hold_or_send(Held::Stop(r));
+    }
+
+    /// Whether resets are being held now.
+    pub(crate) fn is_holding(&self) -> bool {
+        matches!(*lock(&self.0), State::Holding(_))
+    }
+
+    /// Refuses a stream the peer opened for the session, with WT_SESSION_GONE, now or on
+    /// release.
+    pub(crate) fn refuse(&self, stream: Incoming) {
+        match stream {
+            Incoming::Bidi(s, r, _) => {
+                self.reset(s);
+                self.stop(r);
+            }
+            Incoming::Uni(r, _) => self.stop(r),
+        }
     }
 
     fn hold_or_send(&self, h: Held) {

@@ -15,7 +15,7 @@
 //! [`RecvStream`](crate::RecvStream) returns first.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use std::future::Future;
 use std::task::Poll;
@@ -29,6 +29,7 @@ use tracing::{debug, trace};
 use wt_core::codes::H3Code;
 use wt_core::{ConnectionError, ProtocolError, WireCode};
 
+use crate::close_hold::CloseHold;
 use crate::conn::buffer::{EarlyBuffer, Gone};
 use crate::intake::{Intake, PreambleRead};
 use crate::proto::frame::{Frame, FrameDecoder, StreamKind};
@@ -77,6 +78,9 @@ struct State {
     pending: FxHashSet<u64>,
     /// Sessions that ended (the latest few hundred).
     gone: Gone,
+    /// Ended sessions whose close capsule is on its way: streams the peer opens for them
+    /// meanwhile are refused through their [`CloseHold`], not ahead of the capsule.
+    closing: FxHashMap<u64, Weak<CloseHold>>,
     early_streams: EarlyBuffer<Incoming>,
     early_datagrams: EarlyBuffer<(u64, Bytes)>,
     max_request_id: Option<u64>,
@@ -135,6 +139,7 @@ impl Conn {
                 sessions: FxHashMap::default(),
                 pending: FxHashSet::default(),
                 gone: Gone::default(),
+                closing: FxHashMap::default(),
                 early_streams: EarlyBuffer::new(max_buffered_streams),
                 early_datagrams: EarlyBuffer::new(max_buffered_datagrams),
                 max_request_id: None,
@@ -362,14 +367,30 @@ impl Conn {
     /// A session ended (called as it ends, and again when its task finishes; the second
     /// call changes nothing).
     pub(crate) fn unregister(&self, id: u64) {
+        self.unregister_closing(id, None);
+    }
+
+    /// [`unregister`](Self::unregister)s session `id`, whose close capsule is on its way when
+    /// `hold` is given: until [`close_delivered`](Self::close_delivered), streams the peer
+    /// opens for it are refused through `hold`.
+    pub(crate) fn unregister_closing(&self, id: u64, hold: Option<&Arc<CloseHold>>) {
         let mut st = self.lock();
         st.sessions.remove(&id);
         st.pending.remove(&id);
         st.gone.insert(id);
+        if let Some(h) = hold {
+            st.closing.insert(id, Arc::downgrade(h));
+        }
         self.update_sole(&st);
         if st.direct_datagrams.as_ref().is_some_and(|s| s.id == id) {
             self.revoke_direct(&mut st);
         }
+    }
+
+    /// Session `id`'s close capsule has been delivered (or given up on): streams for it are
+    /// refused at once again.
+    pub(crate) fn close_delivered(&self, id: u64) {
+        self.lock().closing.remove(&id);
     }
 
     /// Lets `session` read the connection's datagrams straight from quinn, without the hop
@@ -418,6 +439,11 @@ impl Conn {
             if let Some(s) = st.sessions.get(&session_id) {
                 Ok((s.clone(), stream))
             } else if st.gone.contains(session_id) {
+                if let Some(hold) = st.closing.get(&session_id).and_then(Weak::upgrade) {
+                    drop(st);
+                    hold.refuse(stream);
+                    return;
+                }
                 Err((stream, H3Code::WT_SESSION_GONE))
             } else if st.pending.contains(&session_id) {
                 // A session on its way: a client's own CONNECT whose response has not been

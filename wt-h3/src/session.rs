@@ -108,7 +108,7 @@ pub(crate) struct SessionShared {
     flow_notify: Notify,
     /// WT_SESSION_GONE resets and stops of data streams, held while our close capsule is on
     /// its way.
-    pub hold: CloseHold,
+    pub hold: Arc<CloseHold>,
 }
 
 /// Locks a std mutex, ignoring poisoning (nothing panics while holding these locks).
@@ -164,7 +164,7 @@ impl SessionShared {
             any_pre_reset: AtomicBool::new(false),
             flow: flow.map(Mutex::new),
             flow_notify: Notify::new(),
-            hold: CloseHold::default(),
+            hold: Arc::default(),
         });
         if let Some(flow) = &shared.flow {
             // A window above the initial limits is granted at once (stored permit: the session
@@ -341,6 +341,13 @@ impl SessionShared {
             .unwrap_or(SessionError::Connection(wt_core::ConnectionError::Reset))
     }
 
+    /// Sends the data-stream resets held while our close capsule was on its way (see
+    /// [`CloseHold`]); streams the peer opens for the session from now on are refused at once.
+    fn release_hold(&self) {
+        self.hold.release();
+        self.conn.close_delivered(self.id);
+    }
+
     /// Whether the session has ended (lock-free; the reason is set by then).
     pub(crate) fn is_ended(&self) -> bool {
         self.end.is_set()
@@ -366,7 +373,8 @@ impl SessionShared {
         // Out of the connection's table before the peer can see the end (a reset or FIN of
         // the CONNECT stream): its next CONNECT must not find this session still counted
         // against the connection's session limit.
-        self.conn.unregister(self.id);
+        let hold = self.hold.is_holding().then_some(&self.hold);
+        self.conn.unregister_closing(self.id, hold);
         self.draining.cancel();
         {
             let mut q = lock(&self.datagrams);
@@ -447,13 +455,7 @@ impl SessionShared {
             Incoming::Uni(..) => Credit::Uni,
         };
         if !self.admits(credit) {
-            match stream {
-                Incoming::Bidi(s, r, _) => {
-                    self.hold.reset(s);
-                    self.hold.stop(r);
-                }
-                Incoming::Uni(r, _) => self.hold.stop(r),
-            }
+            self.hold.refuse(stream);
             return None;
         }
         Some(match stream {
@@ -1123,7 +1125,7 @@ impl Task {
                     if let Some(stopped) = self.send_stopped() {
                         let _ = tokio::time::timeout(self.shared.close_timeout, stopped).await;
                     }
-                    self.shared.hold.release();
+                    self.shared.release_hold();
                     self.await_peer_fin().await;
                 }
             }
@@ -1143,7 +1145,7 @@ impl Task {
         }
         // Whatever ended the session, nothing stays held (a no-op unless a close that was
         // not written is held).
-        self.shared.hold.release();
+        self.shared.release_hold();
         let conn = self.shared.conn.clone();
         conn.unregister(self.shared.id);
         if conn.role == Role::Client {

@@ -276,9 +276,10 @@ async fn close_then_reset_order(server: &Server, p: &Raw, round: usize) {
 }
 
 /// The same order when the capsule cannot leave in one piece: the peer's stream window is a
-/// tenth of the capsule, so it goes out over several round trips, and neither data stream
-/// (one accepted and dropped, one perhaps still queued or arriving late) may be reset before
-/// the capsule's last byte and the FIN have arrived.
+/// tenth of the capsule, so it goes out over several round trips, and no data stream may be
+/// reset before the capsule's last byte and the FIN have arrived: not one accepted and
+/// dropped, one perhaps still queued, nor one the peer opens after the close (refused by the
+/// connection, the session being gone).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_close_capsule_larger_than_the_stream_window_still_goes_first() {
     use futures_util::FutureExt;
@@ -301,29 +302,55 @@ async fn a_close_capsule_larger_than_the_stream_window_still_goes_first() {
     let reason = "r".repeat(wt_core::capsule::MAX_CLOSE_REASON);
     session.close(7, &reason).unwrap();
     drop((tx, rx));
+    // The server cannot have sent the whole capsule yet: this stream arrives while it is
+    // on its way.
+    let (mut ps, pr) = p.conn.open_bi().await.unwrap();
+    ps.write_all(&wt_stream(true, sid_of(&cs), b"late"))
+        .await
+        .unwrap();
+    peer.push((ps, pr));
+    // Every stream watched at once, the CONNECT stream first: a reset is checked against
+    // the capsule bytes that arrived before it, whichever stream it is on.
     let mut got = Vec::new();
     let mut fin = false;
-    for (i, (_, pr)) in peer.iter_mut().enumerate() {
-        timeout(async {
-            loop {
-                tokio::select! {
-                    biased;
-                    c = cr.read_chunk(usize::MAX, true), if !fin => match c {
-                        Ok(Some(c)) => got.extend_from_slice(&c.bytes),
-                        Ok(None) => fin = true,
-                        Err(e) => panic!("CONNECT stream: {e:?}"),
-                    },
-                    r = pr.read_chunk(100, true) => match r {
-                        Err(quinn::ReadError::Reset(code)) => {
-                            assert_eq!(code.into_inner(), H3Code::WT_SESSION_GONE.0);
-                            return;
-                        }
-                        other => panic!("stream {i}: expected a reset, got {other:?}"),
-                    },
+    let mut reset = vec![false; peer.len()];
+    while reset.contains(&false) {
+        let (i, r) = {
+            let mut next_reset = std::pin::pin!(std::future::poll_fn(|cx| {
+                for (i, (_, pr)) in peer.iter_mut().enumerate() {
+                    if reset[i] {
+                        continue;
+                    }
+                    if let std::task::Poll::Ready(r) =
+                        std::pin::pin!(pr.read_chunk(100, true)).poll(cx)
+                    {
+                        return std::task::Poll::Ready((i, r));
+                    }
                 }
+                std::task::Poll::Pending
+            }));
+            timeout(async {
+                loop {
+                    tokio::select! {
+                        biased;
+                        c = cr.read_chunk(usize::MAX, true), if !fin => match c {
+                            Ok(Some(c)) => got.extend_from_slice(&c.bytes),
+                            Ok(None) => fin = true,
+                            Err(e) => panic!("CONNECT stream: {e:?}"),
+                        },
+                        ir = &mut next_reset => return ir,
+                    }
+                }
+            })
+            .await
+        };
+        match r {
+            Err(quinn::ReadError::Reset(code)) => {
+                assert_eq!(code.into_inner(), H3Code::WT_SESSION_GONE.0)
             }
-        })
-        .await;
+            other => panic!("stream {i}: expected a reset, got {other:?}"),
+        }
+        reset[i] = true;
         // No waiting from here: what is not in quinn's buffers yet came after the reset.
         while !fin {
             match cr.read_chunk(usize::MAX, true).now_or_never() {

@@ -170,10 +170,19 @@ impl Conn {
         self.sole.load(Ordering::Acquire) == id
     }
 
-    /// Updates [`sole`](Self::sole) after the table or the pending set changed. An accept
-    /// that waits on the intake is sent back to the driver when its session stops being the
-    /// only one.
-    fn update_sole(&self, st: &State) {
+    /// After the table or the pending set changed: the two roles of the connection's only
+    /// session are taken back from a session that no longer is. Its datagrams go through the
+    /// datagram loop again once another session is pending or registered, or it ended (see
+    /// [`claim_datagrams`](Self::claim_datagrams)); an accept waiting on the intake is sent
+    /// back to the driver when the session stops being the only one on a connection that
+    /// carries one session at a time (see [`is_sole`](Self::is_sole)).
+    fn sessions_changed(&self, st: &mut State) {
+        let direct_is_sole = st.direct_datagrams.as_ref().is_none_or(|d| {
+            st.pending.is_empty() && st.sessions.len() == 1 && st.sessions.contains_key(&d.id)
+        });
+        if !direct_is_sole {
+            self.revoke_direct(st);
+        }
         let sole = match (st.sessions.len(), st.pending.is_empty(), st.max_sessions) {
             (1, true, Some(1)) => st.sessions.keys().next().copied().unwrap_or(NO_SOLE),
             _ => NO_SOLE,
@@ -281,8 +290,7 @@ impl Conn {
         st.pending.insert(id);
         // A client opens a connection per session.
         st.max_sessions = Some(1);
-        self.revoke_direct(&mut st);
-        self.update_sole(&st);
+        self.sessions_changed(&mut st);
     }
 
     /// Server: marks `id` pending unless `max` sessions are already active or pending.
@@ -294,8 +302,7 @@ impl Conn {
             return false;
         }
         st.pending.insert(id);
-        self.revoke_direct(&mut st);
-        self.update_sole(&st);
+        self.sessions_changed(&mut st);
         true
     }
 
@@ -305,7 +312,7 @@ impl Conn {
             let mut st = self.lock();
             st.pending.remove(&id);
             st.gone.insert(id);
-            self.update_sole(&st);
+            self.sessions_changed(&mut st);
             let _ = st.early_datagrams.take(id);
             st.early_streams.take(id)
         };
@@ -359,9 +366,8 @@ impl Conn {
         st.pending.remove(&session.id);
         if !session.is_ended() {
             st.sessions.insert(session.id, session.clone());
-            self.revoke_direct(st);
         }
-        self.update_sole(st);
+        self.sessions_changed(st);
     }
 
     /// A session ended (called as it ends, and again when its task finishes; the second
@@ -381,10 +387,7 @@ impl Conn {
         if let Some(h) = hold {
             st.closing.insert(id, Arc::downgrade(h));
         }
-        self.update_sole(&st);
-        if st.direct_datagrams.as_ref().is_some_and(|s| s.id == id) {
-            self.revoke_direct(&mut st);
-        }
+        self.sessions_changed(&mut st);
     }
 
     /// Session `id`'s close capsule has been delivered (or given up on): streams for it are

@@ -15,7 +15,7 @@ use wt_core::{
 
 use crate::driver::{lock, Command, Handles, Reply, Rx, Shared, Waiter, SYNTHETIC};
 use crate::send::Note;
-use crate::send::SendHalf;
+use crate::send::{SendHalf, TrySend};
 use crate::store::{Chan, Item};
 use crate::{Active, CloseInfo, Error, Event, Frame, Msg, StreamData};
 
@@ -378,10 +378,16 @@ impl Connection {
     /// Writes through the stream's shared send half from this task; streams without one
     /// (unknown, ended, receive-only) are answered by the driver.
     async fn write(&self, id: StreamId, data: Bytes, fin: bool) -> Result<(), Error> {
-        match self.send_half(id)? {
-            Some(slot) => self.settle(slot.send(data, fin).await).await,
-            None => self.call(|reply| Command::NoSendHalf { id, reply }).await,
-        }
+        let Some(slot) = self.send_half(id)? else {
+            return self.call(|reply| Command::NoSendHalf { id, reply }).await;
+        };
+        // Without waiting first; only a write that has to wait is a (boxed) future.
+        let r = match slot.clone().try_send(data, fin) {
+            TrySend::Done(r) => r,
+            TrySend::Busy(data) => slot.send(data, fin).await,
+            TrySend::Parked(rest) => rest.await,
+        };
+        self.settle(r).await
     }
 
     /// The stream's shared send half (`None`: the driver answers for the stream), unless

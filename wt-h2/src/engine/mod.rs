@@ -1226,6 +1226,10 @@ impl Engine {
         let max_chunk = self.cfg.max_chunk;
         let opts = self.cfg.options;
         self.write_with(id, data.len(), |tx, n| {
+            if n <= max_chunk {
+                tx.stream_prefix(id, false, data, n, &opts);
+                return;
+            }
             let mut rest = data.slice(..n);
             while !rest.is_empty() {
                 let chunk = rest.split_to(rest.len().min(max_chunk));

@@ -170,6 +170,25 @@ impl Tx {
         self.payload(data);
     }
 
+    /// Queues a WT_STREAM capsule carrying the first `n` bytes of `data`: copied into the
+    /// scratch buffer when small, a slice of `data` otherwise. A small payload is copied
+    /// anyway, and slicing first would cost an allocation for a `Bytes` made from a `Vec`
+    /// (its shared header), so it is never sliced.
+    pub fn stream_prefix(
+        &mut self,
+        id: u64,
+        fin: bool,
+        data: &Bytes,
+        n: usize,
+        opts: &CapsuleOptions,
+    ) {
+        if n < CHAIN_THRESHOLD {
+            self.stream_slice(id, fin, &data[..n], opts);
+        } else {
+            self.stream(id, fin, data.slice(..n), opts);
+        }
+    }
+
     /// Queues a WT_STREAM capsule carrying a copy of `data` (into the scratch buffer when
     /// small, into its own `Bytes` otherwise).
     pub fn stream_slice(&mut self, id: u64, fin: bool, data: &[u8], opts: &CapsuleOptions) {

@@ -462,14 +462,31 @@ impl wt_core::SendStream for SendStream {
             return Err(self.gone());
         };
         let take = credit.as_ref().map_or(data.len(), |c| c.n as usize);
-        let mut chunk = [data.slice(..take)];
-        let r = self.session.end.or_end(q.write_chunks(&mut chunk)).await;
+        let whole = take == data.len();
+        let op = std::future::poll_fn(|cx| {
+            // All of `data` goes: the `Bytes` itself moves into quinn's argument and what
+            // quinn leaves of it moves back, so `data` holds every unwritten byte between
+            // polls (cancel safe) and is not sliced (slicing a `Bytes` made from a `Vec`
+            // allocates its shared header). Only part of it (credit): a slice.
+            let mut chunk = [if whole {
+                std::mem::take(&mut *data)
+            } else {
+                data.slice(..take)
+            }];
+            let p = std::pin::pin!(q.write_chunks(&mut chunk)).poll(cx);
+            if whole {
+                *data = std::mem::take(&mut chunk[0]);
+            } else if let Poll::Ready(Ok(w)) = &p {
+                data.advance(w.bytes);
+            }
+            p
+        });
+        let r = self.session.end.or_end(op).await;
         match r {
             Some(Ok(w)) => {
                 if let Some(credit) = credit {
                     credit.commit(w.bytes as u64);
                 }
-                data.advance(w.bytes);
                 self.session.stats.add(Counter::BytesSent, w.bytes as u64);
                 Ok(())
             }

@@ -889,6 +889,66 @@ async fn opened_streams_send_their_header_with_data_or_before_fin() {
     assert_eq!(got[2], header.to_vec());
 }
 
+/// `write_some` hands quinn the caller's `Bytes` itself and takes back what quinn leaves: when
+/// the peer's stream window takes part of it, `data` keeps the rest; when a write waiting for
+/// room is dropped, `data` is unchanged; and everything arrives once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_some_keeps_what_quinn_did_not_take() {
+    use futures_util::FutureExt;
+    use wt_core::SendStream as _;
+    let (server, tls) = server_with(|_| {});
+    let settings = wt_h3::conn::negotiate::client_settings(CompatMode::Latest);
+    let p = raw_tuned(&server, &tls, settings, |t| {
+        t.stream_receive_window(quinn::VarInt::from_u32(1000));
+    })
+    .await;
+    let (cs, _cr, session) = p.session(&server).await;
+    let header = stream_type::wt_stream_header(false, sid_of(&cs));
+    let mut s = timeout(session.open_uni()).await.unwrap();
+    // The stream header goes with this first byte.
+    timeout(s.write_all(b"<")).await.unwrap();
+    let payload: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+    // A `Bytes` made from a `Vec`, as applications usually have.
+    let mut data = Bytes::from(payload.clone());
+    timeout(s.write_some(&mut data)).await.unwrap();
+    let left = data.len();
+    assert!(left > 0 && left < payload.len(), "{left} bytes left");
+    assert!(
+        s.write_some(&mut data).now_or_never().is_none(),
+        "no room yet"
+    );
+    assert_eq!(&data[..], &payload[payload.len() - left..]);
+    let reader = async {
+        // The server's control and QPACK streams (which never end) come first.
+        let mut others = Vec::new();
+        loop {
+            let mut u = timeout(p.conn.accept_uni()).await.unwrap();
+            let first = timeout(u.read_chunk(usize::MAX, true))
+                .await
+                .unwrap()
+                .unwrap();
+            if !first.bytes.starts_with(&header[..2]) {
+                others.push(u);
+                continue;
+            }
+            let mut all = first.bytes.to_vec();
+            all.extend(timeout(u.read_to_end(1 << 16)).await.unwrap());
+            return all;
+        }
+    };
+    let writer = async {
+        while !data.is_empty() {
+            timeout(s.write_some(&mut data)).await.unwrap();
+        }
+        s.finish().unwrap();
+    };
+    let (got, ()) = tokio::join!(reader, writer);
+    let mut want = header.to_vec();
+    want.push(b'<');
+    want.extend_from_slice(&payload);
+    assert_eq!(got, want);
+}
+
 /// The server closes a session while the peer keeps the connection and answers nothing:
 /// the server's blocked read, `stopped` and `accept_bi` end at once with the session's end,
 /// the peer's stream is stopped with WT_SESSION_GONE, and the connection stays open. Nothing but the session's own end can wake those calls here (the peer neither

@@ -75,7 +75,8 @@ impl CloseHold {
         self.hold_or_send(Held::Stop(r));
     }
 
-    /// Whether resets are being held now.
+    /// Whether resets are being held now. Takes the hold's lock (a leaf: nothing else is
+    /// locked or called while it is held), so it may be called under other locks.
     pub(crate) fn is_holding(&self) -> bool {
         matches!(*lock(&self.0), State::Holding(_))
     }

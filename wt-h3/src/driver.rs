@@ -376,15 +376,17 @@ impl Conn {
         self.unregister_closing(id, None);
     }
 
-    /// [`unregister`](Self::unregister)s session `id`, whose close capsule is on its way when
-    /// `hold` is given: until [`close_delivered`](Self::close_delivered), streams the peer
-    /// opens for it are refused through `hold`.
+    /// [`unregister`](Self::unregister)s session `id`; if its `hold` is holding (a close
+    /// capsule on its way), streams the peer opens for it are refused through `hold` until
+    /// [`close_delivered`](Self::close_delivered). The hold is looked at under the table's
+    /// lock, which `close_delivered` also takes after the hold was released: a hold released
+    /// before this call is not recorded, one released after it is removed.
     pub(crate) fn unregister_closing(&self, id: u64, hold: Option<&Arc<CloseHold>>) {
         let mut st = self.lock();
         st.sessions.remove(&id);
         st.pending.remove(&id);
         st.gone.insert(id);
-        if let Some(h) = hold {
+        if let Some(h) = hold.filter(|h| h.is_holding()) {
             st.closing.insert(id, Arc::downgrade(h));
         }
         self.sessions_changed(&mut st);

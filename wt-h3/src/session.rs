@@ -373,8 +373,7 @@ impl SessionShared {
         // Out of the connection's table before the peer can see the end (a reset or FIN of
         // the CONNECT stream): its next CONNECT must not find this session still counted
         // against the connection's session limit.
-        let hold = self.hold.is_holding().then_some(&self.hold);
-        self.conn.unregister_closing(self.id, hold);
+        self.conn.unregister_closing(self.id, Some(&self.hold));
         self.draining.cancel();
         {
             let mut q = lock(&self.datagrams);

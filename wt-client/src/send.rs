@@ -174,21 +174,28 @@ impl<W: SendStream> Slot<W> {
         }
     }
 
+    /// [`drive`](Self::drive) for a caller's write: should its future be dropped half-way,
+    /// the driver is asked to write the rest.
+    async fn drive_guarded(self: &Arc<Self>, state: &mut State<W>) -> Result<(), StreamError>
+    where
+        W: 'static,
+    {
+        let guard = OrphanGuard {
+            slot: Some(self.clone() as Arc<dyn SendHalf>),
+            notes: self.notes.clone(),
+        };
+        let r = self.drive(state).await;
+        guard.disarm();
+        r
+    }
+
     /// The rest of a write begun by [`try_send`](SendHalf::try_send), with the slot's lock
     /// it kept.
     fn finish_parked(self: Arc<Self>, mut state: OwnedMutexGuard<State<W>>) -> SendFut
     where
         W: 'static,
     {
-        Box::pin(async move {
-            let guard = OrphanGuard {
-                slot: Some(self.clone() as Arc<dyn SendHalf>),
-                notes: self.notes.clone(),
-            };
-            let r = self.drive(&mut state).await;
-            guard.disarm();
-            r
-        })
+        Box::pin(async move { self.drive_guarded(&mut state).await })
     }
 }
 
@@ -272,13 +279,7 @@ impl<W: SendStream> SendHalf for Slot<W> {
                 }
                 State::Ended(e) => return Err(e.clone()),
             }
-            let guard = OrphanGuard {
-                slot: Some(self.clone() as Arc<dyn SendHalf>),
-                notes: self.notes.clone(),
-            };
-            let r = self.drive(&mut state).await;
-            guard.disarm();
-            r
+            self.drive_guarded(&mut state).await
         })
     }
 

@@ -106,6 +106,31 @@ impl Raw {
         (s, r, session)
     }
 
+    /// Reads the next unidirectional stream the server opened that starts with `header`'s
+    /// first two bytes (a WebTransport stream of that session), whole, up to `max` bytes. The
+    /// server's control and QPACK streams, which never end, are kept open in `others`.
+    async fn read_wt_uni(
+        &self,
+        header: &[u8],
+        others: &mut Vec<quinn::RecvStream>,
+        max: usize,
+    ) -> Vec<u8> {
+        loop {
+            let mut u = timeout(self.conn.accept_uni()).await.unwrap();
+            let first = timeout(u.read_chunk(usize::MAX, true))
+                .await
+                .unwrap()
+                .unwrap();
+            if !first.bytes.starts_with(&header[..2]) {
+                others.push(u);
+                continue;
+            }
+            let mut all = first.bytes.to_vec();
+            all.extend(timeout(u.read_to_end(max)).await.unwrap());
+            return all;
+        }
+    }
+
     async fn closed_code(&self) -> u64 {
         match timeout(self.conn.closed()).await {
             quinn::ConnectionError::ApplicationClosed(c) => c.error_code.into_inner(),
@@ -869,18 +894,7 @@ async fn opened_streams_send_their_header_with_data_or_before_fin() {
     let mut got = Vec::new();
     let mut others = Vec::new();
     while got.len() < 3 {
-        let mut u = timeout(p.conn.accept_uni()).await.unwrap();
-        let first = timeout(u.read_chunk(usize::MAX, true))
-            .await
-            .unwrap()
-            .unwrap();
-        if !first.bytes.starts_with(&header[..2]) {
-            others.push(u);
-            continue;
-        }
-        let mut all = first.bytes.to_vec();
-        all.extend(timeout(u.read_to_end(1 << 10)).await.unwrap());
-        got.push(all);
+        got.push(p.read_wt_uni(&header, &mut others, 1 << 10).await);
     }
     let mut expect = header.to_vec();
     expect.extend_from_slice(b"abc");
@@ -918,24 +932,8 @@ async fn write_some_keeps_what_quinn_did_not_take() {
         "no room yet"
     );
     assert_eq!(&data[..], &payload[payload.len() - left..]);
-    let reader = async {
-        // The server's control and QPACK streams (which never end) come first.
-        let mut others = Vec::new();
-        loop {
-            let mut u = timeout(p.conn.accept_uni()).await.unwrap();
-            let first = timeout(u.read_chunk(usize::MAX, true))
-                .await
-                .unwrap()
-                .unwrap();
-            if !first.bytes.starts_with(&header[..2]) {
-                others.push(u);
-                continue;
-            }
-            let mut all = first.bytes.to_vec();
-            all.extend(timeout(u.read_to_end(1 << 16)).await.unwrap());
-            return all;
-        }
-    };
+    let mut others = Vec::new();
+    let reader = p.read_wt_uni(&header, &mut others, 1 << 16);
     let writer = async {
         while !data.is_empty() {
             timeout(s.write_some(&mut data)).await.unwrap();

@@ -74,3 +74,7 @@ pub use error::Error;
 pub use server::{Request, Server};
 pub use session::Session;
 pub use stream::{RecvStream, SendStream};
+
+/// The quinn crate this one is built on, for the types its API names
+/// ([`Session::quic_stats`]'s `ConnectionStats`).
+pub use quinn;

@@ -1240,6 +1240,28 @@ impl Session {
         self.shared.id
     }
 
+    /// The current round-trip time estimate of the QUIC connection.
+    pub fn rtt(&self) -> std::time::Duration {
+        self.shared.conn.quic.rtt()
+    }
+
+    /// Statistics of the QUIC connection under the session: packets and bytes sent, lost
+    /// and received, frames by type, the path's congestion window and RTT. They count the
+    /// whole connection: every session it carries, and HTTP/3's own streams.
+    ///
+    /// ```no_run
+    /// # async fn f(session: wt_h3::Session) {
+    /// let stats = session.quic_stats();
+    /// println!(
+    ///     "{} packets lost of {} sent, congestion window {} bytes",
+    ///     stats.path.lost_packets, stats.path.sent_packets, stats.path.cwnd
+    /// );
+    /// # }
+    /// ```
+    pub fn quic_stats(&self) -> quinn::ConnectionStats {
+        self.shared.conn.quic.stats()
+    }
+
     fn check_open(&self) -> Result<(), SessionError> {
         if self.shared.is_ended() {
             Err(self.shared.end_reason())

@@ -342,6 +342,27 @@ async fn second_session_on_a_connection_is_refused_but_others_work() {
 }
 
 #[tokio::test]
+async fn quic_stats_count_the_connection_under_the_session() {
+    let (c, s, _server) = pair(CompatMode::Latest).await;
+    let before = c.quic_stats();
+    // The handshake and SETTINGS exchange gave an RTT sample on both sides.
+    assert!(c.rtt() > std::time::Duration::ZERO);
+    assert!(s.rtt() > std::time::Duration::ZERO);
+    assert!(before.path.sent_packets > 0);
+
+    let payload: &'static [u8] = &[7; 20_000];
+    timeout(echo_bidi_once(&c, &s, payload)).await;
+    let after = c.quic_stats();
+    // The client sent the payload's 20,000 bytes in STREAM frames, and received them back.
+    assert!(after.udp_tx.bytes >= before.udp_tx.bytes + 20_000);
+    assert!(after.udp_rx.bytes >= before.udp_rx.bytes + 20_000);
+    assert!(after.frame_tx.stream > before.frame_tx.stream);
+    assert!(after.frame_rx.stream > before.frame_rx.stream);
+    // Both handles see the same connection: the server received what the client sent.
+    assert!(s.quic_stats().udp_rx.bytes >= 20_000);
+}
+
+#[tokio::test]
 async fn dropping_the_client_session_closes_it() {
     let (c, s, _server) = pair(CompatMode::Latest).await;
     drop(c);

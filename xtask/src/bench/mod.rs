@@ -18,7 +18,8 @@
 //! round; see [`run_order`]), for 5 rounds (`--quick`: 1 round and
 //! smaller sizes), then reports median, spread (max − min over the median), the ratio to the
 //! stack's baseline (the median over rounds of the ratio of the two runs of the same round,
-//! which tolerates a machine whose load drifts) and the target of the brief. Within a round
+//! which tolerates a machine whose load drifts), the lowest and highest of those per-round
+//! ratios (`rounds`; see [`report::Row::ratio_range`]) and the target of the brief. Within a round
 //! the latency, churn and datagram workloads run in [`LEGS`] legs and the bulk ones in
 //! [`BULK_LEGS`] (see [`Workload::legs`]), the stack order reversed from leg to leg, each
 //! stack's legs pooled into its sample of the round. Every sample also records

@@ -100,6 +100,11 @@ pub struct Row {
     pub baseline: Option<String>,
     /// Median over rounds of (this run / the baseline's run of the same round).
     pub ratio: Option<f64>,
+    /// The lowest and the highest of those per-round ratios. With 5 rounds they bound the
+    /// median of the per-round ratio's distribution with about 94 % confidence (each round
+    /// falls on either side of it with probability ½), whatever that distribution is: a
+    /// target line inside this range is within what the machine's noise moves.
+    pub ratio_range: Option<(f64, f64)>,
     /// The target, as text.
     pub target: Option<String>,
     /// `MET`, `MISSED`, or `n/a` (no data).
@@ -178,12 +183,9 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-/// The median over rounds of (ours / baseline) for the rounds where both ran: runs of the
-/// same round are close in time, so this follows the machine's drifting load better than the
-/// ratio of the medians.
-fn paired_ratio(ours: &Cell, base: &Cell) -> Option<f64> {
-    let mut v: Vec<f64> = ours
-        .samples
+/// The per-round ratios (ours / baseline) for the rounds where both ran.
+fn paired_ratios(ours: &Cell, base: &Cell) -> Vec<f64> {
+    ours.samples
         .iter()
         .filter_map(|(r, s)| {
             base.samples
@@ -191,8 +193,23 @@ fn paired_ratio(ours: &Cell, base: &Cell) -> Option<f64> {
                 .find(|(rb, _)| rb == r)
                 .map(|(_, b)| s.primary / b.primary)
         })
-        .collect();
+        .collect()
+}
+
+/// The median over rounds of (ours / baseline) for the rounds where both ran: runs of the
+/// same round are close in time, so this follows the machine's drifting load better than the
+/// ratio of the medians.
+fn paired_ratio(ours: &Cell, base: &Cell) -> Option<f64> {
+    let mut v = paired_ratios(ours, base);
     (!v.is_empty()).then(|| median(&mut v))
+}
+
+/// The lowest and highest per-round ratio (see [`Row::ratio_range`]).
+fn ratio_range(ours: &Cell, base: &Cell) -> Option<(f64, f64)> {
+    let v = paired_ratios(ours, base);
+    let lo = v.iter().copied().reduce(f64::min)?;
+    let hi = v.iter().copied().reduce(f64::max)?;
+    Some((lo, hi))
 }
 
 /// Builds the rows of one workload from its cells (in stack order).
@@ -229,6 +246,9 @@ pub fn rows(w: Workload, cells: &[(Stack, Cell)]) -> Vec<Row> {
         let ratio = baseline
             .and_then(cell_of)
             .and_then(|b| paired_ratio(cell, b));
+        let ratio_range = baseline
+            .and_then(cell_of)
+            .and_then(|b| ratio_range(cell, b));
         let target = target(w, *stack);
         let status = target.map(|t| match ratio {
             None => "n/a".to_owned(),
@@ -259,6 +279,7 @@ pub fn rows(w: Workload, cells: &[(Stack, Cell)]) -> Vec<Row> {
             extras,
             baseline: baseline.map(|b| b.name().to_owned()),
             ratio,
+            ratio_range,
             target: target.map(|t| t.text()),
             status,
             errors: cell.errors.clone(),
@@ -326,6 +347,7 @@ pub fn scale_rows(results: &[ScaleResult]) -> Vec<Row> {
             extras,
             baseline: ratio.map(|_| "quinn".to_owned()),
             ratio,
+            ratio_range: None,
             target,
             status,
             errors: errors.clone(),
@@ -375,14 +397,29 @@ fn num(v: f64) -> String {
     }
 }
 
+/// A per-round ratio range as `lo–hi`.
+fn range_text((lo, hi): (f64, f64)) -> String {
+    format!("{lo:.3}–{hi:.3}")
+}
+
 /// Prints the table.
 pub fn print(report: &Report) {
     println!();
     println!(
-        "{:<16} {:<3} {:<13} {:<22} {:>9} {:>7} {:<10} {:>6} {:<14} {:<7} extras",
-        "workload", "tp", "stack", "metric", "median", "spread", "vs", "ratio", "target", "status"
+        "{:<16} {:<3} {:<13} {:<22} {:>9} {:>7} {:<10} {:>6} {:<11} {:<14} {:<7} extras",
+        "workload",
+        "tp",
+        "stack",
+        "metric",
+        "median",
+        "spread",
+        "vs",
+        "ratio",
+        "rounds",
+        "target",
+        "status"
     );
-    println!("{}", "-".repeat(133));
+    println!("{}", "-".repeat(145));
     let mut last = String::new();
     for r in &report.rows {
         if !last.is_empty() && last != r.workload {
@@ -399,7 +436,7 @@ pub fn print(report: &Report) {
             extras.push_str(&format!(" ERRORS({}): {}", r.errors.len(), r.errors[0]));
         }
         println!(
-            "{:<16} {:<3} {:<13} {:<22} {:>9} {:>7} {:<10} {:>6} {:<14} {:<7} {}",
+            "{:<16} {:<3} {:<13} {:<22} {:>9} {:>7} {:<10} {:>6} {:<11} {:<14} {:<7} {}",
             r.workload,
             r.transport,
             r.stack,
@@ -412,6 +449,7 @@ pub fn print(report: &Report) {
             },
             r.baseline.as_deref().unwrap_or(""),
             r.ratio.map(|x| format!("{x:.3}")).unwrap_or_default(),
+            r.ratio_range.map(range_text).unwrap_or_default(),
             r.target.as_deref().unwrap_or(""),
             r.status.as_deref().unwrap_or(""),
             extras
@@ -427,7 +465,13 @@ pub fn print(report: &Report) {
         .rows
         .iter()
         .filter(|r| r.status.as_deref() == Some("MISSED"))
-        .map(|r| format!("{}/{}/{}", r.workload, r.transport, r.stack))
+        .map(|r| {
+            let rounds = r
+                .ratio_range
+                .map(|x| format!(" (rounds {})", range_text(x)))
+                .unwrap_or_default();
+            format!("{}/{}/{}{rounds}", r.workload, r.transport, r.stack)
+        })
         .collect();
     println!(
         "targets: {met} met, {} missed{}{}",
@@ -475,6 +519,12 @@ mod tests {
         let r = paired_ratio(&ours, &base).unwrap();
         assert!((r - 0.9).abs() < 1e-9);
         assert!(paired_ratio(&ours, &cell(&[(7, 1.0)])).is_none());
+        let (lo, hi) = ratio_range(&ours, &base).unwrap();
+        assert!((lo - 0.9).abs() < 1e-9 && (hi - 0.99).abs() < 1e-9);
+        assert!(ratio_range(&ours, &cell(&[(7, 1.0)])).is_none());
+        // A round the baseline did not run is left out of both.
+        let partial = cell(&[(0, 100.0), (2, 100.0)]);
+        assert_eq!(ratio_range(&ours, &partial), Some((0.9, 0.99)));
     }
 
     #[test]
@@ -485,7 +535,11 @@ mod tests {
         ];
         let r = rows(Workload::BulkUpload, &cells);
         assert_eq!(r[0].status.as_deref(), Some("MISSED"));
+        assert_eq!(r[0].ratio_range, Some((0.96, 0.96)));
         assert_eq!(r[1].status, None);
+        assert_eq!(r[1].ratio_range, None);
+        let json = serde_json::to_value(&r[0]).unwrap();
+        assert_eq!(json["ratio_range"][1], 0.96);
         let cells = vec![
             (Stack::WtH3, cell(&[(0, 104.0)])),
             (Stack::Quinn, cell(&[(0, 100.0)])),

@@ -25,7 +25,8 @@
 //! stack's legs pooled into its sample of the round. Every sample also records
 //! `host_steal_pct`, the share of the machine's CPU time the hypervisor gave to someone else
 //! while that stack's runs of the round ran (`steal` in `/proc/stat`; rows add the worst
-//! round as `host_steal_max_pct`), so a round slowed by the host shows as such:
+//! round as `host_steal_max_pct`, and the JSON report keeps every round's), so a round
+//! slowed by the host shows as such:
 //!
 //! | stack | transport | API | baseline |
 //! |---|---|---|---|

@@ -123,6 +123,10 @@ pub struct Round {
     pub round: usize,
     /// Its headline number (the legs pooled).
     pub value: f64,
+    /// The share of the machine's CPU time stolen by the hypervisor while this stack's runs
+    /// of the round ran, in % (absent where it could not be read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_steal_pct: Option<f64>,
     /// Its legs, in the order they ran.
     pub legs: Vec<Leg>,
 }
@@ -289,6 +293,11 @@ pub fn rows(w: Workload, cells: &[(Stack, Cell)]) -> Vec<Row> {
                 .map(|(r, x)| Round {
                     round: *r,
                     value: x.primary,
+                    host_steal_pct: x
+                        .extra
+                        .iter()
+                        .find(|(k, _)| *k == "host_steal_pct")
+                        .map(|(_, v)| *v),
                     legs: cell
                         .legs
                         .iter()
@@ -575,5 +584,23 @@ mod tests {
         assert!(r[1].rounds[0].legs.is_empty());
         let json = serde_json::to_value(&r[0]).unwrap();
         assert_eq!(json["rounds"][1]["legs"][0]["seq"], 5);
+        // No stolen time was read for these rounds: the field is left out.
+        assert!(json["rounds"][0].get("host_steal_pct").is_none());
+    }
+
+    #[test]
+    fn rounds_keep_their_stolen_time() {
+        let mut sample = Sample::new(90.0);
+        sample.extra.push(("host_steal_pct", 12.5));
+        let ours = Cell {
+            samples: vec![(0, sample), (1, Sample::new(80.0))],
+            legs: Vec::new(),
+            errors: Vec::new(),
+        };
+        let r = rows(Workload::Latency, &[(Stack::WtH3, ours)]);
+        assert_eq!(r[0].rounds[0].host_steal_pct, Some(12.5));
+        assert_eq!(r[0].rounds[1].host_steal_pct, None);
+        let json = serde_json::to_value(&r[0]).unwrap();
+        assert_eq!(json["rounds"][0]["host_steal_pct"], 12.5);
     }
 }

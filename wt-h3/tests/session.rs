@@ -446,6 +446,58 @@ async fn closing_wakes_every_waiting_accept_at_once() {
 }
 
 #[tokio::test]
+async fn closing_wakes_every_waiting_stream_operation_at_once() {
+    let (c, s, _server) = pair(CompatMode::Auto).await;
+    // Two streams the server accepted, read from and then waits on; a third whose send half
+    // waits in `stopped`.
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        let (mut tx, rx) = c.open_bi().await.unwrap();
+        tx.write_all(b"x").await.unwrap();
+        let (stx, mut srx) = timeout(s.accept_bi()).await.unwrap();
+        assert_eq!(
+            &timeout(srx.read_chunk(10)).await.unwrap().unwrap()[..],
+            b"x"
+        );
+        streams.push((tx, rx, stx, srx));
+    }
+    let [(_, _, _, mut r1), (_, _, _, mut r2), (_, _, mut w3, _)] =
+        <[_; 3]>::try_from(streams).ok().unwrap();
+    // A read that waited and was dropped leaves nothing behind that a later one trips on.
+    let mut read1 = Box::pin(r1.read_chunk(10));
+    assert!(poll_counting(&mut read1).0.is_none());
+    drop(read1);
+    let mut read1 = Box::pin(r1.read_chunk(10));
+    let mut read2 = Box::pin(r2.read_chunk(10));
+    let mut stopped3 = Box::pin(w3.stopped());
+    let (out1, woken1) = poll_counting(&mut read1);
+    let (out2, woken2) = poll_counting(&mut read2);
+    let (out3, woken3) = poll_counting(&mut stopped3);
+    assert!(out1.is_none() && out2.is_none() && out3.is_none());
+    s.close(12, "bye").unwrap();
+    let woken = |w: &std::sync::Arc<CountingWaker>| w.0.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(woken(&woken1) > 0, "the first read was not woken");
+    assert!(woken(&woken2) > 0, "the second read was not woken");
+    assert!(woken(&woken3) > 0, "stopped was not woken");
+    let gone = |e: StreamError, what: &str| match e {
+        StreamError::SessionGone(SessionError::ClosedLocally { code: 12, .. }) => {}
+        other => panic!("{what} gave {other:?}"),
+    };
+    gone(
+        poll_counting(&mut read1).0.unwrap().unwrap_err(),
+        "the first read",
+    );
+    gone(
+        poll_counting(&mut read2).0.unwrap().unwrap_err(),
+        "the second read",
+    );
+    gone(
+        poll_counting(&mut stopped3).0.unwrap().unwrap_err(),
+        "stopped",
+    );
+}
+
+#[tokio::test]
 async fn a_full_accept_queue_holds_streams_back_in_order() {
     // More streams than the accept queue holds (256), opened in one go: on this one-thread
     // runtime they are all written before the connection's tasks run, so they reach the

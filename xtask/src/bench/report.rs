@@ -187,9 +187,13 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-/// The per-round ratios (ours / baseline) for the rounds where both ran.
-fn paired_ratios(ours: &Cell, base: &Cell) -> Vec<f64> {
-    ours.samples
+/// The per-round ratios (ours / baseline) for the rounds where both ran, as their median
+/// and their (lowest, highest) (see [`Row::ratio`] and [`Row::ratio_range`]). Runs of the same
+/// round are close in time, so the median of their ratios follows the machine's drifting load
+/// better than the ratio of the medians.
+fn paired_ratio(ours: &Cell, base: &Cell) -> Option<(f64, (f64, f64))> {
+    let mut v: Vec<f64> = ours
+        .samples
         .iter()
         .filter_map(|(r, s)| {
             base.samples
@@ -197,23 +201,10 @@ fn paired_ratios(ours: &Cell, base: &Cell) -> Vec<f64> {
                 .find(|(rb, _)| rb == r)
                 .map(|(_, b)| s.primary / b.primary)
         })
-        .collect()
-}
-
-/// The median over rounds of (ours / baseline) for the rounds where both ran: runs of the
-/// same round are close in time, so this follows the machine's drifting load better than the
-/// ratio of the medians.
-fn paired_ratio(ours: &Cell, base: &Cell) -> Option<f64> {
-    let mut v = paired_ratios(ours, base);
-    (!v.is_empty()).then(|| median(&mut v))
-}
-
-/// The lowest and highest per-round ratio (see [`Row::ratio_range`]).
-fn ratio_range(ours: &Cell, base: &Cell) -> Option<(f64, f64)> {
-    let v = paired_ratios(ours, base);
+        .collect();
     let lo = v.iter().copied().reduce(f64::min)?;
     let hi = v.iter().copied().reduce(f64::max)?;
-    Some((lo, hi))
+    Some((median(&mut v), (lo, hi)))
 }
 
 /// Builds the rows of one workload from its cells (in stack order).
@@ -247,12 +238,10 @@ pub fn rows(w: Workload, cells: &[(Stack, Cell)]) -> Vec<Row> {
             extras.insert("host_steal_max_pct".to_owned(), m);
         }
         let baseline = stack.baseline();
-        let ratio = baseline
+        let paired = baseline
             .and_then(cell_of)
             .and_then(|b| paired_ratio(cell, b));
-        let ratio_range = baseline
-            .and_then(cell_of)
-            .and_then(|b| ratio_range(cell, b));
+        let (ratio, ratio_range) = (paired.map(|p| p.0), paired.map(|p| p.1));
         let target = target(w, *stack);
         let status = target.map(|t| match ratio {
             None => "n/a".to_owned(),
@@ -525,15 +514,16 @@ mod tests {
     fn ratio_pairs_runs_of_the_same_round() {
         let ours = cell(&[(0, 90.0), (1, 45.0), (2, 99.0)]);
         let base = cell(&[(0, 100.0), (1, 50.0), (2, 100.0)]);
-        let r = paired_ratio(&ours, &base).unwrap();
+        let (r, (lo, hi)) = paired_ratio(&ours, &base).unwrap();
         assert!((r - 0.9).abs() < 1e-9);
         assert!(paired_ratio(&ours, &cell(&[(7, 1.0)])).is_none());
-        let (lo, hi) = ratio_range(&ours, &base).unwrap();
         assert!((lo - 0.9).abs() < 1e-9 && (hi - 0.99).abs() < 1e-9);
-        assert!(ratio_range(&ours, &cell(&[(7, 1.0)])).is_none());
         // A round the baseline did not run is left out of both.
         let partial = cell(&[(0, 100.0), (2, 100.0)]);
-        assert_eq!(ratio_range(&ours, &partial), Some((0.9, 0.99)));
+        assert_eq!(
+            paired_ratio(&ours, &partial).map(|(_, range)| range),
+            Some((0.9, 0.99))
+        );
     }
 
     #[test]

@@ -55,6 +55,19 @@ async fn raw_tuned(
     }
 }
 
+/// A raw peer of the latest dialect whose receive window per stream is `window` bytes.
+async fn raw_with_stream_window(
+    server: &Server,
+    tls: &wt_core::tls::ServerTls,
+    window: u32,
+) -> Raw {
+    let settings = wt_h3::conn::negotiate::client_settings(CompatMode::Latest);
+    raw_tuned(server, tls, settings, |t| {
+        t.stream_receive_window(window.into());
+    })
+    .await
+}
+
 async fn raw(server: &Server, tls: &wt_core::tls::ServerTls) -> Raw {
     raw_with(
         server,
@@ -309,11 +322,7 @@ async fn close_then_reset_order(server: &Server, p: &Raw, round: usize) {
 async fn a_close_capsule_larger_than_the_stream_window_still_goes_first() {
     use futures_util::FutureExt;
     let (server, tls) = server_with(|_| {});
-    let settings = wt_h3::conn::negotiate::client_settings(CompatMode::Latest);
-    let p = raw_tuned(&server, &tls, settings, |t| {
-        t.stream_receive_window(quinn::VarInt::from_u32(100));
-    })
-    .await;
+    let p = raw_with_stream_window(&server, &tls, 100).await;
     let (cs, mut cr, session) = p.session(&server).await;
     let mut peer = Vec::new();
     for _ in 0..2 {
@@ -911,11 +920,7 @@ async fn write_some_keeps_what_quinn_did_not_take() {
     use futures_util::FutureExt;
     use wt_core::SendStream as _;
     let (server, tls) = server_with(|_| {});
-    let settings = wt_h3::conn::negotiate::client_settings(CompatMode::Latest);
-    let p = raw_tuned(&server, &tls, settings, |t| {
-        t.stream_receive_window(quinn::VarInt::from_u32(1000));
-    })
-    .await;
+    let p = raw_with_stream_window(&server, &tls, 1000).await;
     let (cs, _cr, session) = p.session(&server).await;
     let header = stream_type::wt_stream_header(false, sid_of(&cs));
     let mut s = timeout(session.open_uni()).await.unwrap();
@@ -1019,15 +1024,7 @@ async fn a_cancelled_first_write_keeps_the_rest_of_the_header() {
     let (server, tls) = server_with(|_| {});
     // Two bytes of stream credit at a time: the header (0x41 as a two-byte varint, then the
     // session ID) is three bytes long.
-    let p = raw_tuned(
-        &server,
-        &tls,
-        wt_h3::conn::negotiate::client_settings(CompatMode::Latest),
-        |t| {
-            t.stream_receive_window(2u32.into());
-        },
-    )
-    .await;
+    let p = raw_with_stream_window(&server, &tls, 2).await;
     // The server's control stream comes two bytes at a time too: drain it as a peer would.
     let conn = p.conn.clone();
     tokio::spawn(async move {

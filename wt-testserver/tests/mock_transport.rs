@@ -6,10 +6,10 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{network, next, until, within, Ev, MockClient, RecConfig, Recorder};
+use common::{network, network_with, next, until, within, Ev, MockClient, RecConfig, Recorder};
 use http::StatusCode;
 use tokio::sync::mpsc;
-use wt_core::testsuite::mock::MockSession;
+use wt_core::testsuite::mock::{MockConfig, MockSession};
 use wt_core::{
     RecvStream, SendStream, Session, SessionError, StreamError, StreamId, StreamKind, TransportKind,
 };
@@ -68,6 +68,35 @@ async fn echoes_bidi_uni_and_datagrams() {
 
     s.send_datagram(Bytes::from_static(b"ping")).unwrap();
     assert_eq!(within(s.recv_datagram()).await.unwrap(), "ping");
+}
+
+/// Echo through streams that buffer 1,000 bytes each way, written faster than they are read
+/// back: the server's writes soon wait for the client to read, its queues fill and its
+/// reads pause. Every byte still comes back once, in order, then the FIN.
+#[tokio::test]
+async fn echo_through_a_small_window_keeps_every_byte_in_order() {
+    for transport in [TransportKind::Http3, TransportKind::Http2] {
+        let mut config = MockConfig::new(transport);
+        config.stream_window = 1000;
+        let (client, acceptor) = network_with(config);
+        let _server =
+            serve::<EchoHandler, _>(acceptor, EchoConfig::default(), ServeOptions::default());
+        let s = within(client.connect("/echo", None)).await.unwrap();
+        let (mut send, mut recv) = s.open_bi().await.unwrap();
+        let data = pattern(100_000);
+        let rest = Bytes::from(data.clone());
+        let writer = tokio::spawn(async move {
+            for piece in rest.chunks(3000) {
+                send.write_all(piece).await?;
+            }
+            send.finish()?;
+            Ok::<_, StreamError>(send)
+        });
+        let back = read_all(&mut recv).await.unwrap();
+        assert_eq!(back.len(), data.len(), "{transport:?}");
+        assert!(back == data, "{transport:?}: echo out of order");
+        within(writer).await.unwrap().unwrap();
+    }
 }
 
 #[tokio::test]

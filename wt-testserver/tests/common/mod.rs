@@ -33,7 +33,12 @@ impl MockClient {
 
 /// A connected client/acceptor pair over the in-memory transport.
 pub fn network(transport: TransportKind) -> (MockClient, MockAcceptor) {
-    let (connector, acceptor) = mock::network(MockConfig::new(transport));
+    network_with(MockConfig::new(transport))
+}
+
+/// [`network`] with a configuration of its own.
+pub fn network_with(config: MockConfig) -> (MockClient, MockAcceptor) {
+    let (connector, acceptor) = mock::network(config);
     (MockClient(connector), acceptor)
 }
 

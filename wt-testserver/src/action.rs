@@ -16,9 +16,10 @@ use crate::wake::Wakeup;
 /// transport, so stream data still queued may never reach the peer (to deliver data before
 /// closing, finish the stream and close after the handler sees the stream end).
 ///
-/// Stream actions are handed to a per-stream writer task in order; `Send` waits (applying
-/// backpressure to the whole session) when the stream's queue or the session's write budget
-/// is full — see [`session`](crate::session).
+/// Stream actions are applied in order, stream by stream: by the session's own task while
+/// the transport takes each write whole, then by a writer task of the stream's own; `Send`
+/// waits (applying backpressure to the whole session) when the stream's queue or the
+/// session's write budget is full — see [`session`](crate::session).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Writes `data` on the stream (which must have a sending half: a bidirectional stream or a

@@ -220,6 +220,7 @@ pub mod codes;
 pub mod echo;
 pub mod handler;
 pub mod listener;
+mod reads;
 pub mod session;
 pub mod testserver;
 pub mod wake;

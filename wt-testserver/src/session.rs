@@ -2,25 +2,42 @@
 //! callbacks and applies the returned [`Action`]s.
 //!
 //! ```text
-//!   accept_bi loop ─┐                         ┌─> writer task (stream 0) ── SendStream
-//!   accept_uni loop ├─ Event (bounded) ──> session task ──> writer task (stream 4) ...
-//!   datagram loop  ─┤                         │   (handler callbacks, actions)
-//!   reader tasks   ─┘                         └─ Report (one terminal report per writer)
+//!                       ┌──────────────── session task ─────────────────┐
+//!   RecvStreams ──read──┤ handler callbacks, actions                    ├──write──> SendStreams
+//!   accept_bi loop ─┐   │                                               │   (while each write
+//!   accept_uni loop ├───┤ Event (bounded queue)                         │    goes through at once)
+//!   datagram loop  ─┘   │                                   action queue├──> writer task ── SendStream
+//!   stop watchers ──────┤ Report                                        │   (from the first write
+//!   writer tasks  ──────┘                                               │    that had to wait)
 //! ```
 //!
-//! * Readers, accept loops and the datagram loop send to the session task over one bounded
-//!   queue ([`EVENT_QUEUE`] events of at most [`READ_CHUNK`] bytes). When the handler is slow the
-//!   queue fills, readers stop reading, and the transports' flow control pushes back on the peer.
-//! * Each sending half has a writer task fed by a bounded queue ([`WRITE_QUEUE`] actions), and
-//!   the bytes queued for all writers of a session are capped by [`WRITE_BUDGET`]. The session
-//!   task waits when a queue or the budget is full, so a peer that does not read a stream
-//!   eventually pauses the whole session (never buffering without bound). Clients of an echo
-//!   handler must therefore read while they write.
+//! An echo thus runs in the session task alone, woken by the transport, as a bare stream
+//! task of the transport would: no hand-off to another task on the way.
 //!
-//! Per session, the runner thus holds at most `EVENT_QUEUE × READ_CHUNK` (512 KiB) of received
-//! data plus [`WRITE_BUDGET`] (1 MiB) of data to send, on top of what the handler keeps.
-//! * Writers report back on a separate queue: at most one terminal report per writer, plus one
-//!   per action still queued when a write fails, so its length is bounded by the queues.
+//! * The session task reads its streams itself (each read up to [`READ_CHUNK`] bytes), one
+//!   event at a time, taking turns between stream data and the queue that the accept loops and
+//!   the datagram loop fill ([`EVENT_QUEUE`] events). When the handler is slow nothing more is
+//!   read, the queue fills, the loops wait, and the transports' flow control pushes back on
+//!   the peer.
+//! * The session task applies a stream action itself as long as the transport takes all of
+//!   it at once (each write one poll of the cancel-safe
+//!   [`write_some`](wt_core::SendStream::write_some)). The first write that would have to
+//!   wait moves the sending half, with what is left of that write, to a writer task of its
+//!   own, fed by a bounded queue ([`WRITE_QUEUE`] actions), for good; the bytes queued for all
+//!   writers of a session are capped by [`WRITE_BUDGET`]. The session task waits when a queue
+//!   or the budget is full, so a peer that does not read a stream eventually pauses the whole
+//!   session (never buffering without bound). Clients of an echo handler must therefore read
+//!   while they write.
+//!
+//! Per session, the runner thus holds at most one [`READ_CHUNK`] of stream data and
+//! [`EVENT_QUEUE`] datagrams received but not yet handled, plus [`WRITE_BUDGET`] (1 MiB) of
+//! data to send, on top of what the handler keeps.
+//! * Every sending half has a small task watching for the peer's STOP_SENDING
+//!   ([`stop_notice`](wt_core::SendStream::stop_notice)), whoever writes it.
+//! * Writers, stop watchers and the session task's own writes report on a separate queue, in
+//!   the order the session task then handles them: at most one terminal report per writer and
+//!   one per watcher, plus one per action that failed or was still queued behind a failure,
+//!   so its length is bounded by the queues and the actions the handler returned.
 //! * Every callback runs under `catch_unwind`; a panic closes the session with
 //!   [`HANDLER_PANICKED`] and ends the task.
 
@@ -28,6 +45,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -44,13 +62,15 @@ use crate::codes::{
 };
 use crate::handler::{CloseReason, Handler, TerminateReason};
 use crate::listener::Limits;
+use crate::reads::{Reader, Reads};
 use crate::wake::{Wakeup, Woken};
 
-/// Capacity of the queue from readers, accept loops and the datagram loop to the session task.
+/// Capacity of the queue from the accept loops, the datagram loop and wake-ups to the session
+/// task (stream data is read by the session task itself).
 pub const EVENT_QUEUE: usize = 16;
 /// Capacity of each writer task's queue of actions.
 pub const WRITE_QUEUE: usize = 16;
-/// Largest chunk a reader takes from a stream at once.
+/// Largest chunk the session task takes from a stream at once.
 pub const READ_CHUNK: usize = 32 * 1024;
 /// Stream payload bytes a session may have queued for its writer tasks, over all its streams.
 /// A `Send` waits for room (a larger chunk waits for the whole budget), so the memory one
@@ -88,13 +108,14 @@ enum Event<S: Session> {
     Woken(u64, Woken),
 }
 
-/// A writer's report (boxed failure: see [`Event`]).
+/// A report on a sending half, from its writer (the session task itself or a writer task)
+/// or its stop watcher (boxed failure: see [`Event`]).
 enum Report {
     /// FIN sent after all queued data.
     Finished(StreamId),
     /// Reset done.
     Reset(StreamId),
-    /// The peer sent STOP_SENDING while the writer was idle.
+    /// The peer sent STOP_SENDING.
     Stopped(StreamId, u32),
     /// An action failed (or was still queued when an earlier one failed).
     Failed(Box<(StreamId, Action, StreamError)>),
@@ -115,19 +136,36 @@ impl Half {
     }
 }
 
-struct Entry {
+struct Entry<W> {
     kind: StreamKind,
     by_peer: bool,
     send: Half,
     recv: Half,
     /// Something other than a clean FIN ended a half.
     abnormal: bool,
-    writer: Option<mpsc::Sender<Queued>>,
+    /// Who writes the sending half; `None` once it cannot be written any more.
+    writer: Option<Writer<W>>,
     stop: Option<oneshot::Sender<u32>>,
 }
 
+/// Who applies the stream actions of a sending half.
+enum Writer<W> {
+    /// The session task itself, as long as every write has gone through without waiting.
+    Inline(W),
+    /// A writer task, from the first write that had to wait for flow control on.
+    Task(mpsc::Sender<Queued>),
+    /// A write by the session task failed: later actions fail the same way until the
+    /// failure's report is handled.
+    Failed(StreamError),
+}
+
 /// An action for a writer task, with its share of the session's [`WRITE_BUDGET`].
-type Queued = (Action, Option<OwnedSemaphorePermit>);
+struct Queued {
+    action: Action,
+    /// Bytes of the action's data the session task already wrote.
+    written: usize,
+    _permit: Option<OwnedSemaphorePermit>,
+}
 
 /// Why the session task ends.
 enum End {
@@ -138,7 +176,7 @@ enum End {
 struct Runner<S: Session, H> {
     session: S,
     handler: H,
-    streams: FxHashMap<StreamId, Entry>,
+    streams: FxHashMap<StreamId, Entry<S::SendStream>>,
     peer_streams: usize,
     received: u64,
     limits: Limits,
@@ -147,6 +185,8 @@ struct Runner<S: Session, H> {
     tasks: JoinSet<()>,
     force: CancellationToken,
     budget: Arc<Semaphore>,
+    /// The receiving halves, read by the session task itself.
+    reads: Reads<Event<S>>,
 }
 
 /// Runs an established session to its end with `handler`, applying `initial` first.
@@ -175,6 +215,7 @@ pub(crate) fn run_session<S: Session, H: Handler>(
         tasks: JoinSet::new(),
         force: signals.force.clone(),
         budget: Arc::new(Semaphore::new(WRITE_BUDGET)),
+        reads: Reads::default(),
     };
     async move {
         runner
@@ -188,6 +229,7 @@ pub(crate) fn run_session<S: Session, H: Handler>(
         let mut end = runner.apply(initial).await.err();
         let mut drained = false;
         let mut peer_draining = false;
+        let mut reads_first = false;
         while end.is_none() {
             enum Step<S: Session> {
                 Force,
@@ -205,7 +247,9 @@ pub(crate) fn run_session<S: Session, H: Handler>(
                 _ = signals.drain.cancelled(), if !drained => Step::Drain,
                 _ = runner.session.draining(), if !peer_draining => Step::PeerDraining,
                 Some(r) = reports_rx.recv() => Step::Report(r),
-                Some(ev) = events_rx.recv() => Step::Event(ev),
+                ev = next_event(&mut events_rx, &mut runner.reads, &mut reads_first) => {
+                    Step::Event(ev)
+                }
                 Some(res) = runner.tasks.join_next() => {
                     if let Err(e) = res {
                         if e.is_panic() {
@@ -238,6 +282,10 @@ pub(crate) fn run_session<S: Session, H: Handler>(
                 Step::Reaped => Ok(()),
             };
             end = result.err();
+            // Stream reads from the transport take none of tokio's cooperative budget: this
+            // makes a session that always has an event ready still yield its thread now and
+            // then, as its queues used to make it.
+            tokio::task::consume_budget().await;
         }
 
         let Runner {
@@ -362,12 +410,63 @@ impl<S: Session, H: Handler> Runner<S, H> {
                 let Some(entry) = self.streams.get_mut(&id) else {
                     return Ok(Err((action, ActionError::UnknownStream(id))));
                 };
-                let writer = match (&entry.writer, entry.send) {
-                    (Some(w), Half::Open) => w.clone(),
-                    _ => return Ok(Err((action, ActionError::StreamClosed(id)))),
+                if entry.send != Half::Open || entry.writer.is_none() {
+                    return Ok(Err((action, ActionError::StreamClosed(id))));
+                }
+                match action {
+                    Action::Send(..) => {}
+                    Action::ResetStream(..) => {
+                        entry.send = Half::Closing;
+                        entry.abnormal = true;
+                    }
+                    _ => entry.send = Half::Closing,
+                }
+                let written = match &mut entry.writer {
+                    Some(Writer::Inline(send)) => match apply_inline(send, id, &action) {
+                        Inline::Done(report) => {
+                            if let Some(r) = report {
+                                // Reported as a writer task would, so the stream's end is
+                                // handled after this batch of actions, as it always is.
+                                let _ = self.reports.send(r);
+                            }
+                            return Ok(Ok(()));
+                        }
+                        Inline::Failed(e) => {
+                            let _ = self.reports.send(Report::Failed(Box::new((
+                                id,
+                                action,
+                                e.clone(),
+                            ))));
+                            entry.writer = Some(Writer::Failed(e));
+                            return Ok(Ok(()));
+                        }
+                        Inline::Wait(written) => {
+                            let (wtx, wrx) = mpsc::channel(WRITE_QUEUE);
+                            if let Some(Writer::Inline(send)) =
+                                entry.writer.replace(Writer::Task(wtx))
+                            {
+                                self.tasks
+                                    .spawn(write_loop(send, wrx, self.reports.clone()));
+                            }
+                            written
+                        }
+                    },
+                    Some(Writer::Failed(e)) => {
+                        // As a writer task fails what was queued behind a failed action.
+                        let e = e.clone();
+                        let _ = self.reports.send(Report::Failed(Box::new((id, action, e))));
+                        return Ok(Ok(()));
+                    }
+                    Some(Writer::Task(_)) | None => 0,
                 };
+                let Some(Writer::Task(writer)) = &entry.writer else {
+                    return Ok(Err((action, ActionError::StreamClosed(id))));
+                };
+                let writer = writer.clone();
                 let bytes = match &action {
-                    Action::Send(_, d) | Action::SendFin(_, d) => d.len().min(WRITE_BUDGET),
+                    Action::Send(_, d) | Action::SendFin(_, d) => {
+                        d.len().saturating_sub(written).min(WRITE_BUDGET)
+                    }
                     _ => 0,
                 };
                 let permit = if bytes == 0 {
@@ -378,20 +477,14 @@ impl<S: Session, H: Handler> Runner<S, H> {
                     let acquire = self.budget.clone().acquire_many_owned(n);
                     wait(&self.session, &self.force, acquire).await?.ok()
                 };
-                let Some(entry) = self.streams.get_mut(&id) else {
-                    return Ok(Err((action, ActionError::UnknownStream(id))));
+                let queued = Queued {
+                    action,
+                    written,
+                    _permit: permit,
                 };
-                match action {
-                    Action::Send(..) => {}
-                    Action::ResetStream(..) => {
-                        entry.send = Half::Closing;
-                        entry.abnormal = true;
-                    }
-                    _ => entry.send = Half::Closing,
-                }
-                match wait(&self.session, &self.force, writer.send((action, permit))).await? {
+                match wait(&self.session, &self.force, writer.send(queued)).await? {
                     Ok(()) => Ok(Ok(())),
-                    Err(mpsc::error::SendError((action, _))) => {
+                    Err(mpsc::error::SendError(Queued { action, .. })) => {
                         // The writer is gone (its stream failed); its report says why.
                         if let Some(e) = self.streams.get_mut(&id) {
                             if e.send == Half::Closing {
@@ -470,17 +563,16 @@ impl<S: Session, H: Handler> Runner<S, H> {
         }
     }
 
-    /// Starts the reader and writer tasks of a new stream and records it.
+    /// Records a new stream, starts its stop watcher and adds its receiving half to the
+    /// session's reads.
     fn register(&mut self, send: S::SendStream, recv: Option<S::RecvStream>, by_peer: bool) {
         let id = send.id();
-        let (wtx, wrx) = mpsc::channel(WRITE_QUEUE);
         self.tasks
-            .spawn(write_loop(send, wrx, self.reports.clone()));
+            .spawn(watch_stop(send.stop_notice(), id, self.reports.clone()));
         let (stop, recv_half) = match recv {
             Some(r) => {
                 let (stx, srx) = oneshot::channel();
-                self.tasks
-                    .spawn(read_loop::<S>(r, self.events.clone(), srx));
+                self.reads.push(id, reader::<S>(r, srx));
                 (Some(stx), Half::Open)
             }
             None => (None, Half::Absent),
@@ -493,7 +585,7 @@ impl<S: Session, H: Handler> Runner<S, H> {
                 send: Half::Open,
                 recv: recv_half,
                 abnormal: false,
-                writer: Some(wtx),
+                writer: Some(Writer::Inline(send)),
                 stop,
             },
         );
@@ -505,8 +597,7 @@ impl<S: Session, H: Handler> Runner<S, H> {
     fn register_peer_uni(&mut self, recv: S::RecvStream) {
         let id = recv.id();
         let (stx, srx) = oneshot::channel();
-        self.tasks
-            .spawn(read_loop::<S>(recv, self.events.clone(), srx));
+        self.reads.push(id, reader::<S>(recv, srx));
         self.streams.insert(
             id,
             Entry {
@@ -736,84 +827,156 @@ async fn wake_later<S: Session>(
     let _ = events.send(Event::Woken(tag, woken)).await;
 }
 
-/// Reads a stream chunk by chunk into the session's event queue, until its end, an error, or
-/// a STOP_SENDING request from the session task.
-async fn read_loop<S: Session>(
-    mut recv: S::RecvStream,
-    events: mpsc::Sender<Event<S>>,
-    mut stop: oneshot::Receiver<u32>,
-) {
-    let id = recv.id();
-    loop {
-        let read = tokio::select! {
-            biased;
-            code = &mut stop => Err(code),
-            r = recv.read_chunk(READ_CHUNK) => Ok(r),
-        };
-        let event = match read {
-            Err(code) => {
-                if let Ok(code) = code {
-                    let _ = recv.stop(code);
+/// The [`Reader`] of `recv`: its events ([`Event::Data`], then [`Event::Fin`] or
+/// [`Event::ReadFailed`]), read by the session task itself when it is ready for the next
+/// event. It ends early, stopping the half with the code, when the session task sends one
+/// on `stop` (its `StopSending` action).
+fn reader<S: Session>(recv: S::RecvStream, stop: oneshot::Receiver<u32>) -> Reader<Event<S>> {
+    Box::pin(futures_util::stream::unfold(
+        Some((recv, stop)),
+        |state| async move {
+            let (mut recv, mut stop) = state?;
+            let id = recv.id();
+            let read = tokio::select! {
+                biased;
+                code = &mut stop => Err(code),
+                r = recv.read_chunk(READ_CHUNK) => Ok(r),
+            };
+            match read {
+                Err(code) => {
+                    // A dropped sender (the session forgot the stream) stops nothing: the
+                    // half is dropped with the reader.
+                    if let Ok(code) = code {
+                        let _ = recv.stop(code);
+                    }
+                    None
                 }
-                return;
+                Ok(Ok(Some(data))) => Some((Event::Data(id, data), Some((recv, stop)))),
+                Ok(Ok(None)) => Some((Event::Fin(id), None)),
+                Ok(Err(e)) => Some((Event::ReadFailed(id, Box::new(e)), None)),
             }
-            Ok(Ok(Some(data))) => Event::Data(id, data),
-            Ok(Ok(None)) => Event::Fin(id),
-            Ok(Err(e)) => Event::ReadFailed(id, Box::new(e)),
-        };
-        let last = !matches!(event, Event::Data(..));
-        let sent = tokio::select! {
-            biased;
-            code = &mut stop => Err(code),
-            r = events.send(event) => Ok(r.is_ok()),
-        };
-        match sent {
-            Err(code) => {
-                if let Ok(code) = code {
-                    let _ = recv.stop(code);
-                }
-                return;
+        },
+    ))
+}
+
+/// The next event from the queue (accepted streams, datagrams, wake-ups) or from a stream
+/// read, taking the two sources in turn while both have events, so neither starves the
+/// other.
+fn next_event<'a, S: Session>(
+    queue: &'a mut mpsc::Receiver<Event<S>>,
+    reads: &'a mut Reads<Event<S>>,
+    reads_first: &'a mut bool,
+) -> impl Future<Output = Event<S>> + 'a {
+    std::future::poll_fn(move |cx| {
+        *reads_first = !*reads_first;
+        for from_reads in [*reads_first, !*reads_first] {
+            let next = if from_reads {
+                reads.poll_next(cx).map(Some)
+            } else {
+                queue.poll_recv(cx)
+            };
+            if let Poll::Ready(Some(ev)) = next {
+                return Poll::Ready(ev);
             }
-            Ok(false) => return,
-            Ok(true) if last => return,
-            Ok(true) => {}
         }
+        Poll::Pending
+    })
+}
+
+/// Reports the peer's STOP_SENDING on a sending half, whoever writes it (the session task or
+/// a writer task); ends quietly once the half is finished or reset, or the session ends.
+async fn watch_stop(
+    notice: impl Future<Output = Option<u32>>,
+    id: StreamId,
+    reports: mpsc::UnboundedSender<Report>,
+) {
+    if let Some(code) = notice.await {
+        let _ = reports.send(Report::Stopped(id, code));
     }
 }
 
-/// Applies stream actions to one sending half, in order, and watches for STOP_SENDING.
+/// What became of a stream action the session task applied itself.
+enum Inline {
+    /// Done, with the report a writer task would have sent, if any.
+    Done(Option<Report>),
+    /// The stream failed.
+    Failed(StreamError),
+    /// This many bytes of the action's data went out; the rest has to wait for flow control.
+    Wait(usize),
+}
+
+/// Applies a stream action as far as it goes without waiting.
+fn apply_inline<W: SendStream>(send: &mut W, id: StreamId, action: &Action) -> Inline {
+    let done = |r: Result<(), StreamError>, report: Report| match r {
+        Ok(()) => Inline::Done(Some(report)),
+        Err(e) => Inline::Failed(e),
+    };
+    let (data, fin) = match action {
+        Action::Send(_, d) => (d, false),
+        Action::SendFin(_, d) => (d, true),
+        Action::CloseStream(_) => return done(send.finish(), Report::Finished(id)),
+        Action::ResetStream(_, code) => return done(send.reset(*code), Report::Reset(id)),
+        _ => return Inline::Done(None),
+    };
+    let mut rest = data.clone();
+    if let Err(e) = write_now(send, &mut rest) {
+        return Inline::Failed(e);
+    }
+    if !rest.is_empty() {
+        return Inline::Wait(data.len() - rest.len());
+    }
+    if fin {
+        done(send.finish(), Report::Finished(id))
+    } else {
+        Inline::Done(None)
+    }
+}
+
+/// Writes what the transport takes of `data` at once, advancing `data` past it: each step is
+/// one poll of the cancel-safe [`SendStream::write_some`], so a step that would have to
+/// wait writes nothing and leaves `data` as it was.
+fn write_now<W: SendStream>(send: &mut W, data: &mut Bytes) -> Result<(), StreamError> {
+    let mut cx = Context::from_waker(Waker::noop());
+    while !data.is_empty() {
+        let before = data.len();
+        match std::pin::pin!(send.write_some(data)).poll(&mut cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Pending => break,
+        }
+        if data.len() == before {
+            // A transport that took nothing without waiting: leave the rest to a writer.
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Applies the stream actions queued for one sending half, in order, once the session task
+/// found a write that had to wait (STOP_SENDING is watched by [`watch_stop`]).
 async fn write_loop<W: SendStream>(
     mut send: W,
     mut actions: mpsc::Receiver<Queued>,
     reports: mpsc::UnboundedSender<Report>,
 ) {
     let id = send.id();
-    loop {
-        let next = tokio::select! {
-            biased;
-            a = actions.recv() => Ok(a),
-            s = send.stopped() => Err(s),
-        };
-        // The budget permit is released when this iteration ends (data handed to the
-        // transport, or failed).
-        let (action, _permit) = match next {
-            Ok(Some(a)) => a,
-            // The session forgot the stream or ended: dropping the half finishes it.
-            Ok(None) => return,
-            Err(Ok(Some(code))) => {
-                let _ = reports.send(Report::Stopped(id, code));
-                fail_rest(&mut actions, &reports, id, StreamError::Stopped(Some(code)));
-                return;
-            }
-            Err(Ok(None)) | Err(Err(_)) => return,
-        };
+    // The budget permit is released when an iteration ends (data handed to the transport,
+    // or failed).
+    while let Some(Queued {
+        action,
+        written,
+        _permit,
+    }) = actions.recv().await
+    {
+        let rest = |d: &Bytes| d.slice(written.min(d.len())..);
         let result = match &action {
-            Action::Send(_, data) => send.write_chunk(data.clone()).await,
+            Action::Send(_, data) => send.write_chunk(rest(data)).await,
             Action::SendFin(_, data) => {
+                let data = rest(data);
                 let written = if data.is_empty() {
                     Ok(())
                 } else {
-                    send.write_chunk(data.clone()).await
+                    send.write_chunk(data).await
                 };
                 written.and_then(|()| send.finish())
             }
@@ -838,6 +1001,7 @@ async fn write_loop<W: SendStream>(
             }
         }
     }
+    // The session forgot the stream or ended: dropping the half finishes it.
 }
 
 /// Reports every action still queued for a writer that cannot go on.
@@ -848,7 +1012,137 @@ fn fail_rest(
     error: StreamError,
 ) {
     actions.close();
-    while let Ok((a, _permit)) = actions.try_recv() {
-        let _ = reports.send(Report::Failed(Box::new((id, a, error.clone()))));
+    while let Ok(q) = actions.try_recv() {
+        let _ = reports.send(Report::Failed(Box::new((id, q.action, error.clone()))));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wt_core::testsuite::mock::{self, MockConfig, MockSession};
+    use wt_core::{AcceptOptions, Acceptor, IncomingRequest, TransportKind};
+
+    /// A client and a server session over the in-memory transport, whose streams buffer
+    /// `window` bytes each way.
+    async fn sessions(window: usize) -> (MockSession, MockSession) {
+        let mut config = MockConfig::new(TransportKind::Http3);
+        config.stream_window = window;
+        let (connector, acceptor) = mock::network(config);
+        let accept = async {
+            let request = acceptor.accept().await.expect("a request");
+            request.accept(AcceptOptions::default()).await
+        };
+        let (client, server) = tokio::join!(connector.connect_path("/", None), accept);
+        (client.expect("connected"), server.expect("accepted"))
+    }
+
+    async fn read_exactly(recv: &mut impl RecvStream, n: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            let chunk = recv.read_chunk(n - out.len()).await.unwrap();
+            out.extend_from_slice(&chunk.expect("data before the end"));
+        }
+        out
+    }
+
+    fn bytes(n: usize, b: u8) -> Bytes {
+        Bytes::from(vec![b; n])
+    }
+
+    #[tokio::test]
+    async fn writes_go_in_place_as_far_as_the_window_allows() {
+        let (client, server) = sessions(1000).await;
+        let mut send = server.open_uni().await.unwrap();
+        let id = send.id();
+
+        // 700 bytes fit whole.
+        let r = apply_inline(&mut send, id, &Action::Send(id, bytes(700, 1)));
+        assert!(matches!(r, Inline::Done(None)));
+        // Of 500 more, 300 fit: the rest, and the FIN behind it, wait.
+        let r = apply_inline(&mut send, id, &Action::SendFin(id, bytes(500, 2)));
+        assert!(matches!(r, Inline::Wait(300)));
+        // Nothing fits now: nothing is written, and nothing is lost.
+        let r = apply_inline(&mut send, id, &Action::Send(id, bytes(10, 3)));
+        assert!(matches!(r, Inline::Wait(0)));
+
+        let mut recv = client.accept_uni().await.unwrap();
+        let mut want = vec![1u8; 700];
+        want.extend([2u8; 300]);
+        assert_eq!(read_exactly(&mut recv, 1000).await, want);
+
+        // With room again the FIN goes in place too, and is reported as a writer's would be.
+        let r = apply_inline(&mut send, id, &Action::SendFin(id, bytes(200, 2)));
+        assert!(matches!(r, Inline::Done(Some(Report::Finished(f))) if f == id));
+        assert_eq!(read_exactly(&mut recv, 200).await, vec![2u8; 200]);
+        assert_eq!(
+            recv.read_chunk(10).await.unwrap(),
+            None,
+            "FIN after the data"
+        );
+
+        // A finished half cannot be written.
+        let r = apply_inline(&mut send, id, &Action::Send(id, bytes(1, 4)));
+        assert!(matches!(r, Inline::Failed(StreamError::ClosedLocally)));
+    }
+
+    #[tokio::test]
+    async fn a_writer_task_sends_what_the_session_task_left() {
+        let (client, server) = sessions(1000).await;
+        let send = server.open_uni().await.unwrap();
+        let id = send.id();
+        let (actions, queue) = mpsc::channel(WRITE_QUEUE);
+        let (reports, mut reported) = mpsc::unbounded_channel();
+        let task = tokio::spawn(write_loop(send, queue, reports));
+        let data = Bytes::from((0..1500u32).map(|i| i as u8).collect::<Vec<u8>>());
+        let queued = |action, written| Queued {
+            action,
+            written,
+            _permit: None,
+        };
+        // The session task wrote the first 300 bytes of the first action itself.
+        actions
+            .send(queued(Action::Send(id, data.slice(..1000)), 300))
+            .await
+            .unwrap();
+        actions
+            .send(queued(Action::SendFin(id, data.slice(1000..)), 0))
+            .await
+            .unwrap();
+
+        let mut recv = client.accept_uni().await.unwrap();
+        let mut got = Vec::new();
+        while let Some(c) = recv.read_chunk(4096).await.unwrap() {
+            got.extend_from_slice(&c);
+        }
+        assert_eq!(got, data[300..]);
+        let r = reported.recv().await;
+        assert!(matches!(r, Some(Report::Finished(f)) if f == id));
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn resets_and_failures_are_reported_in_place() {
+        let (client, server) = sessions(1000).await;
+
+        let mut send = server.open_uni().await.unwrap();
+        let id = send.id();
+        let r = apply_inline(&mut send, id, &Action::ResetStream(id, 7));
+        assert!(matches!(r, Inline::Done(Some(Report::Reset(f))) if f == id));
+        let mut recv = client.accept_uni().await.unwrap();
+        let e = recv.read_chunk(10).await.unwrap_err();
+        assert!(matches!(e, StreamError::Reset(Some(7))), "{e:?}");
+
+        // A write after the peer's STOP_SENDING fails with its code.
+        let (mut send, _recv) = server.open_bi().await.unwrap();
+        let id = send.id();
+        let notice = send.stop_notice();
+        let r = apply_inline(&mut send, id, &Action::Send(id, bytes(5, 1)));
+        assert!(matches!(r, Inline::Done(None)));
+        let (_client_send, mut client_recv) = client.accept_bi().await.unwrap();
+        client_recv.stop(9).unwrap();
+        assert_eq!(notice.await, Some(9), "the stop watcher hears it");
+        let r = apply_inline(&mut send, id, &Action::Send(id, bytes(5, 1)));
+        assert!(matches!(r, Inline::Failed(StreamError::Stopped(Some(9)))));
     }
 }

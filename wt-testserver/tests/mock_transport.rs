@@ -70,6 +70,46 @@ async fn echoes_bidi_uni_and_datagrams() {
     assert_eq!(within(s.recv_datagram()).await.unwrap(), "ping");
 }
 
+/// A client that writes without reading the echo: the server's writes wait, its write budget
+/// fills, it stops reading, and the client's writes wait in turn, with far less than what
+/// the client wants to send held anywhere. Reading the echo lets all of it through.
+/// (Time is paused: the timeout below can only fire once every task is waiting.)
+#[tokio::test(start_paused = true)]
+async fn an_echo_the_client_does_not_read_pushes_back() {
+    let mut config = MockConfig::new(TransportKind::Http3);
+    config.stream_window = 64 * 1024;
+    let (client, acceptor) = network_with(config);
+    let _server = serve::<EchoHandler, _>(acceptor, EchoConfig::default(), ServeOptions::default());
+    let s = within(client.connect("/echo", None)).await.unwrap();
+    let (mut send, mut recv) = s.open_bi().await.unwrap();
+    // Four times what the session may queue for its writers, on top of both windows.
+    let total = 4 * wt_testserver::session::WRITE_BUDGET;
+    let data = Bytes::from(pattern(total));
+    let to_send = data.clone();
+    let mut writer = tokio::spawn(async move {
+        for piece in to_send.chunks(16 * 1024) {
+            send.write_all(piece).await?;
+        }
+        send.finish()?;
+        Ok::<_, StreamError>(send)
+    });
+    let blocked = tokio::time::timeout(Duration::from_secs(60), &mut writer).await;
+    assert!(
+        blocked.is_err(),
+        "the client's writes must wait for it to read"
+    );
+    let sent = s.stats().bytes_sent as usize;
+    assert!(
+        sent < total / 2,
+        "{sent} of {total} bytes left the client before it read anything"
+    );
+
+    let back = read_all(&mut recv).await.unwrap();
+    assert_eq!(back.len(), total);
+    assert!(back == data, "echo out of order");
+    within(writer).await.unwrap().unwrap();
+}
+
 /// Echo through streams that buffer 1,000 bytes each way, written faster than they are read
 /// back: the server's writes soon wait for the client to read, its queues fill and its
 /// reads pause. Every byte still comes back once, in order, then the FIN.

@@ -430,7 +430,7 @@ impl<S: Session, H: Handler> Runner<S, H> {
                     }
                     _ => entry.send = Half::Closing,
                 }
-                let written = match &mut entry.writer {
+                let (writer, written) = match &mut entry.writer {
                     Some(Writer::Inline(send)) => match apply_inline(send, id, &action) {
                         Inline::Done(report) => {
                             if let Some(r) = report {
@@ -452,12 +452,12 @@ impl<S: Session, H: Handler> Runner<S, H> {
                         Inline::Wait(written) => {
                             let (wtx, wrx) = mpsc::channel(WRITE_QUEUE);
                             if let Some(Writer::Inline(send)) =
-                                entry.writer.replace(Writer::Task(wtx))
+                                entry.writer.replace(Writer::Task(wtx.clone()))
                             {
                                 self.tasks
                                     .spawn(write_loop(send, wrx, self.reports.clone()));
                             }
-                            written
+                            (wtx, written)
                         }
                     },
                     Some(Writer::Failed(e)) => {
@@ -466,12 +466,10 @@ impl<S: Session, H: Handler> Runner<S, H> {
                         let _ = self.reports.send(Report::Failed(Box::new((id, action, e))));
                         return Ok(Ok(()));
                     }
-                    Some(Writer::Task(_)) | None => 0,
+                    Some(Writer::Task(w)) => (w.clone(), 0),
+                    // Ruled out above.
+                    None => return Ok(Err((action, ActionError::StreamClosed(id)))),
                 };
-                let Some(Writer::Task(writer)) = &entry.writer else {
-                    return Ok(Err((action, ActionError::StreamClosed(id))));
-                };
-                let writer = writer.clone();
                 let bytes = match &action {
                     Action::Send(_, d) | Action::SendFin(_, d) => {
                         d.len().saturating_sub(written).min(WRITE_BUDGET)
@@ -1029,21 +1027,15 @@ fn fail_rest(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wt_core::testsuite::mock::{self, MockConfig, MockSession};
-    use wt_core::{AcceptOptions, Acceptor, IncomingRequest, TransportKind};
+    use wt_core::testsuite::mock::{MockConfig, MockSession};
+    use wt_core::TransportKind;
 
     /// A client and a server session over the in-memory transport, whose streams buffer
     /// `window` bytes each way.
-    async fn sessions(window: usize) -> (MockSession, MockSession) {
+    fn sessions(window: usize) -> (MockSession, MockSession) {
         let mut config = MockConfig::new(TransportKind::Http3);
         config.stream_window = window;
-        let (connector, acceptor) = mock::network(config);
-        let accept = async {
-            let request = acceptor.accept().await.expect("a request");
-            request.accept(AcceptOptions::default()).await
-        };
-        let (client, server) = tokio::join!(connector.connect_path("/", None), accept);
-        (client.expect("connected"), server.expect("accepted"))
+        MockSession::pair(config)
     }
 
     async fn read_exactly(recv: &mut impl RecvStream, n: usize) -> Vec<u8> {
@@ -1061,7 +1053,7 @@ mod tests {
 
     #[tokio::test]
     async fn writes_go_in_place_as_far_as_the_window_allows() {
-        let (client, server) = sessions(1000).await;
+        let (client, server) = sessions(1000);
         let mut send = server.open_uni().await.unwrap();
         let id = send.id();
 
@@ -1097,7 +1089,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_writer_task_sends_what_the_session_task_left() {
-        let (client, server) = sessions(1000).await;
+        let (client, server) = sessions(1000);
         let send = server.open_uni().await.unwrap();
         let id = send.id();
         let (actions, queue) = mpsc::channel(WRITE_QUEUE);
@@ -1132,7 +1124,7 @@ mod tests {
 
     #[tokio::test]
     async fn resets_and_failures_are_reported_in_place() {
-        let (client, server) = sessions(1000).await;
+        let (client, server) = sessions(1000);
 
         let mut send = server.open_uni().await.unwrap();
         let id = send.id();

@@ -241,7 +241,7 @@ pub fn rows(w: Workload, cells: &[(Stack, Cell)]) -> Vec<Row> {
         let paired = baseline
             .and_then(cell_of)
             .and_then(|b| paired_ratio(cell, b));
-        let (ratio, ratio_range) = (paired.map(|p| p.0), paired.map(|p| p.1));
+        let (ratio, ratio_range) = paired.unzip();
         let target = target(w, *stack);
         let status = target.map(|t| match ratio {
             None => "n/a".to_owned(),

@@ -36,11 +36,14 @@ impl AllocSpan {
 
     /// Adds `allocs_per_mib` (allocation calls since the start per MiB of `bytes`) to `s`.
     pub fn add_to(self, s: Sample, bytes: u64) -> Sample {
+        self.add_per(s, "allocs_per_mib", bytes as f64 / (1024.0 * 1024.0))
+    }
+
+    /// Adds `name`: allocation calls since the start per unit of work (`units` of them: round
+    /// trips, streams) to `s`.
+    pub fn add_per(self, s: Sample, name: &'static str, units: f64) -> Sample {
         match (self.0, allocations()) {
-            (Some(a), Some(b)) => s.with(
-                "allocs_per_mib",
-                b.saturating_sub(a) as f64 / (bytes as f64 / (1024.0 * 1024.0)),
-            ),
+            (Some(a), Some(b)) if units > 0.0 => s.with(name, b.saturating_sub(a) as f64 / units),
             _ => s,
         }
     }

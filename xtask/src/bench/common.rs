@@ -432,7 +432,8 @@ impl Sample {
         let mut times: Vec<Duration> = Vec::new();
         let (mut units, mut secs, mut rates) = (0.0, 0.0, 0);
         let n = runs.len();
-        // Secondary numbers of rates (allocations per MiB) are averaged over the runs.
+        // Secondary numbers (allocations per MiB, per round trip, per stream) are averaged
+        // over the runs.
         let mut extra: Vec<(&'static str, f64, usize)> = Vec::new();
         for r in &runs {
             for (k, v) in &r.extra {
@@ -455,14 +456,21 @@ impl Sample {
                 }
             }
         }
+        let averaged = extra
+            .into_iter()
+            .map(|(k, sum, count)| (k, sum / count as f64));
         match rates {
-            0 => Some(latency_sample(times)),
+            0 => {
+                // Quantiles come from the pooled round trips; the rest (allocations per round
+                // trip) are averaged.
+                let mut s = latency_sample(times);
+                let own: Vec<&str> = s.extra.iter().map(|e| e.0).collect();
+                s.extra.extend(averaged.filter(|e| !own.contains(&e.0)));
+                Some(s)
+            }
             r if r == n => {
                 let mut s = rate_sample(units, secs);
-                s.extra = extra
-                    .into_iter()
-                    .map(|(k, sum, count)| (k, sum / count as f64))
-                    .collect();
+                s.extra = averaged.collect();
                 Some(s)
             }
             _ => None,
@@ -475,6 +483,13 @@ impl Sample {
         self
     }
 }
+
+/// The extra of a latency sample: allocation calls per round trip, client and server together
+/// (the whole process counts), from the first timed round trip to the last.
+pub const ALLOCS_PER_RTT: &str = "allocs_per_rtt";
+
+/// The extra of a churn sample: allocation calls per stream, client and server together.
+pub const ALLOCS_PER_STREAM: &str = "allocs_per_stream";
 
 /// The `q` quantile (0..=1) of `v` (sorted in place), in microseconds.
 pub fn quantile_us(v: &mut [Duration], q: f64) -> f64 {
@@ -641,6 +656,7 @@ where
         next: Arc::new(AtomicUsize::new(0)),
         n,
     };
+    let allocs = AllocSpan::start();
     let start = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..CHURN_IN_FLIGHT {
@@ -650,7 +666,8 @@ where
         w.await
             .map_err(|_| BenchError::Protocol("worker panicked"))??;
     }
-    Ok(rate_sample(n as f64, start.elapsed().as_secs_f64()))
+    let s = rate_sample(n as f64, start.elapsed().as_secs_f64());
+    Ok(allocs.add_per(s, ALLOCS_PER_STREAM, n as f64))
 }
 
 /// Waits until datagrams of an earlier run stop arriving.

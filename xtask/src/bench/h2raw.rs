@@ -149,6 +149,7 @@ pub async fn latency(c: &H2Client, rounds: usize) -> BResult<Sample> {
     h2_send(&mut send, Bytes::from_static(&[MODE_ECHO])).await?;
     let msg = Bytes::from_static(&[0x5a; PING_SIZE]);
     let mut rtts = Vec::with_capacity(rounds);
+    let allocs = AllocSpan::start();
     for _ in 0..rounds {
         time_round(&mut rtts, async {
             // Copy, as a `write(&[u8])` API would.
@@ -157,9 +158,10 @@ pub async fn latency(c: &H2Client, rounds: usize) -> BResult<Sample> {
         })
         .await?;
     }
+    let sample = allocs.add_per(latency_sample(rtts), ALLOCS_PER_RTT, rounds as f64);
     send.send_data(Bytes::new(), true)?;
     while h2_recv(&mut recv).await?.is_some() {}
-    Ok(latency_sample(rtts))
+    Ok(sample)
 }
 
 /// Churn as HTTP/2 requests: POST `E` + 1 KiB, read the echoed body.

@@ -26,7 +26,10 @@
 //! `host_steal_pct`, the share of the machine's CPU time the hypervisor gave to someone else
 //! while that stack's runs of the round ran (`steal` in `/proc/stat`; rows add the worst
 //! round as `host_steal_max_pct`, and the JSON report keeps every round's), so a round
-//! slowed by the host shows as such:
+//! slowed by the host shows as such. With the `bench` feature, samples also count allocation
+//! calls, client and server together: `allocs_per_mib` on the bulk workloads,
+//! `allocs_per_rtt` on latency and `allocs_per_stream` on churn, so an allocation per message
+//! that a stack adds to its transport's shows beside the baseline's count:
 //!
 //! | stack | transport | API | baseline |
 //! |---|---|---|---|
@@ -881,13 +884,14 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         // Round trips: quantiles over all of them, not a mean of the legs' quantiles.
+        // Other secondary numbers (allocations per round trip) are averaged.
         let p = Sample::pool(vec![
-            latency_sample(us(&[10, 11, 12])),
-            latency_sample(us(&[40, 50])),
+            latency_sample(us(&[10, 11, 12])).with("allocs_per_rtt", 6.0),
+            latency_sample(us(&[40, 50])).with("allocs_per_rtt", 8.0),
         ])
         .unwrap();
         assert_eq!(p.primary, 12.0);
-        assert_eq!(p.extra, vec![("p99_us", 50.0)]);
+        assert_eq!(p.extra, vec![("p99_us", 50.0), ("allocs_per_rtt", 7.0)]);
         // Rates: all units over all the time; secondary numbers averaged.
         let p = Sample::pool(vec![
             rate_sample(100.0, 1.0).with("allocs_per_mib", 300.0),

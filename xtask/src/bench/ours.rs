@@ -105,6 +105,7 @@ pub async fn latency<S: Session>(s: &S, rounds: usize) -> BResult<Sample> {
     send.write_all(&[MODE_ECHO]).await?;
     let msg = [0x5au8; PING_SIZE];
     let mut rtts = Vec::with_capacity(rounds);
+    let allocs = AllocSpan::start();
     for _ in 0..rounds {
         time_round(&mut rtts, async {
             send.write_all(&msg).await?;
@@ -112,9 +113,10 @@ pub async fn latency<S: Session>(s: &S, rounds: usize) -> BResult<Sample> {
         })
         .await?;
     }
+    let sample = allocs.add_per(latency_sample(rtts), ALLOCS_PER_RTT, rounds as f64);
     send.finish()?;
     while recv.read_chunk(CHUNK).await?.is_some() {}
-    Ok(latency_sample(rtts))
+    Ok(sample)
 }
 
 /// `n` streams (open, 1 KiB, FIN, read the echo), [`CHURN_IN_FLIGHT`] at a time.

@@ -88,6 +88,7 @@ pub async fn latency(c: &quinn::Connection, rounds: usize) -> BResult<Sample> {
     send.write_all(&[MODE_ECHO]).await?;
     let msg = [0x5au8; PING_SIZE];
     let mut rtts = Vec::with_capacity(rounds);
+    let allocs = AllocSpan::start();
     for _ in 0..rounds {
         time_round(&mut rtts, async {
             send.write_all(&msg).await?;
@@ -95,9 +96,10 @@ pub async fn latency(c: &quinn::Connection, rounds: usize) -> BResult<Sample> {
         })
         .await?;
     }
+    let sample = allocs.add_per(latency_sample(rtts), ALLOCS_PER_RTT, rounds as f64);
     send.finish()?;
     while recv.read_chunk(CHUNK, true).await?.is_some() {}
-    Ok(latency_sample(rtts))
+    Ok(sample)
 }
 
 /// See [`ours::churn`](super::ours::churn).

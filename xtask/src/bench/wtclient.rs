@@ -90,6 +90,7 @@ pub async fn latency(c: &Connection, rounds: usize) -> BResult<Sample> {
         .await?;
     let msg = [0x5au8; PING_SIZE];
     let mut rtts = Vec::with_capacity(rounds);
+    let allocs = AllocSpan::start();
     for _ in 0..rounds {
         time_round(&mut rtts, async {
             // `send` takes owned bytes: the copy a caller holding a slice makes.
@@ -102,7 +103,7 @@ pub async fn latency(c: &Connection, rounds: usize) -> BResult<Sample> {
         })
         .await?;
     }
-    Ok(latency_sample(rtts))
+    Ok(allocs.add_per(latency_sample(rtts), ALLOCS_PER_RTT, rounds as f64))
 }
 
 /// See [`ours::datagrams`](super::ours::datagrams).

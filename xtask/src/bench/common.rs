@@ -491,6 +491,11 @@ pub const ALLOCS_PER_RTT: &str = "allocs_per_rtt";
 /// The extra of a churn sample: allocation calls per stream, client and server together.
 pub const ALLOCS_PER_STREAM: &str = "allocs_per_stream";
 
+/// The extra of a datagram sample: allocation calls per datagram sent, sender and receiver
+/// together, until the last one arrived (the written payloads' arena included, the same for
+/// every stack).
+pub const ALLOCS_PER_DATAGRAM: &str = "allocs_per_datagram";
+
 /// The `q` quantile (0..=1) of `v` (sorted in place), in microseconds.
 pub fn quantile_us(v: &mut [Duration], q: f64) -> f64 {
     if v.is_empty() {
@@ -718,6 +723,7 @@ where
     stats.reset();
     let pattern = Bytes::from(vec![0x42u8; DGRAM_SIZE]);
     let mut arena = BytesMut::new();
+    let allocs = AllocSpan::start();
     let start = Instant::now();
     let mut lost = 0;
     for i in 0..n as u64 {
@@ -738,8 +744,9 @@ where
         send(frame).await?;
     }
     let send_rate = n as f64 / start.elapsed().as_secs_f64();
-    Ok(datagram_result(stats, start, n)
-        .await
+    let s = datagram_result(stats, start, n).await;
+    Ok(allocs
+        .add_per(s, ALLOCS_PER_DATAGRAM, n as f64)
         .with("send_per_s", send_rate))
 }
 

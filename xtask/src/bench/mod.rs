@@ -28,7 +28,8 @@
 //! round as `host_steal_max_pct`, and the JSON report keeps every round's), so a round
 //! slowed by the host shows as such. With the `bench` feature, samples also count allocation
 //! calls, client and server together: `allocs_per_mib` on the bulk workloads,
-//! `allocs_per_rtt` on latency and `allocs_per_stream` on churn, so an allocation per message
+//! `allocs_per_rtt` on latency, `allocs_per_stream` on churn and `allocs_per_datagram` on the
+//! datagram workloads, so an allocation per message
 //! that a stack adds to its transport's shows beside the baseline's count:
 //!
 //! | stack | transport | API | baseline |

@@ -18,6 +18,13 @@ const CHAIN_THRESHOLD: usize = 1024;
 /// two allocations per capsule: the bytes, and the shared block `split` makes of them).
 const SCRATCH_BLOCK: usize = 1024;
 
+/// A new scratch block also has room for this many capsules the size of the one that needed
+/// it. With [`SCRATCH_BLOCK`] alone, a capsule whose payload is just under
+/// [`CHAIN_THRESHOLD`] (a 1,000-byte datagram) filled a block by itself: two allocations per
+/// capsule again. This keeps them to two per eight, and a session keeps at most one block
+/// (about 8 KiB for such capsules, 1 KiB for small ones).
+const SCRATCH_CAPSULES: usize = 8;
+
 /// Room for a capsule header: type, length and stream ID, 8 bytes each at most.
 const MAX_HEADER: usize = 24;
 
@@ -218,10 +225,12 @@ impl Tx {
         self.payload(data);
     }
 
-    /// Makes room for `need` more bytes in the scratch buffer, a block at a time.
+    /// Makes room for `need` more bytes in the scratch buffer, a block at a time (see
+    /// [`SCRATCH_CAPSULES`]).
     fn room(&mut self, need: usize) {
         if self.scratch.capacity() - self.scratch.len() < need {
-            self.scratch.reserve(need.max(SCRATCH_BLOCK));
+            self.scratch
+                .reserve((need * SCRATCH_CAPSULES).max(SCRATCH_BLOCK));
         }
     }
 
@@ -373,6 +382,28 @@ mod tests {
         assert!(tx.pop(usize::MAX).is_none());
         // Each header follows the one before it in memory: one allocation for all of them.
         for w in headers.windows(2) {
+            assert_eq!(w[1].as_ptr() as usize, w[0].as_ptr() as usize + w[0].len());
+        }
+    }
+
+    #[test]
+    fn capsules_just_under_the_chain_threshold_share_blocks() {
+        // Each queued and handed on at once, as a quiet session does with its datagrams.
+        let mut tx = Tx::default();
+        let payload = Bytes::from(vec![3u8; CHAIN_THRESHOLD - 24]);
+        let mut sent = Vec::new();
+        for _ in 0..8 {
+            tx.datagram(payload.clone());
+            let seg = tx.pop(usize::MAX).unwrap();
+            let parts: Vec<&Bytes> = seg.parts().collect();
+            assert_eq!(parts.len(), 1, "header and payload copied together");
+            let header = parts[0].len() - payload.len();
+            assert!((1..MAX_HEADER).contains(&header));
+            assert_eq!(&parts[0][header..], &payload[..]);
+            sent.push(parts[0].clone());
+        }
+        // Each follows the one before it in memory: one block for all of them.
+        for w in sent.windows(2) {
             assert_eq!(w[1].as_ptr() as usize, w[0].as_ptr() as usize + w[0].len());
         }
     }

@@ -224,21 +224,12 @@ pub(crate) fn run_session<S: Session, H: Handler>(
         runner
             .tasks
             .spawn(accept_uni_loop(session.clone(), events_tx.clone()));
-        runner
-            .tasks
-            .spawn(datagram_loop(session.clone(), events_tx));
+        runner.tasks.spawn(datagram_loop(session, events_tx));
 
         let mut end = runner.apply(initial).await.err();
         let mut drained = false;
         let mut peer_draining = false;
         let mut reads_first = false;
-        // The session's and the server's signals, watched from one future each for the whole
-        // loop rather than from a new one (and a new registration) for every event.
-        let forced = signals.force.cancelled();
-        let closed = session.closed();
-        let drain = signals.drain.cancelled();
-        let peer_drain = session.draining();
-        tokio::pin!(forced, closed, drain, peer_drain);
         while end.is_none() {
             enum Step<S: Session> {
                 Force,
@@ -251,10 +242,10 @@ pub(crate) fn run_session<S: Session, H: Handler>(
             }
             let step: Step<S> = tokio::select! {
                 biased;
-                _ = &mut forced => Step::Force,
-                e = &mut closed => Step::Ended(e),
-                _ = &mut drain, if !drained => Step::Drain,
-                _ = &mut peer_drain, if !peer_draining => Step::PeerDraining,
+                _ = signals.force.cancelled() => Step::Force,
+                e = runner.session.closed() => Step::Ended(e),
+                _ = signals.drain.cancelled(), if !drained => Step::Drain,
+                _ = runner.session.draining(), if !peer_draining => Step::PeerDraining,
                 Some(r) = reports_rx.recv() => Step::Report(r),
                 ev = next_event(&mut events_rx, &mut runner.reads, &mut reads_first) => {
                     Step::Event(ev)

@@ -40,7 +40,8 @@ impl AllocSpan {
     }
 
     /// Adds `name`: allocation calls since the start per unit of work (`units` of them: round
-    /// trips, streams) to `s`.
+    /// trips, streams, datagrams) to `s`. Nothing when allocations are not counted or no
+    /// unit was done.
     pub fn add_per(self, s: Sample, name: &'static str, units: f64) -> Sample {
         match (self.0, allocations()) {
             (Some(a), Some(b)) if units > 0.0 => s.with(name, b.saturating_sub(a) as f64 / units),

@@ -29,8 +29,8 @@
 //! slowed by the host shows as such. With the `bench` feature, samples also count allocation
 //! calls, client and server together: `allocs_per_mib` on the bulk workloads,
 //! `allocs_per_rtt` on latency, `allocs_per_stream` on churn and `allocs_per_datagram` on the
-//! datagram workloads, so an allocation per message
-//! that a stack adds to its transport's shows beside the baseline's count:
+//! datagram workloads, so an allocation per message that a stack adds to its transport's
+//! shows beside the baseline's count:
 //!
 //! | stack | transport | API | baseline |
 //! |---|---|---|---|

@@ -568,11 +568,7 @@ impl<S: Session, H: Handler> Runner<S, H> {
         self.tasks
             .spawn(watch_stop(send.stop_notice(), id, self.reports.clone()));
         let (stop, recv_half) = match recv {
-            Some(r) => {
-                let (stx, srx) = oneshot::channel();
-                self.reads.push(id, reader::<S>(r, srx));
-                (Some(stx), Half::Open)
-            }
+            Some(r) => (Some(self.start_reading(r)), Half::Open),
             None => (None, Half::Absent),
         };
         self.streams.insert(
@@ -592,10 +588,17 @@ impl<S: Session, H: Handler> Runner<S, H> {
         }
     }
 
+    /// Adds `recv` to the session's reads; the sender stops its reader (the `StopSending`
+    /// action).
+    fn start_reading(&mut self, recv: S::RecvStream) -> oneshot::Sender<u32> {
+        let (stop, stopped) = oneshot::channel();
+        self.reads.push(recv.id(), reader::<S>(recv, stopped));
+        stop
+    }
+
     fn register_peer_uni(&mut self, recv: S::RecvStream) {
         let id = recv.id();
-        let (stx, srx) = oneshot::channel();
-        self.reads.push(id, reader::<S>(recv, srx));
+        let stop = self.start_reading(recv);
         self.streams.insert(
             id,
             Entry {
@@ -605,7 +608,7 @@ impl<S: Session, H: Handler> Runner<S, H> {
                 recv: Half::Open,
                 abnormal: false,
                 writer: None,
-                stop: Some(stx),
+                stop: Some(stop),
             },
         );
         self.peer_streams += 1;

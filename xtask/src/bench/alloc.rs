@@ -24,6 +24,21 @@ pub fn allocations() -> Option<u64> {
     }
 }
 
+/// The extra of a bulk sample: allocation calls per MiB moved (both directions of an echo).
+pub const ALLOCS_PER_MIB: &str = "allocs_per_mib";
+
+/// The extra of a latency sample: allocation calls per round trip, client and server together
+/// (the whole process counts), from the first timed round trip to the last.
+pub const ALLOCS_PER_RTT: &str = "allocs_per_rtt";
+
+/// The extra of a churn sample: allocation calls per stream, client and server together.
+pub const ALLOCS_PER_STREAM: &str = "allocs_per_stream";
+
+/// The extra of a datagram sample: allocation calls per datagram sent, sender and receiver
+/// together, until the last one arrived (the written payloads' arena included, the same for
+/// every stack).
+pub const ALLOCS_PER_DATAGRAM: &str = "allocs_per_datagram";
+
 /// Counts allocations from its start.
 #[derive(Copy, Clone, Debug)]
 pub struct AllocSpan(Option<u64>);
@@ -34,9 +49,9 @@ impl AllocSpan {
         AllocSpan(allocations())
     }
 
-    /// Adds `allocs_per_mib` (allocation calls since the start per MiB of `bytes`) to `s`.
+    /// Adds [`ALLOCS_PER_MIB`] (allocation calls since the start per MiB of `bytes`) to `s`.
     pub fn add_to(self, s: Sample, bytes: u64) -> Sample {
-        self.add_per(s, "allocs_per_mib", bytes as f64 / (1024.0 * 1024.0))
+        self.add_per(s, ALLOCS_PER_MIB, bytes as f64 / (1024.0 * 1024.0))
     }
 
     /// Adds `name`: allocation calls since the start per unit of work (`units` of them: round

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, Bytes, BytesMut};
 use wt_core::tls::{ClientTls, ServerTls};
 
-use super::alloc::AllocSpan;
+use super::alloc::{AllocSpan, ALLOCS_PER_DATAGRAM, ALLOCS_PER_RTT, ALLOCS_PER_STREAM};
 
 /// First byte of a stream: read and count everything, answer with the count.
 pub const MODE_SINK: u8 = b'S';
@@ -484,18 +484,6 @@ impl Sample {
     }
 }
 
-/// The extra of a latency sample: allocation calls per round trip, client and server together
-/// (the whole process counts), from the first timed round trip to the last.
-pub const ALLOCS_PER_RTT: &str = "allocs_per_rtt";
-
-/// The extra of a churn sample: allocation calls per stream, client and server together.
-pub const ALLOCS_PER_STREAM: &str = "allocs_per_stream";
-
-/// The extra of a datagram sample: allocation calls per datagram sent, sender and receiver
-/// together, until the last one arrived (the written payloads' arena included, the same for
-/// every stack).
-pub const ALLOCS_PER_DATAGRAM: &str = "allocs_per_datagram";
-
 /// The `q` quantile (0..=1) of `v` (sorted in place), in microseconds.
 pub fn quantile_us(v: &mut [Duration], q: f64) -> f64 {
     if v.is_empty() {
@@ -513,6 +501,13 @@ pub fn latency_sample(mut rtts: Vec<Duration>) -> Sample {
     let mut s = Sample::new(p50).with("p99_us", p99);
     s.parts = Some(Parts::Times(rtts));
     s
+}
+
+/// [`latency_sample`] of the timed round trips `rtts`, with the allocation calls since
+/// `allocs` started per round trip (made right after the last one, before the stream ends).
+pub fn rtt_sample(allocs: AllocSpan, rtts: Vec<Duration>) -> Sample {
+    let n = rtts.len() as f64;
+    allocs.add_per(latency_sample(rtts), ALLOCS_PER_RTT, n)
 }
 
 /// `units` per second done in `secs`.

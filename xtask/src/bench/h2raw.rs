@@ -158,7 +158,7 @@ pub async fn latency(c: &H2Client, rounds: usize) -> BResult<Sample> {
         })
         .await?;
     }
-    let sample = allocs.add_per(latency_sample(rtts), ALLOCS_PER_RTT, rounds as f64);
+    let sample = rtt_sample(allocs, rtts);
     send.send_data(Bytes::new(), true)?;
     while h2_recv(&mut recv).await?.is_some() {}
     Ok(sample)

@@ -113,7 +113,7 @@ pub async fn latency<S: Session>(s: &S, rounds: usize) -> BResult<Sample> {
         })
         .await?;
     }
-    let sample = allocs.add_per(latency_sample(rtts), ALLOCS_PER_RTT, rounds as f64);
+    let sample = rtt_sample(allocs, rtts);
     send.finish()?;
     while recv.read_chunk(CHUNK).await?.is_some() {}
     Ok(sample)

@@ -96,7 +96,7 @@ pub async fn latency(c: &quinn::Connection, rounds: usize) -> BResult<Sample> {
         })
         .await?;
     }
-    let sample = allocs.add_per(latency_sample(rtts), ALLOCS_PER_RTT, rounds as f64);
+    let sample = rtt_sample(allocs, rtts);
     send.finish()?;
     while recv.read_chunk(CHUNK, true).await?.is_some() {}
     Ok(sample)

@@ -103,7 +103,7 @@ pub async fn latency(c: &Connection, rounds: usize) -> BResult<Sample> {
         })
         .await?;
     }
-    Ok(allocs.add_per(latency_sample(rtts), ALLOCS_PER_RTT, rounds as f64))
+    Ok(rtt_sample(allocs, rtts))
 }
 
 /// See [`ours::datagrams`](super::ours::datagrams).

@@ -184,7 +184,7 @@ pub async fn latency(c: &Connection, rounds: usize) -> BResult<Sample> {
         })
         .await?;
     }
-    let sample = allocs.add_per(latency_sample(rtts), ALLOCS_PER_RTT, rounds as f64);
+    let sample = rtt_sample(allocs, rtts);
     send.finish().await?;
     let mut buf = [0u8; 64];
     while recv.read(&mut buf).await?.is_some() {}

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo xtask bench [--quick] [--json FILE] [--workload NAME[,NAME…]] [--transport h3|h2]
-//!                   [--rounds N] [--workers N]
+//!                   [--rounds N] [--legs N] [--workers N]
 //! ```
 //!
 //! The `cargo xtask` alias builds xtask in debug mode without extras, so `bench` re-invokes
@@ -20,7 +20,7 @@
 //! stack's baseline (the median over rounds of the ratio of the two runs of the same round,
 //! which tolerates a machine whose load drifts), the lowest and highest of those per-round
 //! ratios (`rounds`; see [`report::Row::ratio_range`]) and the target of the brief. Within a round
-//! the latency, churn and datagram workloads run in [`LEGS`] legs and the bulk ones in
+//! the latency, churn and datagram workloads run in [`LEGS`] legs (`--legs`) and the bulk ones in
 //! [`BULK_LEGS`] (see [`Workload::legs`]), the stack order reversed from leg to leg, each
 //! stack's legs pooled into its sample of the round. Every sample also records
 //! `host_steal_pct`, the share of the machine's CPU time the hypervisor gave to someone else
@@ -93,6 +93,12 @@ pub struct Args {
     /// Rounds per workload (default 5; 1 with --quick).
     #[arg(long, value_name = "N")]
     pub rounds: Option<usize>,
+    /// Legs per round of the latency, churn and datagram workloads (default 20; 5 with
+    /// --quick): each leg runs its share of the round's round trips, streams or datagrams
+    /// for every stack, on a connection of its own. More legs interleave the stacks more
+    /// finely, so drift of the machine's speed falls on both halves of a pair more evenly.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub legs: Option<u16>,
     /// Worker threads of the runtime that clients and in-process servers share (default 2,
     /// the machine's cores). With 1, everything runs on one thread: a stack's cost shows
     /// without what spreading its tasks over two threads adds to it (cross-thread wake-ups,
@@ -108,13 +114,18 @@ pub struct Args {
     pub scale_server: Option<String>,
 }
 
-/// The legs a round of the latency, churn and datagram workloads is cut into. Each leg runs a
-/// fifth of the round trips, streams or datagrams for every stack, in the round's order and
-/// then in reverse (A B, B A, A B, …), and a stack's legs are pooled into its sample of the
-/// round. Their runs last a fraction of a second, and a 2-core machine drifts between two of
-/// them by as much as the stacks differ; interleaving the halves of a pair this finely lets
-/// the drift fall on both.
-const LEGS: usize = 5;
+/// The legs a round of the latency, churn and datagram workloads is cut into (`--legs`).
+/// Each leg runs a twentieth of the round trips, streams or datagrams for every stack, in the
+/// round's order and then in reverse (A B, B A, A B, …), and a stack's legs are pooled into
+/// its sample of the round. A 2-core machine drifts between two runs a fraction of a second
+/// apart by as much as the stacks differ; interleaving the halves of a pair this finely lets
+/// the drift fall on both. Twenty legs instead of five about halved the spread of the
+/// per-round ratios (see the README's benchmark notes) for about a tenth of a second more
+/// per leg (a new connection, and the wait for the process to be quiet).
+const LEGS: usize = 20;
+
+/// [`LEGS`] with `--quick` (one round, where the spread across rounds does not apply).
+const QUICK_LEGS: usize = 5;
 
 /// The legs of a bulk round: each a whole transfer (1 GiB up, or 256 MiB each way), in the
 /// order A B, B A, pooled as bytes over time. Cutting the transfer into smaller legs would
@@ -175,15 +186,15 @@ impl Workload {
         }
     }
 
-    /// How many legs a round of this workload runs in: [`LEGS`] for latency, churn and the
-    /// datagram workloads, sharing out the round's round trips, streams and datagrams;
-    /// [`BULK_LEGS`] for the bulk workloads, each a whole transfer.
-    fn legs(self) -> usize {
+    /// How many legs a round of this workload runs in: `split` (`--legs`, default [`LEGS`])
+    /// for latency, churn and the datagram workloads, sharing out the round's round trips,
+    /// streams and datagrams; [`BULK_LEGS`] for the bulk workloads, each a whole transfer.
+    fn legs(self, split: usize) -> usize {
         match self {
             Workload::Latency
             | Workload::Churn
             | Workload::Datagrams
-            | Workload::DatagramsShared => LEGS,
+            | Workload::DatagramsShared => split.max(1),
             Workload::BulkUpload | Workload::BulkEcho => BULK_LEGS,
             _ => 1,
         }
@@ -640,6 +651,9 @@ async fn run(args: Args) -> ExitCode {
         Sizes::FULL
     };
     let rounds = args.rounds.unwrap_or(if args.quick { 1 } else { 5 }).max(1);
+    let split = args
+        .legs
+        .map_or(if args.quick { QUICK_LEGS } else { LEGS }, usize::from);
 
     let addrs = match start_servers().await {
         Ok(a) => a,
@@ -685,7 +699,7 @@ async fn run(args: Args) -> ExitCode {
             .filter(|s| args.stacks.is_empty() || args.stacks.iter().any(|n| n == s.name()))
             .collect();
         let mut cells: Vec<(Stack, Cell)> = stacks.iter().map(|s| (*s, Cell::default())).collect();
-        let legs = w.legs();
+        let legs = w.legs(split);
         let leg_sizes = sizes.leg(legs);
         for round in 0..rounds {
             let order = run_order(&stacks, round);
@@ -825,6 +839,7 @@ async fn run(args: Args) -> ExitCode {
     let report = Report {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         rounds,
+        legs: split,
         workers: args.workers,
         sizes,
         total_secs: started.elapsed().as_secs_f64(),
@@ -909,17 +924,21 @@ mod tests {
 
     #[test]
     fn a_leg_runs_its_share_of_the_round_trips_streams_and_datagrams() {
+        // The default legs share out both sets of sizes evenly.
+        for (all, legs) in [(Sizes::FULL, LEGS), (Sizes::QUICK, QUICK_LEGS)] {
+            let leg = all.leg(legs);
+            assert_eq!(leg.latency_rounds * legs, all.latency_rounds);
+            assert_eq!(leg.churn_streams * legs, all.churn_streams);
+            assert_eq!(leg.datagrams * legs, all.datagrams);
+            assert_eq!(leg.bulk_bytes, all.bulk_bytes);
+        }
         let full = Sizes::FULL;
-        let leg = full.leg(LEGS);
-        assert_eq!(leg.latency_rounds * LEGS, full.latency_rounds);
-        assert_eq!(leg.churn_streams * LEGS, full.churn_streams);
-        assert_eq!(leg.datagrams * LEGS, full.datagrams);
-        assert_eq!(leg.bulk_bytes, full.bulk_bytes);
         assert_eq!(full.leg(0).latency_rounds, full.latency_rounds);
-        assert_eq!(Workload::Latency.legs(), LEGS);
-        assert_eq!(Workload::Datagrams.legs(), LEGS);
-        assert_eq!(Workload::BulkEcho.legs(), BULK_LEGS);
-        assert_eq!(Workload::Setup.legs(), 1);
+        assert_eq!(Workload::Latency.legs(LEGS), LEGS);
+        assert_eq!(Workload::Churn.legs(20), 20);
+        assert_eq!(Workload::Datagrams.legs(LEGS), LEGS);
+        assert_eq!(Workload::BulkEcho.legs(20), BULK_LEGS);
+        assert_eq!(Workload::Setup.legs(20), 1);
     }
 
     #[test]

@@ -149,6 +149,8 @@ pub struct Report {
     pub command: String,
     /// Rounds per workload.
     pub rounds: usize,
+    /// Legs per round of the latency, churn and datagram workloads (`--legs`).
+    pub legs: usize,
     /// Worker threads of the shared runtime (`--workers`; scale's server runs its own two).
     pub workers: u16,
     /// Sizes used.
@@ -478,8 +480,9 @@ pub fn print(report: &Report) {
         missed.join(", ")
     );
     println!(
-        "rounds {}, {} worker thread{}, total {:.0} s, allocations {}counted",
+        "rounds {}, {} legs, {} worker thread{}, total {:.0} s, allocations {}counted",
         report.rounds,
+        report.legs,
         report.workers,
         if report.workers == 1 { "" } else { "s" },
         report.total_secs,

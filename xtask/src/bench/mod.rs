@@ -20,9 +20,10 @@
 //! stack's baseline (the median over rounds of the ratio of the two runs of the same round,
 //! which tolerates a machine whose load drifts), the lowest and highest of those per-round
 //! ratios (`rounds`; see [`report::Row::ratio_range`]) and the target of the brief. Within a round
-//! the latency, churn and datagram workloads run in [`LEGS`] legs (`--legs`) and the bulk ones in
-//! [`BULK_LEGS`] (see [`Workload::legs`]), the stack order reversed from leg to leg, each
-//! stack's legs pooled into its sample of the round. Every sample also records
+//! the latency, churn and datagram workloads run in [`LEGS`] legs (`--legs`), each stack's on
+//! one connection per round, and the bulk ones in [`BULK_LEGS`] (see [`Workload::legs`]), the
+//! stack order reversed from leg to leg, each stack's legs pooled into its sample of the
+//! round. Every sample also records
 //! `host_steal_pct`, the share of the machine's CPU time the hypervisor gave to someone else
 //! while that stack's runs of the round ran (`steal` in `/proc/stat`; rows add the worst
 //! round as `host_steal_max_pct`, and the JSON report keeps every round's), so a round
@@ -61,6 +62,7 @@ mod wtrans;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -95,8 +97,9 @@ pub struct Args {
     pub rounds: Option<usize>,
     /// Legs per round of the latency, churn and datagram workloads (default 20; 5 with
     /// --quick): each leg runs its share of the round's round trips, streams or datagrams
-    /// for every stack, on a connection of its own. More legs interleave the stacks more
-    /// finely, so drift of the machine's speed falls on both halves of a pair more evenly.
+    /// for every stack, each stack on its one connection of the round. More legs interleave
+    /// the stacks more finely, so drift of the machine's speed falls on both halves of a pair
+    /// more evenly.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub legs: Option<u16>,
     /// Worker threads of the runtime that clients and in-process servers share (default 2,
@@ -116,12 +119,13 @@ pub struct Args {
 
 /// The legs a round of the latency, churn and datagram workloads is cut into (`--legs`).
 /// Each leg runs a twentieth of the round trips, streams or datagrams for every stack, in the
-/// round's order and then in reverse (A B, B A, A B, …), and a stack's legs are pooled into
-/// its sample of the round. A 2-core machine drifts between two runs a fraction of a second
-/// apart by as much as the stacks differ; interleaving the halves of a pair this finely lets
-/// the drift fall on both. Twenty legs instead of five about halved the spread of the
-/// per-round ratios (see the README's benchmark notes) for about a tenth of a second more
-/// per leg (a new connection, and the wait for the process to be quiet).
+/// round's order and then in reverse (A B, B A, A B, …), each stack on the one connection it
+/// opened for the round, and a stack's legs are pooled into its sample of the round. A 2-core
+/// machine drifts between two runs a fraction of a second apart by as much as the stacks
+/// differ; interleaving the halves of a pair this finely lets the drift fall on both. Twenty
+/// legs instead of five narrowed the spread of the per-round ratios (see the README's
+/// benchmark notes) for about a tenth of a second more per leg (the wait for the process to
+/// be quiet).
 const LEGS: usize = 20;
 
 /// [`LEGS`] with `--quick` (one round, where the spread across rounds does not apply).
@@ -198,6 +202,17 @@ impl Workload {
             Workload::BulkUpload | Workload::BulkEcho => BULK_LEGS,
             _ => 1,
         }
+    }
+
+    /// Whether the legs of a round share one connection per stack: those that share out one
+    /// session's round trips, streams or datagrams (latency, churn, datagrams), so that only a
+    /// round's first leg runs on a new connection, as in a single session. A bulk leg is a
+    /// whole transfer on a connection of its own.
+    fn shares_a_connection(self) -> bool {
+        matches!(
+            self,
+            Workload::Latency | Workload::Churn | Workload::Datagrams | Workload::DatagramsShared
+        )
     }
 
     /// How a datagram workload makes its payloads ([`Payload::Written`] for the others).
@@ -437,7 +452,7 @@ async fn run_session<S: Session>(
     stats: &ServerStats,
     z: &Sizes,
 ) -> BResult<Sample> {
-    let r = match w {
+    match w {
         Workload::BulkUpload => ours::bulk_upload(s, z.bulk_bytes).await,
         Workload::BulkEcho => ours::bulk_echo(s, z.echo_bytes).await,
         Workload::Latency => ours::latency(s, z.latency_rounds).await,
@@ -446,24 +461,7 @@ async fn run_session<S: Session>(
             ours::datagrams(s, stats, z.datagrams, w.payload()).await
         }
         Workload::Setup => Err(BenchError::NotApplicable),
-    };
-    let _ = s.close(0, "");
-    r
-}
-
-async fn run_ours<C: Connector>(
-    w: Workload,
-    c: &C,
-    addr: SocketAddr,
-    stats: &ServerStats,
-    z: &Sizes,
-) -> BResult<Sample> {
-    let req = ours::request(addr);
-    if w == Workload::Setup {
-        return ours::setup(c, &req, z.setups).await;
     }
-    let s = c.connect(&req).await?;
-    run_session(w, &s, stats, z).await
 }
 
 /// Waits until this process is quiet (under 20 % of a core over 100 ms, at most 5 s): what a
@@ -535,86 +533,175 @@ impl Stolen {
     }
 }
 
+/// One run of workload `w` by `stack` on a connection of its own (the session setup workload:
+/// its connections).
 async fn run_one(w: Workload, stack: Stack, ctx: &Ctx, z: &Sizes) -> BResult<Sample> {
+    if w == Workload::Setup {
+        return run_setup(stack, ctx, z).await;
+    }
+    let c = Conn::open(stack, ctx).await?;
+    let r = c.run(w, ctx, z).await;
+    c.close().await;
+    r
+}
+
+/// The session setup workload of `stack`: `z.setups` connections, one after the other.
+async fn run_setup(stack: Stack, ctx: &Ctx, z: &Sizes) -> BResult<Sample> {
     let a = &ctx.addrs;
     match stack {
-        Stack::WtH3 => run_ours(w, &ctx.h3, a.wt_h3, &a.stats_wt_h3, z).await,
-        Stack::WtH2 => run_ours(w, &ctx.h2, a.wt_h2, &a.stats_wt_h2, z).await,
-        Stack::Quinn => {
-            if w == Workload::Setup {
-                return quic::setup(&ctx.quinn, a.quinn, z.setups).await;
-            }
-            let (_ep, c) = quic::connect(&ctx.quinn, a.quinn).await?;
-            let r = match w {
-                Workload::BulkUpload => quic::bulk_upload(&c, z.bulk_bytes).await,
-                Workload::BulkEcho => quic::bulk_echo(&c, z.echo_bytes).await,
-                Workload::Latency => quic::latency(&c, z.latency_rounds).await,
-                Workload::Churn => quic::churn(&c, z.churn_streams).await,
-                Workload::Datagrams | Workload::DatagramsShared => {
-                    quic::datagrams(&c, &a.stats_quinn, z.datagrams, w.payload()).await
-                }
-                Workload::Setup => Err(BenchError::NotApplicable),
-            };
-            c.close(0u32.into(), b"");
-            r
-        }
-        Stack::H2 => {
-            if w == Workload::Setup {
-                return h2raw::setup(&ctx.h2_tls, a.h2, z.setups).await;
-            }
-            let c = h2raw::connect(&ctx.h2_tls, a.h2).await?;
-            match w {
-                Workload::BulkUpload => h2raw::bulk_upload(&c, z.bulk_bytes).await,
-                Workload::BulkEcho => h2raw::bulk_echo(&c, z.echo_bytes).await,
-                Workload::Latency => h2raw::latency(&c, z.latency_rounds).await,
-                Workload::Churn => h2raw::churn(&c, z.churn_streams).await,
-                Workload::Datagrams | Workload::DatagramsShared | Workload::Setup => {
-                    Err(BenchError::NotApplicable)
-                }
-            }
-        }
-        Stack::WtClientH3 | Stack::WtClientH2 => {
-            let (addr, stats, t) = if stack == Stack::WtClientH3 {
-                (a.wt_h3, &a.stats_wt_h3, wt_client::Transport::H3)
-            } else {
-                (a.wt_h2, &a.stats_wt_h2, wt_client::Transport::H2)
-            };
-            let c = wtclient::connect(&a.tls, addr, t).await?;
-            let r = match w {
-                Workload::BulkUpload => wtclient::bulk_upload(&c, z.bulk_bytes).await,
-                Workload::BulkEcho => wtclient::bulk_echo(&c, z.echo_bytes).await,
-                Workload::Latency => wtclient::latency(&c, z.latency_rounds).await,
-                Workload::Datagrams | Workload::DatagramsShared => {
-                    wtclient::datagrams(&c, stats, z.datagrams, w.payload()).await
-                }
-                Workload::Churn | Workload::Setup => Err(BenchError::NotApplicable),
-            };
-            let _ = c.close().await;
-            r
-        }
+        Stack::WtH3 => ours::setup(&ctx.h3, &ours::request(a.wt_h3), z.setups).await,
+        Stack::WtH2 => ours::setup(&ctx.h2, &ours::request(a.wt_h2), z.setups).await,
+        Stack::Quinn => quic::setup(&ctx.quinn, a.quinn, z.setups).await,
+        Stack::H2 => h2raw::setup(&ctx.h2_tls, a.h2, z.setups).await,
         #[cfg(feature = "bench")]
         Stack::Wtransport => {
             let addr = a.wtransport.ok_or(BenchError::NotApplicable)?;
-            if w == Workload::Setup {
-                return wtrans::setup(&ctx.wt_tls, addr, z.setups).await;
+            wtrans::setup(&ctx.wt_tls, addr, z.setups).await
+        }
+        _ => Err(BenchError::NotApplicable),
+    }
+}
+
+/// A stack's client connection (for raw quinn with its endpoint). The legs of a latency,
+/// churn or datagram round run on one per stack, opened before the round's first leg (see
+/// [`Workload::shares_a_connection`]); every other run opens its own.
+enum Conn {
+    WtH3(<wt_h3::Client as Connector>::Session),
+    WtH2(<wt_h2::Client as Connector>::Session),
+    /// Raw quinn's connection, and its endpoint (kept open with it).
+    Quinn {
+        c: quinn::Connection,
+        _ep: quinn::Endpoint,
+    },
+    H2(h2raw::H2Client),
+    /// wt-client's connection.
+    WtClient {
+        c: wt_client::Connection,
+        /// Over HTTP/3 (else HTTP/2).
+        h3: bool,
+        /// The default stream was put in echo mode (by the first latency leg: the connection
+        /// has only the one default stream, and its first byte picks the mode).
+        echoing: AtomicBool,
+    },
+    #[cfg(feature = "bench")]
+    /// wtransport's connection, and its endpoint (kept open with it).
+    Wtransport {
+        c: wtransport::Connection,
+        _ep: wtransport::Endpoint<wtransport::endpoint::endpoint_side::Client>,
+    },
+}
+
+impl Conn {
+    /// Connects `stack` to its in-process server.
+    async fn open(stack: Stack, ctx: &Ctx) -> BResult<Conn> {
+        let a = &ctx.addrs;
+        Ok(match stack {
+            Stack::WtH3 => Conn::WtH3(ctx.h3.connect(&ours::request(a.wt_h3)).await?),
+            Stack::WtH2 => Conn::WtH2(ctx.h2.connect(&ours::request(a.wt_h2)).await?),
+            Stack::Quinn => {
+                let (_ep, c) = quic::connect(&ctx.quinn, a.quinn).await?;
+                Conn::Quinn { c, _ep }
             }
-            let ep = wtrans::client(&ctx.wt_tls)?;
-            let c = wtrans::connect(&ep, addr).await?;
-            let r = match w {
-                Workload::BulkUpload => wtrans::bulk_upload(&c, z.bulk_bytes).await,
-                Workload::BulkEcho => wtrans::bulk_echo(&c, z.echo_bytes).await,
-                Workload::Latency => wtrans::latency(&c, z.latency_rounds).await,
-                Workload::Churn => wtrans::churn(&c, z.churn_streams).await,
+            Stack::H2 => Conn::H2(h2raw::connect(&ctx.h2_tls, a.h2).await?),
+            Stack::WtClientH3 => {
+                let c = wtclient::connect(&a.tls, a.wt_h3, wt_client::Transport::H3).await?;
+                Conn::WtClient {
+                    c,
+                    h3: true,
+                    echoing: AtomicBool::new(false),
+                }
+            }
+            Stack::WtClientH2 => {
+                let c = wtclient::connect(&a.tls, a.wt_h2, wt_client::Transport::H2).await?;
+                Conn::WtClient {
+                    c,
+                    h3: false,
+                    echoing: AtomicBool::new(false),
+                }
+            }
+            #[cfg(feature = "bench")]
+            Stack::Wtransport => {
+                let addr = a.wtransport.ok_or(BenchError::NotApplicable)?;
+                let _ep = wtrans::client(&ctx.wt_tls)?;
+                let c = wtrans::connect(&_ep, addr).await?;
+                Conn::Wtransport { c, _ep }
+            }
+            #[cfg(not(feature = "bench"))]
+            Stack::Wtransport => return Err(BenchError::NotApplicable),
+        })
+    }
+
+    /// One run of workload `w` (not the session setup workload) on this connection.
+    async fn run(&self, w: Workload, ctx: &Ctx, z: &Sizes) -> BResult<Sample> {
+        let a = &ctx.addrs;
+        match self {
+            Conn::WtH3(s) => run_session(w, s, &a.stats_wt_h3, z).await,
+            Conn::WtH2(s) => run_session(w, s, &a.stats_wt_h2, z).await,
+            Conn::Quinn { c, .. } => match w {
+                Workload::BulkUpload => quic::bulk_upload(c, z.bulk_bytes).await,
+                Workload::BulkEcho => quic::bulk_echo(c, z.echo_bytes).await,
+                Workload::Latency => quic::latency(c, z.latency_rounds).await,
+                Workload::Churn => quic::churn(c, z.churn_streams).await,
                 Workload::Datagrams | Workload::DatagramsShared => {
-                    wtrans::datagrams(&c, &a.stats_wtransport, z.datagrams, w.payload()).await
+                    quic::datagrams(c, &a.stats_quinn, z.datagrams, w.payload()).await
                 }
                 Workload::Setup => Err(BenchError::NotApplicable),
-            };
-            c.close(0u32.into(), b"");
-            r
+            },
+            Conn::H2(c) => match w {
+                Workload::BulkUpload => h2raw::bulk_upload(c, z.bulk_bytes).await,
+                Workload::BulkEcho => h2raw::bulk_echo(c, z.echo_bytes).await,
+                Workload::Latency => h2raw::latency(c, z.latency_rounds).await,
+                Workload::Churn => h2raw::churn(c, z.churn_streams).await,
+                Workload::Datagrams | Workload::DatagramsShared | Workload::Setup => {
+                    Err(BenchError::NotApplicable)
+                }
+            },
+            Conn::WtClient { c, h3, echoing } => {
+                let stats = if *h3 { &a.stats_wt_h3 } else { &a.stats_wt_h2 };
+                match w {
+                    Workload::BulkUpload => wtclient::bulk_upload(c, z.bulk_bytes).await,
+                    Workload::BulkEcho => wtclient::bulk_echo(c, z.echo_bytes).await,
+                    Workload::Latency => {
+                        let first = !echoing.swap(true, Ordering::Relaxed);
+                        wtclient::latency(c, z.latency_rounds, first).await
+                    }
+                    Workload::Datagrams | Workload::DatagramsShared => {
+                        wtclient::datagrams(c, stats, z.datagrams, w.payload()).await
+                    }
+                    Workload::Churn | Workload::Setup => Err(BenchError::NotApplicable),
+                }
+            }
+            #[cfg(feature = "bench")]
+            Conn::Wtransport { c, .. } => match w {
+                Workload::BulkUpload => wtrans::bulk_upload(c, z.bulk_bytes).await,
+                Workload::BulkEcho => wtrans::bulk_echo(c, z.echo_bytes).await,
+                Workload::Latency => wtrans::latency(c, z.latency_rounds).await,
+                Workload::Churn => wtrans::churn(c, z.churn_streams).await,
+                Workload::Datagrams | Workload::DatagramsShared => {
+                    wtrans::datagrams(c, &a.stats_wtransport, z.datagrams, w.payload()).await
+                }
+                Workload::Setup => Err(BenchError::NotApplicable),
+            },
         }
-        #[cfg(not(feature = "bench"))]
-        Stack::Wtransport => Err(BenchError::NotApplicable),
+    }
+
+    /// Closes the connection (code 0).
+    async fn close(self) {
+        match self {
+            Conn::WtH3(s) => {
+                let _ = s.close(0, "");
+            }
+            Conn::WtH2(s) => {
+                let _ = s.close(0, "");
+            }
+            Conn::Quinn { c, .. } => c.close(0u32.into(), b""),
+            Conn::H2(c) => drop(c),
+            Conn::WtClient { c, .. } => {
+                let _ = c.close().await;
+            }
+            #[cfg(feature = "bench")]
+            Conn::Wtransport { c, .. } => c.close(0u32.into(), b""),
+        }
     }
 }
 
@@ -708,6 +795,16 @@ async fn run(args: Args) -> ExitCode {
             let mut failed: Vec<Option<String>> = vec![None; stacks.len()];
             let mut took = vec![Duration::ZERO; stacks.len()];
             let mut stolen = vec![Stolen::default(); stacks.len()];
+            let mut conns: Vec<Option<Conn>> = stacks.iter().map(|_| None).collect();
+            if w.shares_a_connection() {
+                for &i in &order {
+                    match tokio::time::timeout(RUN_TIMEOUT, Conn::open(stacks[i], &ctx)).await {
+                        Ok(Ok(c)) => conns[i] = Some(c),
+                        Ok(Err(e)) => failed[i] = Some(e.to_string()),
+                        Err(_) => failed[i] = Some(BenchError::Timeout("connect").to_string()),
+                    }
+                }
+            }
             for leg in 0..legs {
                 let mut ord = order.clone();
                 if leg % 2 == 1 {
@@ -729,12 +826,13 @@ async fn run(args: Args) -> ExitCode {
                     }
                     let t = Instant::now();
                     let host_before = host_ticks();
-                    let r = match tokio::time::timeout(
-                        RUN_TIMEOUT,
-                        run_one(w, stacks[i], &ctx, &leg_sizes),
-                    )
-                    .await
-                    {
+                    let run = async {
+                        match &conns[i] {
+                            Some(c) => c.run(w, &ctx, &leg_sizes).await,
+                            None => run_one(w, stacks[i], &ctx, &leg_sizes).await,
+                        }
+                    };
+                    let r = match tokio::time::timeout(RUN_TIMEOUT, run).await {
                         Ok(r) => r,
                         Err(_) => Err(BenchError::Timeout("run")),
                     };
@@ -753,6 +851,9 @@ async fn run(args: Args) -> ExitCode {
                         Err(e) => failed[i] = Some(e.to_string()),
                     }
                 }
+            }
+            for c in conns.into_iter().flatten() {
+                c.close().await;
             }
             for i in order {
                 let stack = stacks[i];

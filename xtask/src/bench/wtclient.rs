@@ -85,9 +85,11 @@ pub async fn bulk_echo(c: &Connection, bytes: u64) -> BResult<Sample> {
 }
 
 /// See [`ours::latency`](super::ours::latency).
-pub async fn latency(c: &Connection, rounds: usize) -> BResult<Sample> {
-    c.send(Frame::binary(Bytes::from_static(&[MODE_ECHO])))
-        .await?;
+pub async fn latency(c: &Connection, rounds: usize, start_echo: bool) -> BResult<Sample> {
+    if start_echo {
+        c.send(Frame::binary(Bytes::from_static(&[MODE_ECHO])))
+            .await?;
+    }
     let msg = [0x5au8; PING_SIZE];
     let mut rtts = Vec::with_capacity(rounds);
     let allocs = AllocSpan::start();

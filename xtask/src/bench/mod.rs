@@ -123,9 +123,9 @@ pub struct Args {
 /// opened for the round, and a stack's legs are pooled into its sample of the round. A 2-core
 /// machine drifts between two runs a fraction of a second apart by as much as the stacks
 /// differ; interleaving the halves of a pair this finely lets the drift fall on both. Twenty
-/// legs instead of five narrowed the spread of the per-round ratios (see the README's
-/// benchmark notes) for about a tenth of a second more per leg (the wait for the process to
-/// be quiet).
+/// legs instead of five narrowed the spread of the latency and datagram rows' per-round
+/// ratios two to three times (see the README's benchmark notes), for about a tenth of a
+/// second more per leg (the wait for the process to be quiet).
 const LEGS: usize = 20;
 
 /// [`LEGS`] with `--quick` (one round, where the spread across rounds does not apply).

@@ -599,8 +599,8 @@ impl Conn {
             Stack::WtH3 => Conn::WtH3(ctx.h3.connect(&ours::request(a.wt_h3)).await?),
             Stack::WtH2 => Conn::WtH2(ctx.h2.connect(&ours::request(a.wt_h2)).await?),
             Stack::Quinn => {
-                let (_ep, c) = quic::connect(&ctx.quinn, a.quinn).await?;
-                Conn::Quinn { c, _ep }
+                let (ep, c) = quic::connect(&ctx.quinn, a.quinn).await?;
+                Conn::Quinn { c, _ep: ep }
             }
             Stack::H2 => Conn::H2(h2raw::connect(&ctx.h2_tls, a.h2).await?),
             Stack::WtClientH3 => {
@@ -622,9 +622,9 @@ impl Conn {
             #[cfg(feature = "bench")]
             Stack::Wtransport => {
                 let addr = a.wtransport.ok_or(BenchError::NotApplicable)?;
-                let _ep = wtrans::client(&ctx.wt_tls)?;
-                let c = wtrans::connect(&_ep, addr).await?;
-                Conn::Wtransport { c, _ep }
+                let ep = wtrans::client(&ctx.wt_tls)?;
+                let c = wtrans::connect(&ep, addr).await?;
+                Conn::Wtransport { c, _ep: ep }
             }
             #[cfg(not(feature = "bench"))]
             Stack::Wtransport => return Err(BenchError::NotApplicable),

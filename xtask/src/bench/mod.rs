@@ -191,14 +191,12 @@ impl Workload {
     }
 
     /// How many legs a round of this workload runs in: `split` (`--legs`, default [`LEGS`])
-    /// for latency, churn and the datagram workloads, sharing out the round's round trips,
-    /// streams and datagrams; [`BULK_LEGS`] for the bulk workloads, each a whole transfer.
+    /// for the workloads that share out one session's work (see
+    /// [`shares_a_connection`](Self::shares_a_connection)); [`BULK_LEGS`] for the bulk
+    /// workloads, each a whole transfer.
     fn legs(self, split: usize) -> usize {
         match self {
-            Workload::Latency
-            | Workload::Churn
-            | Workload::Datagrams
-            | Workload::DatagramsShared => split.max(1),
+            _ if self.shares_a_connection() => split.max(1),
             Workload::BulkUpload | Workload::BulkEcho => BULK_LEGS,
             _ => 1,
         }

@@ -5,8 +5,10 @@
 //!
 //! Every bidirectional stream (and every raw HTTP/2 request) starts with one mode byte:
 //!
-//! * [`MODE_SINK`]: the server reads to the end, then answers with the number of bytes it
-//!   received after the mode byte (`u64`, little endian) and FIN.
+//! * [`MODE_SINK`]: the next 8 bytes are a leg size (`u64`, little endian; 0 for none). The
+//!   server reads to the end, acknowledging each multiple of the leg size it has received
+//!   with one byte, then answers with the number of bytes it received after the head (`u64`,
+//!   little endian) and FIN (see [`pipe`](super::pipe)).
 //! * [`MODE_ECHO`]: the server echoes everything after the mode byte as it arrives and
 //!   answers the FIN with a FIN.
 //!
@@ -575,33 +577,8 @@ pub fn chunk_sizes(bytes: u64) -> impl Iterator<Item = usize> {
     })
 }
 
-/// Ends a bulk upload started at `start`: checks the sink's `answer` against the `bytes` sent
-/// and turns the elapsed time into MiB/s (with the allocations counted since `allocs`).
-pub fn upload_sample(
-    allocs: AllocSpan,
-    start: Instant,
-    answer: &[u8],
-    bytes: u64,
-) -> BResult<Sample> {
-    if parse_count(answer)? != bytes {
-        return Err(BenchError::Protocol("sink count differs"));
-    }
-    let d = start.elapsed();
-    Ok(allocs.add_to(mib_sample(bytes, d), bytes))
-}
-
-/// Ends a bulk echo started at `start`: checks that `got` bytes came back for the `bytes` sent
-/// and turns the elapsed time into MiB/s (allocations per MiB count both directions).
-pub fn echo_sample(allocs: AllocSpan, start: Instant, got: u64, bytes: u64) -> BResult<Sample> {
-    if got != bytes {
-        return Err(BenchError::Protocol("echo length differs"));
-    }
-    let d = start.elapsed();
-    Ok(allocs.add_to(mib_sample(bytes, d), 2 * bytes))
-}
-
 /// MiB/s of `bytes` in `d`, poolable with other runs.
-fn mib_sample(bytes: u64, d: Duration) -> Sample {
+pub fn mib_sample(bytes: u64, d: Duration) -> Sample {
     rate_sample(bytes as f64 / (1024.0 * 1024.0), d.as_secs_f64())
 }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use h2::client::SendRequest;
 use rustls::pki_types::ServerName;
@@ -15,6 +16,7 @@ use rustls::pki_types::ServerName;
 use super::alloc::AllocSpan;
 use super::common::*;
 use super::ours::churn_payload;
+use super::pipe::{BulkRecv, BulkSend, Pipe, PipeMode};
 use super::server::{h2_config, h2_recv, h2_send};
 
 /// A client connection.
@@ -93,44 +95,53 @@ impl H2Client {
     }
 }
 
-/// See [`ours::bulk_upload`](super::ours::bulk_upload).
-pub async fn bulk_upload(c: &H2Client, bytes: u64) -> BResult<Sample> {
-    let allocs = AllocSpan::start();
-    let start = Instant::now();
-    let (mut send, mut recv) = c.open().await?;
-    h2_send(&mut send, Bytes::from_static(&[MODE_SINK])).await?;
-    let ch = chunk();
-    for n in chunk_sizes(bytes) {
-        h2_send(&mut send, ch.slice(..n)).await?;
+/// The send half of a raw h2 bulk stream (a request body).
+struct H2Send(h2::SendStream<Bytes>);
+
+#[async_trait]
+impl BulkSend for H2Send {
+    async fn head(&mut self, head: &[u8]) -> BResult<()> {
+        h2_send(&mut self.0, Bytes::copy_from_slice(head)).await
     }
-    send.send_data(Bytes::new(), true)?;
-    let mut answer = Vec::new();
-    while let Some(c) = h2_recv(&mut recv).await? {
-        answer.extend_from_slice(&c);
+
+    async fn write(&mut self, n: u64) -> BResult<()> {
+        let ch = chunk();
+        for k in chunk_sizes(n) {
+            h2_send(&mut self.0, ch.slice(..k)).await?;
+        }
+        Ok(())
     }
-    upload_sample(allocs, start, &answer, bytes)
+
+    async fn finish(&mut self) -> BResult<()> {
+        Ok(self.0.send_data(Bytes::new(), true)?)
+    }
 }
 
-/// See [`ours::bulk_echo`](super::ours::bulk_echo).
-pub async fn bulk_echo(c: &H2Client, bytes: u64) -> BResult<Sample> {
-    let allocs = AllocSpan::start();
-    let start = Instant::now();
-    let (mut send, mut recv) = c.open().await?;
-    let writer = tokio::spawn(async move {
-        h2_send(&mut send, Bytes::from_static(&[MODE_ECHO])).await?;
-        let ch = chunk();
-        for n in chunk_sizes(bytes) {
-            h2_send(&mut send, ch.slice(..n)).await?;
-        }
-        send.send_data(Bytes::new(), true)?;
-        Ok::<_, BenchError>(send)
-    });
-    let mut got = 0u64;
-    while let Some(c) = h2_recv(&mut recv).await? {
-        got += c.len() as u64;
+/// The receive half of a raw h2 bulk stream (the response body). A read gives one DATA
+/// frame, whatever its size.
+struct H2Recv(h2::RecvStream);
+
+#[async_trait]
+impl BulkRecv for H2Recv {
+    async fn skip(&mut self, _max: usize) -> BResult<Option<usize>> {
+        Ok(h2_recv(&mut self.0).await?.map(|c| c.len()))
     }
-    let _send = join_writer(writer).await?;
-    echo_sample(allocs, start, got, bytes)
+
+    async fn read_into(&mut self, out: &mut Vec<u8>) -> BResult<bool> {
+        match h2_recv(&mut self.0).await? {
+            Some(c) => {
+                out.extend_from_slice(&c);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
+/// See [`ours::pipe`](super::ours::pipe).
+pub async fn pipe(c: &H2Client, mode: PipeMode) -> BResult<Pipe> {
+    let (send, recv) = c.open().await?;
+    Pipe::start(Box::new(H2Send(send)), Box::new(H2Recv(recv)), mode).await
 }
 
 async fn read_exact(recv: &mut h2::RecvStream, mut want: usize) -> BResult<()> {

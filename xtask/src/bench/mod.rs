@@ -20,10 +20,10 @@
 //! stack's baseline (the median over rounds of the ratio of the two runs of the same round,
 //! which tolerates a machine whose load drifts), the lowest and highest of those per-round
 //! ratios (`rounds`; see [`report::Row::ratio_range`]) and the target of the brief. Within a round
-//! the latency, churn and datagram workloads run in [`LEGS`] legs (`--legs`), each stack's on
-//! one connection per round, and the bulk ones in [`BULK_LEGS`] (see [`Workload::legs`]), the
-//! stack order reversed from leg to leg, each stack's legs pooled into its sample of the
-//! round. Every sample also records
+//! the latency, churn and datagram workloads run in [`LEGS`] legs (`--legs`) and the bulk ones
+//! in [`BULK_LEGS`] (see [`Workload::legs`]), each stack's on one connection per round (a bulk
+//! round's legs on one stream, see [`pipe`]), the stack order reversed from leg to leg, each
+//! stack's legs pooled into its sample of the round. Every sample also records
 //! `host_steal_pct`, the share of the machine's CPU time the hypervisor gave to someone else
 //! while that stack's runs of the round ran (`steal` in `/proc/stat`; rows add the worst
 //! round as `host_steal_max_pct`, and the JSON report keeps every round's), so a round
@@ -51,6 +51,7 @@ mod alloc;
 mod common;
 mod h2raw;
 mod ours;
+mod pipe;
 mod quic;
 mod report;
 mod scale;
@@ -68,7 +69,9 @@ use std::time::{Duration, Instant};
 
 use wt_core::{Acceptor, Connector, Session};
 
+use alloc::AllocSpan;
 use common::*;
+use pipe::{Pipe, PipeMode};
 use report::{Cell, Report};
 use scale::ScaleKind;
 
@@ -131,10 +134,12 @@ const LEGS: usize = 20;
 /// [`LEGS`] with `--quick` (one round, where the spread across rounds does not apply).
 const QUICK_LEGS: usize = 5;
 
-/// The legs of a bulk round: each a whole transfer (1 GiB up, or 256 MiB each way), in the
-/// order A B, B A, pooled as bytes over time. Cutting the transfer into smaller legs would
-/// change the workload (each leg is a new connection), so a bulk round runs twice as long.
-const BULK_LEGS: usize = 2;
+/// The legs of a bulk round (whatever `--legs` says): its transfer (1 GiB up, or 256 MiB each
+/// way) on one stream per stack, a quarter per leg, in the order A B, B A, A B, B A (see
+/// [`pipe`]). Legs this long stay a bulk transfer: a leg starts and ends with the pipeline
+/// empty, and with twenty legs (51 MiB up, 13 MiB each way) that was most of a leg, every
+/// stack's rate falling by about a third, which measures bursts, not bulk.
+const BULK_LEGS: usize = 4;
 
 /// A workload of the bench (scale is run separately).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -190,27 +195,38 @@ impl Workload {
         }
     }
 
-    /// How many legs a round of this workload runs in: `split` (`--legs`, default [`LEGS`])
-    /// for the workloads that share out one session's work (see
-    /// [`shares_a_connection`](Self::shares_a_connection)); [`BULK_LEGS`] for the bulk
-    /// workloads, each a whole transfer.
+    /// How many legs a round of this workload runs in: [`BULK_LEGS`] for the bulk workloads,
+    /// `split` (`--legs`, default [`LEGS`]) for the others that share out one session's work
+    /// (see [`shares_a_connection`](Self::shares_a_connection)), else one.
     fn legs(self, split: usize) -> usize {
         match self {
-            _ if self.shares_a_connection() => split.max(1),
             Workload::BulkUpload | Workload::BulkEcho => BULK_LEGS,
+            _ if self.shares_a_connection() => split.max(1),
             _ => 1,
         }
     }
 
     /// Whether the legs of a round share one connection per stack: those that share out one
-    /// session's round trips, streams or datagrams (latency, churn, datagrams), so that only a
-    /// round's first leg runs on a new connection, as in a single session. A bulk leg is a
-    /// whole transfer on a connection of its own.
+    /// session's work (every workload but setup), so that only a round's first leg runs on a
+    /// new connection, as in a single session. The bulk workloads also keep one stream
+    /// across the legs (see [`pipe`]).
     fn shares_a_connection(self) -> bool {
-        matches!(
-            self,
-            Workload::Latency | Workload::Churn | Workload::Datagrams | Workload::DatagramsShared
-        )
+        self != Workload::Setup
+    }
+
+    /// The bulk stream of this workload with its total size in `z`: the upload acknowledged
+    /// once per leg of `legs`, or the echo. `None` for the other workloads.
+    fn bulk(self, z: &Sizes, legs: usize) -> Option<(u64, PipeMode)> {
+        match self {
+            Workload::BulkUpload => Some((
+                z.bulk_bytes,
+                PipeMode::Upload {
+                    every: pipe::leg_every(z.bulk_bytes, legs),
+                },
+            )),
+            Workload::BulkEcho => Some((z.echo_bytes, PipeMode::Echo)),
+            _ => None,
+        }
     }
 
     /// How a datagram workload makes its payloads ([`Payload::Written`] for the others).
@@ -451,14 +467,14 @@ async fn run_session<S: Session>(
     z: &Sizes,
 ) -> BResult<Sample> {
     match w {
-        Workload::BulkUpload => ours::bulk_upload(s, z.bulk_bytes).await,
-        Workload::BulkEcho => ours::bulk_echo(s, z.echo_bytes).await,
         Workload::Latency => ours::latency(s, z.latency_rounds).await,
         Workload::Churn => ours::churn(s, z.churn_streams).await,
         Workload::Datagrams | Workload::DatagramsShared => {
             ours::datagrams(s, stats, z.datagrams, w.payload()).await
         }
-        Workload::Setup => Err(BenchError::NotApplicable),
+        Workload::BulkUpload | Workload::BulkEcho | Workload::Setup => {
+            Err(BenchError::NotApplicable)
+        }
     }
 }
 
@@ -529,18 +545,6 @@ impl Stolen {
     fn pct(self) -> Option<f64> {
         (self.total > 0).then(|| 100.0 * self.steal as f64 / self.total as f64)
     }
-}
-
-/// One run of workload `w` by `stack` on a connection of its own (the session setup workload:
-/// its connections).
-async fn run_one(w: Workload, stack: Stack, ctx: &Ctx, z: &Sizes) -> BResult<Sample> {
-    if w == Workload::Setup {
-        return run_setup(stack, ctx, z).await;
-    }
-    let c = Conn::open(stack, ctx).await?;
-    let r = c.run(w, ctx, z).await;
-    c.close().await;
-    r
 }
 
 /// The session setup workload of `stack`: `z.setups` connections, one after the other.
@@ -629,6 +633,50 @@ impl Conn {
         })
     }
 
+    /// Opens the bulk stream of a round on this connection (wt-client: its default stream).
+    async fn pipe(&self, mode: PipeMode) -> BResult<Pipe> {
+        match self {
+            Conn::WtH3(s) => ours::pipe(s, mode).await,
+            Conn::WtH2(s) => ours::pipe(s, mode).await,
+            Conn::Quinn { c, .. } => quic::pipe(c, mode).await,
+            Conn::H2(c) => h2raw::pipe(c, mode).await,
+            Conn::WtClient { c, .. } => wtclient::pipe(c, mode).await,
+            #[cfg(feature = "bench")]
+            Conn::Wtransport { c, .. } => wtrans::pipe(c, mode).await,
+        }
+    }
+
+    /// Leg `leg` of `legs` of bulk workload `w` (total size in `z`) on this connection: its
+    /// share of the bytes on the round's stream in `pipe`, which the first leg opens and the
+    /// last ends. Times all of that, as MiB/s.
+    async fn bulk_leg(
+        &self,
+        w: Workload,
+        z: &Sizes,
+        pipe: &mut Option<Pipe>,
+        leg: usize,
+        legs: usize,
+    ) -> BResult<Sample> {
+        let (total, mode) = w.bulk(z, legs).ok_or(BenchError::NotApplicable)?;
+        let n = pipe::leg_bytes(total, leg, legs);
+        let allocs = AllocSpan::start();
+        let start = Instant::now();
+        let p = match pipe {
+            Some(p) => p,
+            None => pipe.insert(self.pipe(mode).await?),
+        };
+        p.leg(n).await?;
+        if leg + 1 >= legs {
+            if let Some(p) = pipe.take() {
+                p.end().await?;
+            }
+        }
+        let d = start.elapsed();
+        // Allocations per MiB count both directions of an echo.
+        let moved = if mode == PipeMode::Echo { 2 * n } else { n };
+        Ok(allocs.add_to(mib_sample(n, d), moved))
+    }
+
     /// One run of workload `w` (not the session setup workload) on this connection.
     async fn run(&self, w: Workload, ctx: &Ctx, z: &Sizes) -> BResult<Sample> {
         let a = &ctx.addrs;
@@ -636,29 +684,27 @@ impl Conn {
             Conn::WtH3(s) => run_session(w, s, &a.stats_wt_h3, z).await,
             Conn::WtH2(s) => run_session(w, s, &a.stats_wt_h2, z).await,
             Conn::Quinn { c, .. } => match w {
-                Workload::BulkUpload => quic::bulk_upload(c, z.bulk_bytes).await,
-                Workload::BulkEcho => quic::bulk_echo(c, z.echo_bytes).await,
                 Workload::Latency => quic::latency(c, z.latency_rounds).await,
                 Workload::Churn => quic::churn(c, z.churn_streams).await,
                 Workload::Datagrams | Workload::DatagramsShared => {
                     quic::datagrams(c, &a.stats_quinn, z.datagrams, w.payload()).await
                 }
-                Workload::Setup => Err(BenchError::NotApplicable),
-            },
-            Conn::H2(c) => match w {
-                Workload::BulkUpload => h2raw::bulk_upload(c, z.bulk_bytes).await,
-                Workload::BulkEcho => h2raw::bulk_echo(c, z.echo_bytes).await,
-                Workload::Latency => h2raw::latency(c, z.latency_rounds).await,
-                Workload::Churn => h2raw::churn(c, z.churn_streams).await,
-                Workload::Datagrams | Workload::DatagramsShared | Workload::Setup => {
+                Workload::BulkUpload | Workload::BulkEcho | Workload::Setup => {
                     Err(BenchError::NotApplicable)
                 }
+            },
+            Conn::H2(c) => match w {
+                Workload::Latency => h2raw::latency(c, z.latency_rounds).await,
+                Workload::Churn => h2raw::churn(c, z.churn_streams).await,
+                Workload::BulkUpload
+                | Workload::BulkEcho
+                | Workload::Datagrams
+                | Workload::DatagramsShared
+                | Workload::Setup => Err(BenchError::NotApplicable),
             },
             Conn::WtClient { c, h3, echoing } => {
                 let stats = if *h3 { &a.stats_wt_h3 } else { &a.stats_wt_h2 };
                 match w {
-                    Workload::BulkUpload => wtclient::bulk_upload(c, z.bulk_bytes).await,
-                    Workload::BulkEcho => wtclient::bulk_echo(c, z.echo_bytes).await,
                     Workload::Latency => {
                         let first = !echoing.swap(true, Ordering::Relaxed);
                         wtclient::latency(c, z.latency_rounds, first).await
@@ -666,19 +712,22 @@ impl Conn {
                     Workload::Datagrams | Workload::DatagramsShared => {
                         wtclient::datagrams(c, stats, z.datagrams, w.payload()).await
                     }
-                    Workload::Churn | Workload::Setup => Err(BenchError::NotApplicable),
+                    Workload::BulkUpload
+                    | Workload::BulkEcho
+                    | Workload::Churn
+                    | Workload::Setup => Err(BenchError::NotApplicable),
                 }
             }
             #[cfg(feature = "bench")]
             Conn::Wtransport { c, .. } => match w {
-                Workload::BulkUpload => wtrans::bulk_upload(c, z.bulk_bytes).await,
-                Workload::BulkEcho => wtrans::bulk_echo(c, z.echo_bytes).await,
                 Workload::Latency => wtrans::latency(c, z.latency_rounds).await,
                 Workload::Churn => wtrans::churn(c, z.churn_streams).await,
                 Workload::Datagrams | Workload::DatagramsShared => {
                     wtrans::datagrams(c, &a.stats_wtransport, z.datagrams, w.payload()).await
                 }
-                Workload::Setup => Err(BenchError::NotApplicable),
+                Workload::BulkUpload | Workload::BulkEcho | Workload::Setup => {
+                    Err(BenchError::NotApplicable)
+                }
             },
         }
     }
@@ -794,6 +843,7 @@ async fn run(args: Args) -> ExitCode {
             let mut took = vec![Duration::ZERO; stacks.len()];
             let mut stolen = vec![Stolen::default(); stacks.len()];
             let mut conns: Vec<Option<Conn>> = stacks.iter().map(|_| None).collect();
+            let mut pipes: Vec<Option<Pipe>> = stacks.iter().map(|_| None).collect();
             if w.shares_a_connection() {
                 for &i in &order {
                     match tokio::time::timeout(RUN_TIMEOUT, Conn::open(stacks[i], &ctx)).await {
@@ -826,8 +876,11 @@ async fn run(args: Args) -> ExitCode {
                     let host_before = host_ticks();
                     let run = async {
                         match &conns[i] {
+                            Some(c) if w.bulk(&sizes, legs).is_some() => {
+                                c.bulk_leg(w, &sizes, &mut pipes[i], leg, legs).await
+                            }
                             Some(c) => c.run(w, &ctx, &leg_sizes).await,
-                            None => run_one(w, stacks[i], &ctx, &leg_sizes).await,
+                            None => run_setup(stacks[i], &ctx, &leg_sizes).await,
                         }
                     };
                     let r = match tokio::time::timeout(RUN_TIMEOUT, run).await {
@@ -850,6 +903,7 @@ async fn run(args: Args) -> ExitCode {
                     }
                 }
             }
+            drop(pipes);
             for c in conns.into_iter().flatten() {
                 c.close().await;
             }
@@ -939,6 +993,7 @@ async fn run(args: Args) -> ExitCode {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         rounds,
         legs: split,
+        bulk_legs: BULK_LEGS,
         workers: args.workers,
         sizes,
         total_secs: started.elapsed().as_secs_f64(),
@@ -1037,6 +1092,7 @@ mod tests {
         assert_eq!(Workload::Churn.legs(20), 20);
         assert_eq!(Workload::Datagrams.legs(LEGS), LEGS);
         assert_eq!(Workload::BulkEcho.legs(20), BULK_LEGS);
+        assert_eq!(Workload::BulkUpload.legs(QUICK_LEGS), BULK_LEGS);
         assert_eq!(Workload::Setup.legs(20), 1);
     }
 

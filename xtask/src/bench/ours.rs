@@ -4,11 +4,13 @@ use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Instant;
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use wt_core::{ConnectRequest, Connector, RecvStream, SendStream, Session};
 
 use super::alloc::AllocSpan;
 use super::common::*;
+use super::pipe::{BulkRecv, BulkSend, Pipe, PipeMode};
 
 /// The CONNECT request for a local bench server.
 pub fn request(addr: SocketAddr) -> ConnectRequest {
@@ -47,44 +49,52 @@ pub fn churn_payload() -> Bytes {
     .clone()
 }
 
-/// Sends `bytes` on one stream to the sink and waits for its count.
-pub async fn bulk_upload<S: Session>(s: &S, bytes: u64) -> BResult<Sample> {
-    let allocs = AllocSpan::start();
-    let start = Instant::now();
-    let (mut send, mut recv) = s.open_bi().await?;
-    send.write_all(&[MODE_SINK]).await?;
-    let c = chunk();
-    for n in chunk_sizes(bytes) {
-        send.write_chunk(c.slice(..n)).await?;
+/// The send half of a bulk stream on our stacks.
+struct WtSend<T: SendStream>(T);
+
+#[async_trait]
+impl<T: SendStream> BulkSend for WtSend<T> {
+    async fn head(&mut self, head: &[u8]) -> BResult<()> {
+        Ok(self.0.write_all(head).await?)
     }
-    send.finish()?;
-    let mut answer = Vec::new();
-    while let Some(c) = recv.read_chunk(64).await? {
-        answer.extend_from_slice(&c);
+
+    async fn write(&mut self, n: u64) -> BResult<()> {
+        let c = chunk();
+        for k in chunk_sizes(n) {
+            self.0.write_chunk(c.slice(..k)).await?;
+        }
+        Ok(())
     }
-    upload_sample(allocs, start, &answer, bytes)
+
+    async fn finish(&mut self) -> BResult<()> {
+        Ok(self.0.finish()?)
+    }
 }
 
-/// Echoes `bytes` through one stream, writing and reading at once.
-pub async fn bulk_echo<S: Session>(s: &S, bytes: u64) -> BResult<Sample> {
-    let allocs = AllocSpan::start();
-    let start = Instant::now();
-    let (mut send, mut recv) = s.open_bi().await?;
-    let writer = tokio::spawn(async move {
-        send.write_all(&[MODE_ECHO]).await?;
-        let c = chunk();
-        for n in chunk_sizes(bytes) {
-            send.write_chunk(c.slice(..n)).await?;
-        }
-        send.finish()?;
-        Ok::<_, BenchError>(send)
-    });
-    let mut got = 0u64;
-    while let Some(c) = recv.read_chunk(CHUNK).await? {
-        got += c.len() as u64;
+/// The receive half of a bulk stream on our stacks.
+struct WtRecv<T: RecvStream>(T);
+
+#[async_trait]
+impl<T: RecvStream> BulkRecv for WtRecv<T> {
+    async fn skip(&mut self, max: usize) -> BResult<Option<usize>> {
+        Ok(self.0.read_chunk(max.min(CHUNK)).await?.map(|c| c.len()))
     }
-    let _send = join_writer(writer).await?;
-    echo_sample(allocs, start, got, bytes)
+
+    async fn read_into(&mut self, out: &mut Vec<u8>) -> BResult<bool> {
+        match self.0.read_chunk(64).await? {
+            Some(c) => {
+                out.extend_from_slice(&c);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
+/// Opens the bulk stream of a round (see [`Pipe`]).
+pub async fn pipe<S: Session>(s: &S, mode: PipeMode) -> BResult<Pipe> {
+    let (send, recv) = s.open_bi().await?;
+    Pipe::start(Box::new(WtSend(send)), Box::new(WtRecv(recv)), mode).await
 }
 
 /// Reads `want` echoed bytes.

@@ -5,9 +5,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use async_trait::async_trait;
+
 use super::alloc::AllocSpan;
 use super::common::*;
 use super::ours::churn_payload;
+use super::pipe::{BulkRecv, BulkSend, Pipe, PipeMode};
 
 /// A quinn client configuration matching wt-h3's.
 pub fn client_config(tls: &Tls) -> BResult<quinn::ClientConfig> {
@@ -30,44 +33,56 @@ pub async fn connect(
     Ok((ep, conn))
 }
 
-/// See [`ours::bulk_upload`](super::ours::bulk_upload).
-pub async fn bulk_upload(c: &quinn::Connection, bytes: u64) -> BResult<Sample> {
-    let allocs = AllocSpan::start();
-    let start = Instant::now();
-    let (mut send, mut recv) = c.open_bi().await?;
-    send.write_all(&[MODE_SINK]).await?;
-    let ch = chunk();
-    for n in chunk_sizes(bytes) {
-        send.write_chunk(ch.slice(..n)).await?;
+/// The send half of a raw quinn bulk stream.
+struct QSend(quinn::SendStream);
+
+#[async_trait]
+impl BulkSend for QSend {
+    async fn head(&mut self, head: &[u8]) -> BResult<()> {
+        Ok(self.0.write_all(head).await?)
     }
-    send.finish()?;
-    let mut answer = Vec::new();
-    while let Some(c) = recv.read_chunk(64, true).await? {
-        answer.extend_from_slice(&c.bytes);
+
+    async fn write(&mut self, n: u64) -> BResult<()> {
+        let ch = chunk();
+        for k in chunk_sizes(n) {
+            self.0.write_chunk(ch.slice(..k)).await?;
+        }
+        Ok(())
     }
-    upload_sample(allocs, start, &answer, bytes)
+
+    async fn finish(&mut self) -> BResult<()> {
+        Ok(self.0.finish()?)
+    }
 }
 
-/// See [`ours::bulk_echo`](super::ours::bulk_echo).
-pub async fn bulk_echo(c: &quinn::Connection, bytes: u64) -> BResult<Sample> {
-    let allocs = AllocSpan::start();
-    let start = Instant::now();
-    let (mut send, mut recv) = c.open_bi().await?;
-    let writer = tokio::spawn(async move {
-        send.write_all(&[MODE_ECHO]).await?;
-        let ch = chunk();
-        for n in chunk_sizes(bytes) {
-            send.write_chunk(ch.slice(..n)).await?;
-        }
-        send.finish()?;
-        Ok::<_, BenchError>(send)
-    });
-    let mut got = 0u64;
-    while let Some(c) = recv.read_chunk(CHUNK, true).await? {
-        got += c.bytes.len() as u64;
+/// The receive half of a raw quinn bulk stream.
+struct QRecv(quinn::RecvStream);
+
+#[async_trait]
+impl BulkRecv for QRecv {
+    async fn skip(&mut self, max: usize) -> BResult<Option<usize>> {
+        Ok(self
+            .0
+            .read_chunk(max.min(CHUNK), true)
+            .await?
+            .map(|c| c.bytes.len()))
     }
-    let _send = join_writer(writer).await?;
-    echo_sample(allocs, start, got, bytes)
+
+    async fn read_into(&mut self, out: &mut Vec<u8>) -> BResult<bool> {
+        match self.0.read_chunk(64, true).await? {
+            Some(c) => {
+                out.extend_from_slice(&c.bytes);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
+/// See [`ours::pipe`](super::ours::pipe).
+pub async fn pipe(c: &quinn::Connection, mode: PipeMode) -> BResult<Pipe> {
+    let (send, recv) = c.open_bi().await?;
+    Pipe::start(Box::new(QSend(send)), Box::new(QRecv(recv)), mode).await
 }
 
 /// Reads `want` echoed bytes.

@@ -151,6 +151,8 @@ pub struct Report {
     pub rounds: usize,
     /// Legs per round of the latency, churn and datagram workloads (`--legs`).
     pub legs: usize,
+    /// Legs per round of the bulk workloads (each a share of the transfer on one stream).
+    pub bulk_legs: usize,
     /// Worker threads of the shared runtime (`--workers`; scale's server runs its own two).
     pub workers: u16,
     /// Sizes used.
@@ -480,9 +482,10 @@ pub fn print(report: &Report) {
         missed.join(", ")
     );
     println!(
-        "rounds {}, {} legs, {} worker thread{}, total {:.0} s, allocations {}counted",
+        "rounds {}, {} legs (bulk {}), {} worker thread{}, total {:.0} s, allocations {}counted",
         report.rounds,
         report.legs,
+        report.bulk_legs,
         report.workers,
         if report.workers == 1 { "" } else { "s" },
         report.total_secs,

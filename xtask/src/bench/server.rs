@@ -10,6 +10,7 @@ use bytes::Bytes;
 use wt_core::{AcceptOptions, Acceptor, IncomingRequest, RecvStream, SendStream, Session};
 
 use super::common::*;
+use super::pipe::{acks, Sink};
 
 /// Serves WebTransport sessions from `acceptor` until it shuts down.
 pub async fn serve_wt<A: Acceptor>(acceptor: A, stats: Arc<ServerStats>) {
@@ -62,11 +63,18 @@ async fn wt_echo<S: SendStream, R: RecvStream>(send: &mut S, recv: &mut R) -> BR
     let rest = first.slice(1..);
     match first[0] {
         MODE_SINK => {
-            let mut n = rest.len() as u64;
-            while let Some(c) = recv.read_chunk(CHUNK).await? {
-                n += c.len() as u64;
+            let mut sink = Sink::default();
+            let mut due = sink.feed(&rest);
+            loop {
+                if due > 0 {
+                    send.write_chunk(acks(due)).await?;
+                }
+                match recv.read_chunk(CHUNK).await? {
+                    Some(c) => due = sink.feed(&c),
+                    None => break,
+                }
             }
-            send.write_all(&n.to_le_bytes()).await?;
+            send.write_chunk(sink.answer()?).await?;
             send.finish()?;
         }
         MODE_ECHO => {
@@ -151,11 +159,18 @@ async fn quinn_echo(send: &mut quinn::SendStream, recv: &mut quinn::RecvStream) 
     let rest = first.slice(1..);
     match first[0] {
         MODE_SINK => {
-            let mut n = rest.len() as u64;
-            while let Some(c) = recv.read_chunk(CHUNK, true).await? {
-                n += c.bytes.len() as u64;
+            let mut sink = Sink::default();
+            let mut due = sink.feed(&rest);
+            loop {
+                if due > 0 {
+                    send.write_chunk(acks(due)).await?;
+                }
+                match recv.read_chunk(CHUNK, true).await? {
+                    Some(c) => due = sink.feed(&c.bytes),
+                    None => break,
+                }
             }
-            send.write_all(&n.to_le_bytes()).await?;
+            send.write_chunk(sink.answer()?).await?;
             send.finish()?;
         }
         MODE_ECHO => {
@@ -240,11 +255,18 @@ async fn h2_echo(
     let rest = first.slice(1..);
     match first[0] {
         MODE_SINK => {
-            let mut n = rest.len() as u64;
-            while let Some(c) = h2_recv(body).await? {
-                n += c.len() as u64;
+            let mut sink = Sink::default();
+            let mut due = sink.feed(&rest);
+            loop {
+                if due > 0 {
+                    h2_send(&mut send, acks(due)).await?;
+                }
+                match h2_recv(body).await? {
+                    Some(c) => due = sink.feed(&c),
+                    None => break,
+                }
             }
-            h2_send(&mut send, Bytes::copy_from_slice(&n.to_le_bytes())).await?;
+            h2_send(&mut send, sink.answer()?).await?;
             send.send_data(Bytes::new(), true)?;
         }
         MODE_ECHO => {

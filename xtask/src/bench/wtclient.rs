@@ -3,13 +3,14 @@
 //! wt-h2 rows, so the difference is the driver task and its channels.
 
 use std::net::SocketAddr;
-use std::time::Instant;
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use wt_client::{Connection, Frame, Msg, Options, Transport};
 
 use super::alloc::AllocSpan;
 use super::common::*;
+use super::pipe::{BulkRecv, BulkSend, Pipe, PipeMode};
 
 /// Connects through wt-client over `transport`.
 pub async fn connect(tls: &Tls, addr: SocketAddr, transport: Transport) -> BResult<Connection> {
@@ -37,51 +38,81 @@ async fn recv_bytes(c: &Connection, want: u64) -> BResult<(u64, bool)> {
     Ok((got, false))
 }
 
-/// See [`ours::bulk_upload`](super::ours::bulk_upload).
-pub async fn bulk_upload(c: &Connection, bytes: u64) -> BResult<Sample> {
-    let allocs = AllocSpan::start();
-    let start = Instant::now();
-    c.send(Frame::binary(Bytes::from_static(&[MODE_SINK])))
-        .await?;
-    let ch = chunk();
-    for n in chunk_sizes(bytes) {
-        c.send(Frame::binary(ch.slice(..n))).await?;
+/// The send half of wt-client's default stream, for the bulk workloads.
+struct CSend(Connection);
+
+#[async_trait]
+impl BulkSend for CSend {
+    async fn head(&mut self, head: &[u8]) -> BResult<()> {
+        Ok(self
+            .0
+            .send(Frame::binary(Bytes::copy_from_slice(head)))
+            .await?)
     }
-    c.close_stream(c.default_stream_id()).await?;
-    let id = c.default_stream_id();
-    let mut answer = Vec::new();
-    loop {
-        match c.recv().await? {
-            Msg::Binary(b) => answer.extend_from_slice(&b),
-            Msg::StreamFin(s, b) if s == id => {
-                answer.extend_from_slice(&b);
-                break;
-            }
-            Msg::StreamClosed(s, _) if s == id => break,
-            _ => {}
+
+    async fn write(&mut self, n: u64) -> BResult<()> {
+        let ch = chunk();
+        for k in chunk_sizes(n) {
+            self.0.send(Frame::binary(ch.slice(..k))).await?;
         }
+        Ok(())
     }
-    upload_sample(allocs, start, &answer, bytes)
+
+    async fn finish(&mut self) -> BResult<()> {
+        Ok(self.0.close_stream(self.0.default_stream_id()).await?)
+    }
 }
 
-/// See [`ours::bulk_echo`](super::ours::bulk_echo).
-pub async fn bulk_echo(c: &Connection, bytes: u64) -> BResult<Sample> {
-    let allocs = AllocSpan::start();
-    let start = Instant::now();
-    let w = c.clone();
-    let writer = tokio::spawn(async move {
-        w.send(Frame::binary(Bytes::from_static(&[MODE_ECHO])))
-            .await?;
-        let ch = chunk();
-        for n in chunk_sizes(bytes) {
-            w.send(Frame::binary(ch.slice(..n))).await?;
+/// The receive half of wt-client's default stream: its bytes among the connection's
+/// messages.
+struct CRecv {
+    c: Connection,
+    ended: bool,
+}
+
+impl CRecv {
+    /// The default stream's next bytes, or `None` once it ended.
+    async fn next(&mut self) -> BResult<Option<Bytes>> {
+        let id = self.c.default_stream_id();
+        while !self.ended {
+            match self.c.recv().await? {
+                Msg::Binary(b) => return Ok(Some(b)),
+                Msg::StreamFin(s, b) if s == id => {
+                    self.ended = true;
+                    return Ok(Some(b));
+                }
+                Msg::StreamClosed(s, _) if s == id => self.ended = true,
+                _ => {}
+            }
         }
-        w.close_stream(w.default_stream_id()).await?;
-        Ok::<_, BenchError>(())
-    });
-    let (got, _) = recv_bytes(c, u64::MAX).await?;
-    join_writer(writer).await?;
-    echo_sample(allocs, start, got, bytes)
+        Ok(None)
+    }
+}
+
+#[async_trait]
+impl BulkRecv for CRecv {
+    async fn skip(&mut self, _max: usize) -> BResult<Option<usize>> {
+        Ok(self.next().await?.map(|b| b.len()))
+    }
+
+    async fn read_into(&mut self, out: &mut Vec<u8>) -> BResult<bool> {
+        match self.next().await? {
+            Some(b) => {
+                out.extend_from_slice(&b);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
+/// See [`ours::pipe`](super::ours::pipe): wt-client's default stream.
+pub async fn pipe(c: &Connection, mode: PipeMode) -> BResult<Pipe> {
+    let recv = CRecv {
+        c: c.clone(),
+        ended: false,
+    };
+    Pipe::start(Box::new(CSend(c.clone())), Box::new(recv), mode).await
 }
 
 /// See [`ours::latency`](super::ours::latency).

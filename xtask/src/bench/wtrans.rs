@@ -6,12 +6,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use async_trait::async_trait;
 use wtransport::endpoint::endpoint_side::{Client, Server};
 use wtransport::{ClientConfig, Connection, Endpoint, ServerConfig};
 
 use super::alloc::AllocSpan;
 use super::common::*;
 use super::ours::churn_payload;
+use super::pipe::{acks, BulkRecv, BulkSend, Pipe, PipeMode, Sink};
 
 /// Binds the wtransport server on loopback.
 pub fn bind(tls: &Tls) -> BResult<Endpoint<Server>> {
@@ -74,11 +76,18 @@ async fn server_echo(
     };
     match buf[0] {
         MODE_SINK => {
-            let mut n = first as u64 - 1;
-            while let Some(k) = recv.read(&mut buf).await? {
-                n += k as u64;
+            let mut sink = Sink::default();
+            let mut due = sink.feed(&buf[1..first]);
+            loop {
+                if due > 0 {
+                    send.write_all(&acks(due)).await?;
+                }
+                match recv.read(&mut buf).await? {
+                    Some(k) => due = sink.feed(&buf[..k]),
+                    None => break,
+                }
             }
-            send.write_all(&n.to_le_bytes()).await?;
+            send.write_all(&sink.answer()?).await?;
             send.finish().await?;
         }
         MODE_ECHO => {
@@ -116,46 +125,61 @@ async fn open(c: &Connection) -> BResult<(wtransport::SendStream, wtransport::Re
     Ok(c.open_bi().await?.await?)
 }
 
-/// See [`ours::bulk_upload`](super::ours::bulk_upload).
-pub async fn bulk_upload(c: &Connection, bytes: u64) -> BResult<Sample> {
-    let allocs = AllocSpan::start();
-    let start = Instant::now();
-    let (mut send, mut recv) = open(c).await?;
-    send.write_all(&[MODE_SINK]).await?;
-    let ch = chunk();
-    for n in chunk_sizes(bytes) {
-        send.write_all(&ch[..n]).await?;
+/// The send half of a wtransport bulk stream.
+struct TSend(wtransport::SendStream);
+
+#[async_trait]
+impl BulkSend for TSend {
+    async fn head(&mut self, head: &[u8]) -> BResult<()> {
+        Ok(self.0.write_all(head).await?)
     }
-    send.finish().await?;
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 64];
-    while let Some(k) = recv.read(&mut buf).await? {
-        answer.extend_from_slice(&buf[..k]);
+
+    async fn write(&mut self, n: u64) -> BResult<()> {
+        let ch = chunk();
+        for k in chunk_sizes(n) {
+            self.0.write_all(&ch[..k]).await?;
+        }
+        Ok(())
     }
-    upload_sample(allocs, start, &answer, bytes)
+
+    async fn finish(&mut self) -> BResult<()> {
+        Ok(self.0.finish().await?)
+    }
 }
 
-/// See [`ours::bulk_echo`](super::ours::bulk_echo).
-pub async fn bulk_echo(c: &Connection, bytes: u64) -> BResult<Sample> {
-    let allocs = AllocSpan::start();
-    let start = Instant::now();
-    let (mut send, mut recv) = open(c).await?;
-    let writer = tokio::spawn(async move {
-        send.write_all(&[MODE_ECHO]).await?;
-        let ch = chunk();
-        for n in chunk_sizes(bytes) {
-            send.write_all(&ch[..n]).await?;
-        }
-        send.finish().await?;
-        Ok::<_, BenchError>(send)
-    });
-    let mut got = 0u64;
-    let mut buf = vec![0u8; CHUNK];
-    while let Some(k) = recv.read(&mut buf).await? {
-        got += k as u64;
+/// The receive half of a wtransport bulk stream, with its read buffer.
+struct TRecv {
+    r: wtransport::RecvStream,
+    buf: Vec<u8>,
+}
+
+#[async_trait]
+impl BulkRecv for TRecv {
+    async fn skip(&mut self, max: usize) -> BResult<Option<usize>> {
+        let n = max.min(self.buf.len());
+        Ok(self.r.read(&mut self.buf[..n]).await?)
     }
-    let _send = join_writer(writer).await?;
-    echo_sample(allocs, start, got, bytes)
+
+    async fn read_into(&mut self, out: &mut Vec<u8>) -> BResult<bool> {
+        let mut b = [0u8; 64];
+        match self.r.read(&mut b).await? {
+            Some(k) => {
+                out.extend_from_slice(&b[..k]);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
+/// See [`ours::pipe`](super::ours::pipe).
+pub async fn pipe(c: &Connection, mode: PipeMode) -> BResult<Pipe> {
+    let (send, r) = open(c).await?;
+    let recv = TRecv {
+        r,
+        buf: vec![0; CHUNK],
+    };
+    Pipe::start(Box::new(TSend(send)), Box::new(recv), mode).await
 }
 
 async fn read_exact(recv: &mut wtransport::RecvStream, want: usize) -> BResult<()> {

@@ -564,9 +564,9 @@ async fn run_setup(stack: Stack, ctx: &Ctx, z: &Sizes) -> BResult<Sample> {
     }
 }
 
-/// A stack's client connection (for raw quinn with its endpoint). The legs of a latency,
-/// churn or datagram round run on one per stack, opened before the round's first leg (see
-/// [`Workload::shares_a_connection`]); every other run opens its own.
+/// A stack's client connection (for raw quinn with its endpoint). The legs of a round of
+/// every workload but setup run on one per stack, opened before the round's first leg (see
+/// [`Workload::shares_a_connection`]); setup opens its own, many times over.
 enum Conn {
     WtH3(<wt_h3::Client as Connector>::Session),
     WtH2(<wt_h2::Client as Connector>::Session),
@@ -677,7 +677,8 @@ impl Conn {
         Ok(allocs.add_to(mib_sample(n, d), moved))
     }
 
-    /// One run of workload `w` (not the session setup workload) on this connection.
+    /// One run of latency, churn or datagram workload `w` on this connection (the bulk
+    /// workloads run through [`bulk_leg`](Self::bulk_leg)).
     async fn run(&self, w: Workload, ctx: &Ctx, z: &Sizes) -> BResult<Sample> {
         let a = &ctx.addrs;
         match self {

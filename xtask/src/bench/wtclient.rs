@@ -22,17 +22,30 @@ pub async fn connect(tls: &Tls, addr: SocketAddr, transport: Transport) -> BResu
     Ok(wt_client::connect(&format!("https://{addr}/bench"), opts).await?)
 }
 
+/// The default stream's next bytes among the connection's messages (the others are
+/// skipped): the bytes and whether they end the stream, or `None` when it closed without
+/// any.
+async fn next_default(c: &Connection) -> BResult<Option<(Bytes, bool)>> {
+    let id = c.default_stream_id();
+    loop {
+        match c.recv().await? {
+            Msg::Binary(b) => return Ok(Some((b, false))),
+            Msg::StreamFin(s, b) if s == id => return Ok(Some((b, true))),
+            Msg::StreamClosed(s, _) if s == id => return Ok(None),
+            _ => {}
+        }
+    }
+}
+
 /// Reads the default channel until `want` bytes of the default stream arrived or it ended;
 /// returns the bytes seen and whether the stream ended.
 async fn recv_bytes(c: &Connection, want: u64) -> BResult<(u64, bool)> {
-    let id = c.default_stream_id();
     let mut got = 0u64;
     while got < want {
-        match c.recv().await? {
-            Msg::Binary(b) => got += b.len() as u64,
-            Msg::StreamFin(s, b) if s == id => return Ok((got + b.len() as u64, true)),
-            Msg::StreamClosed(s, _) if s == id => return Ok((got, true)),
-            _ => {}
+        match next_default(c).await? {
+            Some((b, false)) => got += b.len() as u64,
+            Some((b, true)) => return Ok((got + b.len() as u64, true)),
+            None => return Ok((got, true)),
         }
     }
     Ok((got, false))
@@ -73,19 +86,12 @@ struct CRecv {
 impl CRecv {
     /// The default stream's next bytes, or `None` once it ended.
     async fn next(&mut self) -> BResult<Option<Bytes>> {
-        let id = self.c.default_stream_id();
-        while !self.ended {
-            match self.c.recv().await? {
-                Msg::Binary(b) => return Ok(Some(b)),
-                Msg::StreamFin(s, b) if s == id => {
-                    self.ended = true;
-                    return Ok(Some(b));
-                }
-                Msg::StreamClosed(s, _) if s == id => self.ended = true,
-                _ => {}
-            }
+        if self.ended {
+            return Ok(None);
         }
-        Ok(None)
+        let next = next_default(&self.c).await?;
+        self.ended = next.as_ref().is_none_or(|(_, fin)| *fin);
+        Ok(next.map(|(b, _)| b))
     }
 }
 
